@@ -1,0 +1,330 @@
+"""Phase 10-13: A/B experiments and their statistics, the AI knowledge base, CEO briefings."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Func, Q
+from django.db.models.lookups import Exact
+from pgvector.django import IvfflatIndex, VectorField
+
+from tenancy.db import choices_check, nonnegative_checks, range_checks, ratio_field
+from tenancy.models import ShopScopedModel
+
+from .querysets import (
+    CeoBriefingQuerySet,
+    ExperimentQuerySet,
+    ExperimentResultQuerySet,
+    KnowledgeDocumentQuerySet,
+)
+
+EMBEDDING_DIMENSIONS = 1536
+PROBABILITY_VALIDATORS = [MinValueValidator(0), MaxValueValidator(1)]
+
+
+def _jsonb_type_is(field: str, json_type: str) -> Exact:
+    return Exact(
+        Func(F(field), function="jsonb_typeof", output_field=models.TextField()),
+        json_type,
+    )
+
+
+class ExperimentStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    ARCHIVED = "archived", "Archived"
+
+
+class Experiment(ShopScopedModel):
+    """An A/B test a shop runs: its variants, lifecycle and, once decided, the winner."""
+
+    experiment_key = models.SlugField(max_length=100)
+    experiment_name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    variants = models.JSONField(
+        default=list,
+        help_text="Array of {key, name, weight, is_control}; weights sum to 1 (or 100).",
+    )
+    status = models.CharField(max_length=16, choices=ExperimentStatus.choices, default=ExperimentStatus.DRAFT)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    primary_metric = models.CharField(max_length=100, default="conversion_rate")
+    confidence_threshold = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        default=0.95,
+        validators=PROBABILITY_VALIDATORS,
+        help_text="Confidence required before a winner is declared.",
+    )
+    min_sample_size = models.PositiveIntegerField(default=100, help_text="Participants needed per variant.")
+    winning_variant = models.CharField(max_length=100, null=True, blank=True)
+    confidence_level = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=PROBABILITY_VALIDATORS,
+    )
+
+    objects = ExperimentQuerySet.as_manager()
+
+    class Meta:
+        db_table = "experiments"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["shop", "status"], name="experiments_shop_status_idx"),
+            models.Index(fields=["experiment_key"], name="experiments_key_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["shop", "experiment_key"],
+                name="%(app_label)s_%(class)s_key_uniq",
+            ),
+            # Target of the composite foreign key from experiment_results.
+            models.UniqueConstraint(fields=["id", "shop"], name="%(app_label)s_%(class)s_id_shop_uniq"),
+            choices_check("status", ExperimentStatus),
+            *range_checks(0, 1, "confidence_level", "confidence_threshold"),
+            models.CheckConstraint(
+                condition=_jsonb_type_is("variants", "array"),
+                name="%(app_label)s_%(class)s_variants_is_array",
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(started_at__isnull=True) | Q(ended_at__gte=F("started_at")),
+                name="%(app_label)s_%(class)s_end_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.experiment_name
+
+
+class ExperimentResult(ShopScopedModel):
+    """One variant's cumulative figures and statistics against control on one day."""
+
+    experiment = models.ForeignKey(
+        Experiment,
+        on_delete=models.CASCADE,
+        related_name="results",
+        # The database enforces (experiment_id, shop_domain) -> experiments instead (migration).
+        db_constraint=False,
+        db_index=False,
+    )
+    variant_key = models.CharField(max_length=100)
+    snapshot_date = models.DateField(help_text="Day the cumulative figures were taken.")
+    participants = models.PositiveIntegerField(default=0)
+    conversions = models.PositiveIntegerField(default=0)
+    conversion_rate = ratio_field("conversions", "participants", max_digits=9, decimal_places=8)
+    avg_order_value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    revenue_per_user = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    revenue_per_user_stddev = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Per-user standard deviation, for Welch's t-test.",
+    )
+    p_value = models.DecimalField(
+        max_digits=12,
+        decimal_places=10,
+        null=True,
+        blank=True,
+        validators=PROBABILITY_VALIDATORS,
+    )
+    confidence_interval_lower = models.DecimalField(max_digits=12, decimal_places=8, null=True, blank=True)
+    confidence_interval_upper = models.DecimalField(max_digits=12, decimal_places=8, null=True, blank=True)
+
+    objects = ExperimentResultQuerySet.as_manager()
+
+    class Meta:
+        db_table = "experiment_results"
+        ordering = ["experiment_id", "variant_key", "-snapshot_date"]
+        get_latest_by = "snapshot_date"
+        indexes = [
+            models.Index(
+                fields=["experiment", "variant_key"],
+                name="experiment_results_variant_idx",
+            ),
+            models.Index(
+                F("conversion_rate").desc(nulls_last=True),
+                name="experiment_results_rate_idx",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "variant_key", "snapshot_date"],
+                name="%(app_label)s_%(class)s_daily_uniq",
+            ),
+            *nonnegative_checks(
+                "participants",
+                "conversions",
+                "avg_order_value",
+                "revenue_per_user",
+                "revenue_per_user_stddev",
+            ),
+            *range_checks(0, 1, "p_value"),
+            models.CheckConstraint(
+                condition=Q(conversions__lte=F("participants")),
+                name="%(app_label)s_%(class)s_conversions_lte_participants",
+            ),
+            models.CheckConstraint(
+                condition=Q(confidence_interval_lower__isnull=True)
+                | Q(confidence_interval_upper__isnull=True)
+                | Q(confidence_interval_lower__lte=F("confidence_interval_upper")),
+                name="%(app_label)s_%(class)s_interval_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.variant_key} on {self.snapshot_date}"
+
+
+class DocumentType(models.TextChoices):
+    FAQ = "faq", "FAQ"
+    POLICY = "policy", "Policy"
+    PRODUCT = "product", "Product"
+    GUIDE = "guide", "Guide"
+    BRAND = "brand", "Brand voice"
+    PLAYBOOK = "playbook", "Playbook"
+    NOTE = "note", "Note"
+
+
+class KnowledgeDocument(ShopScopedModel):
+    """One version of a document the shop's AI agents may retrieve, with its embedding."""
+
+    document_key = models.SlugField(max_length=200, help_text="Stable key shared by all versions.")
+    title = models.CharField(max_length=500)
+    content = models.TextField()
+    document_type = models.CharField(max_length=16, choices=DocumentType.choices, default=DocumentType.NOTE)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    embedding_model = models.CharField(max_length=100, blank=True, default="")
+    version = models.PositiveIntegerField(default=1)
+    is_current = models.BooleanField(default=True)
+    previous_version = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="next_versions",
+        # The database enforces (previous_version_id, shop_domain) -> knowledge_base instead.
+        db_constraint=False,
+    )
+    tags = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    source_url = models.URLField(max_length=2048, blank=True, default="")
+
+    objects = KnowledgeDocumentQuerySet.as_manager()
+
+    class Meta:
+        db_table = "knowledge_base"
+        ordering = ["document_key", "-version"]
+        verbose_name = "knowledge document"
+        indexes = [
+            IvfflatIndex(
+                name="knowledge_base_embedding_idx",
+                fields=["embedding"],
+                lists=100,
+                opclasses=["vector_cosine_ops"],
+            ),
+            models.Index(fields=["shop", "document_type"], name="knowledge_base_shop_type_idx"),
+            GinIndex(fields=["tags"], name="knowledge_base_tags_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["shop", "document_key", "version"],
+                name="%(app_label)s_%(class)s_version_uniq",
+            ),
+            # At most one current version per document, also under concurrent writers.
+            models.UniqueConstraint(
+                fields=["shop", "document_key"],
+                condition=Q(is_current=True),
+                name="%(app_label)s_%(class)s_one_current_uniq",
+            ),
+            # Target of the composite foreign key from previous_version.
+            models.UniqueConstraint(fields=["id", "shop"], name="%(app_label)s_%(class)s_id_shop_uniq"),
+            choices_check("document_type", DocumentType),
+            models.CheckConstraint(
+                condition=Q(version__gte=1),
+                name="%(app_label)s_%(class)s_version_gte_1",
+            ),
+            models.CheckConstraint(
+                condition=~Q(previous_version=F("id")),
+                name="%(app_label)s_%(class)s_not_own_previous",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_key} v{self.version}"
+
+
+class BriefingType(models.TextChoices):
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+    MONTHLY = "monthly", "Monthly"
+    QUARTERLY = "quarterly", "Quarterly"
+
+
+class CeoBriefing(ShopScopedModel):
+    """A generated executive summary of a shop's period, and staff feedback on its quality."""
+
+    briefing_type = models.CharField(max_length=16, choices=BriefingType.choices)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    executive_summary = models.TextField()
+    key_metrics = models.JSONField(default=dict, help_text="Object of metric name -> figures.")
+    insights = models.JSONField(default=list, help_text="Array of ranked insights.")
+    generation_model = models.CharField(max_length=100, blank=True, default="")
+    generation_tokens = models.PositiveIntegerField(null=True, blank=True)
+    rating = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    feedback_notes = models.TextField(blank=True, default="")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CeoBriefingQuerySet.as_manager()
+
+    class Meta:
+        db_table = "ceo_briefings"
+        ordering = ["-period_end"]
+        get_latest_by = "period_end"
+        indexes = [
+            models.Index(
+                fields=["shop", "briefing_type", "-period_end"],
+                name="ceo_briefings_recent_idx",
+            ),
+            models.Index(F("rating").desc(nulls_last=True), name="ceo_briefings_rating_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["shop", "briefing_type", "period_start", "period_end"],
+                name="%(app_label)s_%(class)s_period_uniq",
+            ),
+            choices_check("briefing_type", BriefingType),
+            *range_checks(1, 5, "rating"),
+            *nonnegative_checks("generation_tokens"),
+            models.CheckConstraint(
+                condition=Q(period_end__gte=F("period_start")),
+                name="%(app_label)s_%(class)s_end_after_start",
+            ),
+            models.CheckConstraint(
+                condition=_jsonb_type_is("key_metrics", "object"),
+                name="%(app_label)s_%(class)s_key_metrics_is_object",
+            ),
+            models.CheckConstraint(
+                condition=_jsonb_type_is("insights", "array"),
+                name="%(app_label)s_%(class)s_insights_is_array",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_briefing_type_display()} briefing {self.period_start}..{self.period_end}"
