@@ -7,9 +7,8 @@ import random
 
 import factory
 from django.utils import timezone
-from factory.django import DjangoModelFactory
 
-from tenancy.factories import ShopFactory
+from tenancy.factories import ScopedFactory, ShopFactory
 
 from .models import (
     EMBEDDING_DIMENSIONS,
@@ -30,7 +29,7 @@ def two_variants() -> list[dict[str, object]]:
     ]
 
 
-class ExperimentFactory(DjangoModelFactory[Experiment]):
+class ExperimentFactory(ScopedFactory[Experiment]):
     class Meta:
         model = Experiment
 
@@ -47,7 +46,7 @@ class ExperimentFactory(DjangoModelFactory[Experiment]):
     primary_metric = "conversion_rate"
 
 
-class ExperimentResultFactory(DjangoModelFactory[ExperimentResult]):
+class ExperimentResultFactory(ScopedFactory[ExperimentResult]):
     class Meta:
         model = ExperimentResult
 
@@ -67,7 +66,7 @@ def unit_vector(seed: int) -> list[float]:
     return [v / norm for v in values]
 
 
-class KnowledgeDocumentFactory(DjangoModelFactory[KnowledgeDocument]):
+class KnowledgeDocumentFactory(ScopedFactory[KnowledgeDocument]):
     class Meta:
         model = KnowledgeDocument
 
@@ -83,7 +82,7 @@ class KnowledgeDocumentFactory(DjangoModelFactory[KnowledgeDocument]):
     tags = factory.LazyFunction(lambda: random.sample(["shipping", "returns", "sizing", "brand", "ads", "seo"], 2))
 
 
-class CeoBriefingFactory(DjangoModelFactory[CeoBriefing]):
+class CeoBriefingFactory(ScopedFactory[CeoBriefing]):
     class Meta:
         model = CeoBriefing
 

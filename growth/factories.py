@@ -8,9 +8,8 @@ from decimal import Decimal
 
 import factory
 from django.utils import timezone
-from factory.django import DjangoModelFactory
 
-from tenancy.factories import ShopFactory
+from tenancy.factories import ScopedFactory, ShopFactory
 
 from .models import (
     AdCampaign,
@@ -29,7 +28,7 @@ def _money(low: float, high: float) -> Decimal:
     return Decimal(str(round(random.uniform(low, high), 2)))
 
 
-class SeoAuditFactory(DjangoModelFactory[SeoAudit]):
+class SeoAuditFactory(ScopedFactory[SeoAudit]):
     class Meta:
         model = SeoAudit
 
@@ -60,7 +59,7 @@ KEYWORDS = [
 ]
 
 
-class SeoRankingFactory(DjangoModelFactory[SeoRanking]):
+class SeoRankingFactory(ScopedFactory[SeoRanking]):
     class Meta:
         model = SeoRanking
 
@@ -76,7 +75,7 @@ class SeoRankingFactory(DjangoModelFactory[SeoRanking]):
     tracked_on = factory.LazyAttribute(lambda o: o.tracked_at.astimezone(datetime.UTC).date())
 
 
-class AdCampaignFactory(DjangoModelFactory[AdCampaign]):
+class AdCampaignFactory(ScopedFactory[AdCampaign]):
     class Meta:
         model = AdCampaign
 
@@ -94,7 +93,7 @@ class AdCampaignFactory(DjangoModelFactory[AdCampaign]):
     end_date = None
 
 
-class AdPerformanceFactory(DjangoModelFactory[AdPerformance]):
+class AdPerformanceFactory(ScopedFactory[AdPerformance]):
     class Meta:
         model = AdPerformance
 
@@ -108,7 +107,7 @@ class AdPerformanceFactory(DjangoModelFactory[AdPerformance]):
     revenue = factory.LazyAttribute(lambda o: Decimal(str(round(float(o.conversions) * random.uniform(30, 120), 2))))
 
 
-class SocialPostFactory(DjangoModelFactory[SocialPost]):
+class SocialPostFactory(ScopedFactory[SocialPost]):
     class Meta:
         model = SocialPost
 
@@ -120,7 +119,7 @@ class SocialPostFactory(DjangoModelFactory[SocialPost]):
     published_at = factory.Sequence(lambda n: timezone.now().replace(microsecond=0) - datetime.timedelta(days=n))
 
 
-class SocialAnalyticsFactory(DjangoModelFactory[SocialAnalytics]):
+class SocialAnalyticsFactory(ScopedFactory[SocialAnalytics]):
     class Meta:
         model = SocialAnalytics
 

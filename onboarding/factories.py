@@ -7,9 +7,8 @@ import random
 
 import factory
 from django.utils import timezone
-from factory.django import DjangoModelFactory
 
-from tenancy.factories import ShopFactory, UserFactory
+from tenancy.factories import ScopedFactory, ShopFactory, UserFactory
 
 from .models import FeatureTour, OnboardingProgress, StepStatus, TourStatus
 
@@ -23,7 +22,7 @@ ONBOARDING_STEPS = [
 ]
 
 
-class OnboardingProgressFactory(DjangoModelFactory[OnboardingProgress]):
+class OnboardingProgressFactory(ScopedFactory[OnboardingProgress]):
     class Meta:
         model = OnboardingProgress
 
@@ -54,7 +53,7 @@ TOUR_STEPS = [
 ]
 
 
-class FeatureTourFactory(DjangoModelFactory[FeatureTour]):
+class FeatureTourFactory(ScopedFactory[FeatureTour]):
     class Meta:
         model = FeatureTour
 

@@ -1,0 +1,146 @@
+"""The tenant scope: which database role and which shop/subject a transaction acts as.
+
+Row level security policies read `app.current_shop`, `request.jwt.claim.sub` (through
+`auth.uid()`) and `app.current_role`. They are set with `set_config(..., true)` and the role
+with `SET LOCAL ROLE`, so they end with the transaction: a pooled or persistent connection
+cannot carry one request's shop into the next. A scope also restores the previous role and
+settings when it exits, because `SET LOCAL` inside a savepoint survives `RELEASE SAVEPOINT`
+and would otherwise leak into the code after a nested scope.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from psycopg.pq import TransactionStatus
+
+# The NOLOGIN roles of the bootstrap. `app_owner` may SET ROLE to them but inherits none.
+AUTHENTICATED = "authenticated"
+ANON = "anon"
+BACK_OFFICE = "back_office"
+SERVICE_ROLE = "service_role"
+SCOPE_ROLES = frozenset({AUTHENTICATED, ANON, BACK_OFFICE, SERVICE_ROLE})
+
+SETTINGS = ("app.current_shop", "request.jwt.claim.sub", "request.jwt.claims", "app.current_role")
+
+
+_local = threading.local()
+
+
+def active_scope(*, using: str = DEFAULT_DB_ALIAS) -> Scope | None:
+    """The innermost scope this thread has entered on `using`, if any."""
+    stack: list[tuple[str, Scope]] = getattr(_local, "stack", [])
+    for alias, scope in reversed(stack):
+        if alias == using:
+            return scope
+    return None
+
+
+class ScopeError(RuntimeError):
+    """A scope was entered where it cannot hold (outside a transaction, unknown role)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who the database should believe is acting: a role, and for tenants a shop and subject."""
+
+    role: str
+    shop: str | None = None
+    subject: str | None = None
+    member_role: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in SCOPE_ROLES:
+            raise ScopeError(f"unknown scope role {self.role!r}; expected one of {sorted(SCOPE_ROLES)}")
+
+    def settings(self) -> tuple[str, str, str, str]:
+        claims = json.dumps({"sub": self.subject, "role": self.role}) if self.subject else ""
+        return (self.shop or "", self.subject or "", claims, self.member_role or "")
+
+
+def shop_scope(*, shop: str, subject: str | None, member_role: str | None) -> Scope:
+    """An API consumer acting for one shop (role `authenticated`)."""
+    return Scope(role=AUTHENTICATED, shop=shop, subject=subject, member_role=member_role)
+
+
+def back_office_scope(*, subject: str | None) -> Scope:
+    """Staff in the Django admin (role `back_office`)."""
+    return Scope(role=BACK_OFFICE, subject=subject)
+
+
+def service_scope(*, subject: str | None = None, shop: str | None = None) -> Scope:
+    """A system job that works across shops (role `service_role`): commands, demo and test data."""
+    return Scope(role=SERVICE_ROLE, shop=shop, subject=subject)
+
+
+def _quote_role(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def enter_scope(scope: Scope, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]:
+    """Act as `scope` until the block exits; must run inside `transaction.atomic()`."""
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        raise ScopeError(
+            "a tenant scope must be entered inside a transaction (transaction.atomic() or "
+            "ATOMIC_REQUESTS); outside one SET LOCAL would not hold"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_user, " + ", ".join("coalesce(current_setting(%s, true), '')" for _ in SETTINGS),
+            list(SETTINGS),
+        )
+        row = cursor.fetchone()
+        assert row is not None
+        previous_role, previous_settings = str(row[0]), tuple(str(v) for v in row[1:])
+        _apply(cursor, scope.role, scope.settings())
+    stack: list[tuple[str, Scope]] = _local.__dict__.setdefault("stack", [])
+    stack.append((using, scope))
+    try:
+        yield scope
+    finally:
+        stack.pop()
+        _restore(using, previous_role, previous_settings)
+
+
+def _apply(cursor: object, role: str, values: tuple[str, ...]) -> None:
+    # Role names come from SCOPE_ROLES or from current_user; they are quoted, never formatted raw.
+    cursor.execute(f"SET LOCAL ROLE {_quote_role(role)}")  # type: ignore[attr-defined]
+    cursor.execute(  # type: ignore[attr-defined]
+        "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in SETTINGS),
+        [item for pair in zip(SETTINGS, values, strict=True) for item in pair],
+    )
+
+
+def _restore(using: str, previous_role: str, previous_settings: tuple[str, ...]) -> None:
+    connection = connections[using]
+    raw = connection.connection
+    if raw is None or raw.info.transaction_status == TransactionStatus.INERROR or connection.needs_rollback:
+        # The statement that failed left the transaction aborted; the rollback that must
+        # follow (of the transaction or of a savepoint taken before this scope) undoes the
+        # scope's SET LOCAL as well. Running SQL now would only mask the original error.
+        return
+    with connection.cursor() as cursor:
+        if previous_role in SCOPE_ROLES:
+            _apply(cursor, previous_role, previous_settings)
+        else:
+            cursor.execute("SET LOCAL ROLE NONE")
+            cursor.execute(
+                "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in SETTINGS),
+                [item for pair in zip(SETTINGS, previous_settings, strict=True) for item in pair],
+            )
+
+
+def current_scope(*, using: str = DEFAULT_DB_ALIAS) -> tuple[str, str]:
+    """(current_user, app.current_shop) of the connection, for diagnostics and tests."""
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT current_user, coalesce(current_setting('app.current_shop', true), '')")
+        row = cursor.fetchone()
+    assert row is not None
+    return str(row[0]), str(row[1])
