@@ -109,6 +109,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so the scope's transaction wraps only the view (sessions and messages are saved
+    # by the middleware above, outside it).
+    "tenancy.middleware.BackOfficeScopeMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

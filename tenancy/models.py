@@ -9,6 +9,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Now
 
+from .querysets import MembershipQuerySet
+
 # A lowercase DNS host name: labels of letters, digits and inner hyphens, at least one dot.
 SHOP_DOMAIN_REGEX = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
 shop_domain_validator = RegexValidator(
@@ -81,6 +83,8 @@ class ShopMembership(models.Model):
     role = models.CharField(max_length=16, choices=MembershipRole.choices, default=MembershipRole.MEMBER)
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    objects = MembershipQuerySet.as_manager()
 
     class Meta:
         db_table = "shop_memberships"

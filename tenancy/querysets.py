@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+import uuid
+from typing import TYPE_CHECKING, TypeVar
 
 from django.db import models
+
+if TYPE_CHECKING:
+    # Named in a string type argument below, which ruff does not count as a use.
+    from .models import ShopMembership  # noqa: F401
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -16,3 +21,8 @@ class ShopQuerySet(models.QuerySet[_M]):
         # Row level security already limits rows to the scope's shop; this is for the
         # cross-shop scopes (back office, service jobs) that choose a shop explicitly.
         return self.filter(shop_id=shop_domain)
+
+
+class MembershipQuerySet(models.QuerySet["ShopMembership"]):
+    def shop_domains_of(self, user_id: uuid.UUID | str) -> list[str]:
+        return list(self.filter(user_id=user_id).order_by("shop_id").values_list("shop_id", flat=True))

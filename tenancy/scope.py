@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.utils import CursorWrapper
 from psycopg.pq import TransactionStatus
 
 # The NOLOGIN roles of the bootstrap. `app_owner` may SET ROLE to them but inherits none.
@@ -26,7 +27,15 @@ BACK_OFFICE = "back_office"
 SERVICE_ROLE = "service_role"
 SCOPE_ROLES = frozenset({AUTHENTICATED, ANON, BACK_OFFICE, SERVICE_ROLE})
 
-SETTINGS = ("app.current_shop", "request.jwt.claim.sub", "request.jwt.claims", "app.current_role")
+SETTINGS = (
+    "app.current_shop",
+    "request.jwt.claim.sub",
+    "request.jwt.claims",
+    "app.current_role",
+    "app.staff_shops",
+)
+# app.staff_shops value for staff who may see every shop.
+ALL_SHOPS = "*"
 
 
 _local = threading.local()
@@ -53,14 +62,19 @@ class Scope:
     shop: str | None = None
     subject: str | None = None
     member_role: str | None = None
+    # back_office only: the shops a staff user may see; None means every shop.
+    staff_shops: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.role not in SCOPE_ROLES:
             raise ScopeError(f"unknown scope role {self.role!r}; expected one of {sorted(SCOPE_ROLES)}")
 
-    def settings(self) -> tuple[str, str, str, str]:
+    def settings(self) -> tuple[str, ...]:
         claims = json.dumps({"sub": self.subject, "role": self.role}) if self.subject else ""
-        return (self.shop or "", self.subject or "", claims, self.member_role or "")
+        staff = ""
+        if self.role == BACK_OFFICE:
+            staff = ALL_SHOPS if self.staff_shops is None else ",".join(self.staff_shops)
+        return (self.shop or "", self.subject or "", claims, self.member_role or "", staff)
 
 
 def shop_scope(*, shop: str, subject: str | None, member_role: str | None) -> Scope:
@@ -68,9 +82,9 @@ def shop_scope(*, shop: str, subject: str | None, member_role: str | None) -> Sc
     return Scope(role=AUTHENTICATED, shop=shop, subject=subject, member_role=member_role)
 
 
-def back_office_scope(*, subject: str | None) -> Scope:
-    """Staff in the Django admin (role `back_office`)."""
-    return Scope(role=BACK_OFFICE, subject=subject)
+def back_office_scope(*, subject: str | None, shops: tuple[str, ...] | None = None) -> Scope:
+    """Staff in the Django admin (role `back_office`), limited to `shops` when given."""
+    return Scope(role=BACK_OFFICE, subject=subject, staff_shops=shops)
 
 
 def service_scope(*, subject: str | None = None, shop: str | None = None) -> Scope:
@@ -109,10 +123,10 @@ def enter_scope(scope: Scope, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scop
         _restore(using, previous_role, previous_settings)
 
 
-def _apply(cursor: object, role: str, values: tuple[str, ...]) -> None:
+def _apply(cursor: CursorWrapper, role: str, values: tuple[str, ...]) -> None:
     # Role names come from SCOPE_ROLES or from current_user; they are quoted, never formatted raw.
-    cursor.execute(f"SET LOCAL ROLE {_quote_role(role)}")  # type: ignore[attr-defined]
-    cursor.execute(  # type: ignore[attr-defined]
+    cursor.execute(f"SET LOCAL ROLE {_quote_role(role)}")
+    cursor.execute(
         "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in SETTINGS),
         [item for pair in zip(SETTINGS, values, strict=True) for item in pair],
     )

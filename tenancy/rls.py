@@ -1,0 +1,189 @@
+"""Row level security: the policies every tenant table must have, and the migration
+operation that installs them.
+
+`TABLES` is the single description of the intended security. Migrations freeze a copy of
+it (the operation stores literal SQL), so a later change to `TABLES` must come with a new
+migration: `manage.py makepolicymigrations` writes one, and a test fails while the newest
+migrated policies differ from `TABLES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
+
+# --- Building blocks of the policies ----------------------------------------------------
+# current_setting(..., true) returns NULL (or '') when no scope set it, and `=` with NULL is
+# never true: no scope, no rows.
+SHOP_MATCHES = "shop_domain = current_setting('app.current_shop', true)"
+# Wrapped in SELECT so the planner evaluates auth.uid() once per statement (an initPlan),
+# not once per row.
+USER_MATCHES = "user_id = (SELECT auth.uid())"
+CEO_ROLE = "current_setting('app.current_role', true) IN ('ceo', 'owner')"
+# Staff see every shop ('*') or the shops listed for them; the scope sets app.staff_shops.
+STAFF_SHOP_MATCHES = (
+    "(current_setting('app.staff_shops', true) = '*' "
+    "OR shop_domain = ANY (string_to_array(current_setting('app.staff_shops', true), ',')))"
+)
+STAFF_USER_MATCHES = (
+    "(current_setting('app.staff_shops', true) = '*' "
+    "OR user_id IN (SELECT m.user_id FROM shop_memberships m "
+    "WHERE m.shop_domain = ANY (string_to_array(current_setting('app.staff_shops', true), ','))))"
+)
+TENANT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One CREATE POLICY: `using` filters rows read, `check` guards rows written."""
+
+    name: str
+    role: str
+    using: str
+    check: str
+
+    def create_sql(self, table: str) -> str:
+        return (
+            f"CREATE POLICY {self.name} ON {table} AS PERMISSIVE FOR ALL TO {self.role} "
+            f"USING ({self.using}) WITH CHECK ({self.check})"
+        )
+
+    def drop_sql(self, table: str) -> str:
+        return f"DROP POLICY IF EXISTS {self.name} ON {table}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "role": self.role, "using": self.using, "check": self.check}
+
+
+def _policies(table: str, tenant: str, staff: str) -> tuple[Policy, ...]:
+    return (
+        Policy(f"{table}_tenant", "authenticated", tenant, tenant),
+        Policy(f"{table}_back_office", "back_office", staff, staff),
+        Policy(f"{table}_service", "service_role", "true", "true"),
+    )
+
+
+def shop_policies(table: str) -> tuple[Policy, ...]:
+    return _policies(table, SHOP_MATCHES, STAFF_SHOP_MATCHES)
+
+
+def user_shop_policies(table: str) -> tuple[Policy, ...]:
+    return _policies(table, f"{USER_MATCHES} AND {SHOP_MATCHES}", STAFF_SHOP_MATCHES)
+
+
+def user_policies(table: str) -> tuple[Policy, ...]:
+    return _policies(table, USER_MATCHES, STAFF_USER_MATCHES)
+
+
+def ceo_policies(table: str) -> tuple[Policy, ...]:
+    return _policies(table, f"{SHOP_MATCHES} AND {CEO_ROLE}", STAFF_SHOP_MATCHES)
+
+
+# Every tenant table and its policies. A new tenant table must be added here (a catalog test
+# fails for any table with a shop_domain or user_id column that is missing).
+TABLES: dict[str, tuple[Policy, ...]] = {
+    "seo_audits": shop_policies("seo_audits"),
+    "seo_rankings": shop_policies("seo_rankings"),
+    "ad_campaigns": shop_policies("ad_campaigns"),
+    "ad_performance": shop_policies("ad_performance"),
+    "social_posts": shop_policies("social_posts"),
+    "social_analytics": shop_policies("social_analytics"),
+    "onboarding_progress": user_shop_policies("onboarding_progress"),
+    "feature_tours": user_policies("feature_tours"),
+    "experiments": shop_policies("experiments"),
+    "experiment_results": shop_policies("experiment_results"),
+    "knowledge_base": shop_policies("knowledge_base"),
+    "ceo_briefings": ceo_policies("ceo_briefings"),
+}
+
+
+def _policy_list(policies: list[dict[str, str]] | tuple[Policy, ...]) -> list[Policy]:
+    return [p if isinstance(p, Policy) else Policy(**p) for p in policies]
+
+
+class SecureTable(Operation):
+    """ENABLE and FORCE row level security on a table, grant `authenticated` its privileges
+    and install the table's policies; backwards removes exactly that.
+
+    With `previous` given it replaces an earlier policy set instead (and backwards restores
+    it), which is how a changed policy reaches deployed databases.
+    """
+
+    reduces_to_sql = True
+    reversible = True
+
+    def __init__(
+        self,
+        table: str,
+        policies: list[dict[str, str]],
+        previous: list[dict[str, str]] | None = None,
+    ) -> None:
+        self.table = table
+        self.policies = policies
+        self.previous = previous
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        kwargs: dict[str, Any] = {"table": self.table, "policies": self.policies}
+        if self.previous is not None:
+            kwargs["previous"] = self.previous
+        return (self.__class__.__qualname__, [], kwargs)
+
+    def state_forwards(self, app_label: str, state: ProjectState) -> None:
+        # Policies live only in the database; the model state is unchanged.
+        pass
+
+    def forwards_sql(self) -> list[str]:
+        new = _policy_list(self.policies)
+        if self.previous is not None:
+            return [p.drop_sql(self.table) for p in _policy_list(self.previous)] + [
+                p.create_sql(self.table) for p in new
+            ]
+        return [
+            f"ALTER TABLE {self.table} ENABLE ROW LEVEL SECURITY",
+            f"ALTER TABLE {self.table} FORCE ROW LEVEL SECURITY",
+            f"REVOKE ALL ON {self.table} FROM PUBLIC, anon",
+            f"GRANT {TENANT_PRIVILEGES} ON {self.table} TO authenticated",
+            *[p.create_sql(self.table) for p in new],
+        ]
+
+    def backwards_sql(self) -> list[str]:
+        new = _policy_list(self.policies)
+        if self.previous is not None:
+            return [p.drop_sql(self.table) for p in new] + [
+                p.create_sql(self.table) for p in _policy_list(self.previous)
+            ]
+        return [
+            *[p.drop_sql(self.table) for p in new],
+            f"REVOKE {TENANT_PRIVILEGES} ON {self.table} FROM authenticated",
+            f"ALTER TABLE {self.table} NO FORCE ROW LEVEL SECURITY",
+            f"ALTER TABLE {self.table} DISABLE ROW LEVEL SECURITY",
+        ]
+
+    def database_forwards(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
+    ) -> None:
+        for statement in self.forwards_sql():
+            schema_editor.execute(statement, params=None)
+
+    def database_backwards(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
+    ) -> None:
+        for statement in self.backwards_sql():
+            schema_editor.execute(statement, params=None)
+
+    def describe(self) -> str:
+        verb = "Replace policies of" if self.previous is not None else "Enable and force row level security on"
+        return f"{verb} {self.table}"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"secure_{self.table}"
+
+
+def secure_table(table: str) -> SecureTable:
+    """The operation that installs `TABLES[table]` as it stands today (for new migrations)."""
+    return SecureTable(table=table, policies=[p.as_dict() for p in TABLES[table]])
