@@ -43,7 +43,7 @@ class ExperimentStatus(models.TextChoices):
 class Experiment(ShopScopedModel):
     """An A/B test a shop runs: its variants, lifecycle and, once decided, the winner."""
 
-    experiment_key = models.SlugField(max_length=100)
+    experiment_key = models.SlugField(max_length=100, db_index=False)
     experiment_name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     variants = models.JSONField(
@@ -118,7 +118,7 @@ class ExperimentResult(ShopScopedModel):
     snapshot_date = models.DateField(help_text="Day the cumulative figures were taken.")
     participants = models.PositiveIntegerField(default=0)
     conversions = models.PositiveIntegerField(default=0)
-    conversion_rate = ratio_field("conversions", "participants", max_digits=9, decimal_places=8)
+    conversion_rate = ratio_field("conversions", "participants", max_digits=20, decimal_places=8)
     avg_order_value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     revenue_per_user = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     revenue_per_user_stddev = models.DecimalField(
@@ -196,7 +196,7 @@ class DocumentType(models.TextChoices):
 class KnowledgeDocument(ShopScopedModel):
     """One version of a document the shop's AI agents may retrieve, with its embedding."""
 
-    document_key = models.SlugField(max_length=200, help_text="Stable key shared by all versions.")
+    document_key = models.SlugField(max_length=200, db_index=False, help_text="Stable key shared by all versions.")
     title = models.CharField(max_length=500)
     content = models.TextField()
     document_type = models.CharField(max_length=16, choices=DocumentType.choices, default=DocumentType.NOTE)

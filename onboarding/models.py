@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Func, Q
-from django.db.models.lookups import Exact
+from django.db.models import Case, F, Func, Q, Value, When
+from django.db.models.lookups import Exact, LessThan
 
 from tenancy.db import choices_check, nonnegative_checks
 from tenancy.models import AuditedModel, ShopScopedModel
@@ -29,7 +29,7 @@ class OnboardingProgress(ShopScopedModel):
         related_name="onboarding_progress",
         db_index=False,
     )
-    step_key = models.SlugField(max_length=100)
+    step_key = models.SlugField(max_length=100, db_index=False)
     step_order = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.NOT_STARTED)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -74,6 +74,10 @@ class TourStatus(models.TextChoices):
     DISMISSED = "dismissed", "Dismissed"
 
 
+def _steps_is_array() -> Exact:
+    return Exact(Func(F("steps"), function="jsonb_typeof", output_field=models.TextField()), "array")
+
+
 def _steps_count() -> Func:
     return Func(F("steps"), function="jsonb_array_length", output_field=models.IntegerField())
 
@@ -87,7 +91,7 @@ class FeatureTour(AuditedModel):
         related_name="feature_tours",
         db_index=False,
     )
-    tour_key = models.SlugField(max_length=100)
+    tour_key = models.SlugField(max_length=100, db_index=False)
     tour_name = models.CharField(max_length=200)
     steps = models.JSONField(default=list, help_text="Array of step definitions: {title, body, target}.")
     status = models.CharField(max_length=16, choices=TourStatus.choices, default=TourStatus.PENDING)
@@ -126,7 +130,16 @@ class FeatureTour(AuditedModel):
                 name="%(app_label)s_%(class)s_steps_is_array",
             ),
             models.CheckConstraint(
-                condition=Q(current_step=0) | Q(current_step__lt=_steps_count()),
+                # jsonb_array_length() raises on a non-array; the CASE guards it so such a
+                # row is refused by steps_is_array instead of crashing the check.
+                condition=Q(current_step=0)
+                | Q(
+                    Case(
+                        When(_steps_is_array(), then=LessThan(F("current_step"), _steps_count())),
+                        default=Value(True),
+                        output_field=models.BooleanField(),
+                    )
+                ),
                 name="%(app_label)s_%(class)s_current_step_in_steps",
             ),
         ]

@@ -51,7 +51,7 @@ class Migration(migrations.Migration):
                         db_default=django.db.models.functions.datetime.Now(),
                     ),
                 ),
-                ("experiment_key", models.SlugField(max_length=100)),
+                ("experiment_key", models.SlugField(db_index=False, max_length=100)),
                 ("experiment_name", models.CharField(max_length=200)),
                 ("description", models.TextField(blank=True, default="")),
                 (

@@ -70,7 +70,7 @@ class Migration(migrations.Migration):
                             "/",
                             django.db.models.functions.comparison.NullIf(models.F("participants"), models.Value(0)),
                         ),
-                        output_field=models.DecimalField(decimal_places=8, max_digits=9, null=True),
+                        output_field=models.DecimalField(decimal_places=8, max_digits=20, null=True),
                     ),
                 ),
                 (

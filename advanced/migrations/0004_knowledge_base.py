@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "document_key",
-                    models.SlugField(help_text="Stable key shared by all versions.", max_length=200),
+                    models.SlugField(db_index=False, help_text="Stable key shared by all versions.", max_length=200),
                 ),
                 ("title", models.CharField(max_length=500)),
                 ("content", models.TextField()),

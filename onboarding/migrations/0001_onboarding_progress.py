@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
                         db_default=django.db.models.functions.datetime.Now(),
                     ),
                 ),
-                ("step_key", models.SlugField(max_length=100)),
+                ("step_key", models.SlugField(db_index=False, max_length=100)),
                 ("step_order", models.PositiveSmallIntegerField(default=0)),
                 (
                     "status",

@@ -49,7 +49,7 @@ class Migration(migrations.Migration):
                         db_default=django.db.models.functions.datetime.Now(),
                     ),
                 ),
-                ("tour_key", models.SlugField(max_length=100)),
+                ("tour_key", models.SlugField(db_index=False, max_length=100)),
                 ("tour_name", models.CharField(max_length=200)),
                 (
                     "steps",
@@ -137,13 +137,25 @@ class Migration(migrations.Migration):
                     models.CheckConstraint(
                         condition=models.Q(
                             ("current_step", 0),
-                            (
-                                "current_step__lt",
-                                models.Func(
-                                    models.F("steps"),
-                                    function="jsonb_array_length",
-                                    output_field=models.IntegerField(),
+                            models.Case(
+                                models.When(
+                                    django.db.models.lookups.Exact(
+                                        models.Func(
+                                            models.F("steps"), function="jsonb_typeof", output_field=models.TextField()
+                                        ),
+                                        "array",
+                                    ),
+                                    then=django.db.models.lookups.LessThan(
+                                        models.F("current_step"),
+                                        models.Func(
+                                            models.F("steps"),
+                                            function="jsonb_array_length",
+                                            output_field=models.IntegerField(),
+                                        ),
+                                    ),
                                 ),
+                                default=models.Value(True),
+                                output_field=models.BooleanField(),
                             ),
                             _connector="OR",
                         ),
