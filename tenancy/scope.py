@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.utils import CursorWrapper
 from psycopg.pq import TransactionStatus
 
@@ -158,3 +158,11 @@ def current_scope(*, using: str = DEFAULT_DB_ALIAS) -> tuple[str, str]:
         row = cursor.fetchone()
     assert row is not None
     return str(row[0]), str(row[1])
+
+
+@contextmanager
+def atomic_scope(scope: Scope, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]:
+    """A transaction (a savepoint when nested) with `scope` entered: what commands and
+    background jobs wrap their work in."""
+    with transaction.atomic(using=using), enter_scope(scope, using=using) as entered:
+        yield entered

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.db import models, transaction
+from django.db import models
 
 from advanced.factories import (
     CeoBriefingFactory,
@@ -26,7 +26,7 @@ from growth.factories import (
 from onboarding.factories import FeatureTourFactory, OnboardingProgressFactory
 from tenancy.factories import ShopFactory, ShopMembershipFactory, UserFactory
 from tenancy.models import Shop, User
-from tenancy.scope import Scope, enter_scope, shop_scope
+from tenancy.scope import Scope, atomic_scope, shop_scope
 
 SHOP_A = "alpha.myshopify.com"
 SHOP_B = "bravo.myshopify.com"
@@ -122,11 +122,4 @@ def table_case(request: pytest.FixtureRequest) -> TableCase:
 @pytest.fixture
 def in_scope() -> Callable[[Scope], Any]:
     """`with in_scope(scope):` — a transaction (savepoint in tests) with the scope entered."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def _enter(scope: Scope) -> Iterator[None]:
-        with transaction.atomic(), enter_scope(scope):
-            yield
-
-    return _enter
+    return atomic_scope

@@ -1,0 +1,23 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tenancy.scope import atomic_scope, service_scope
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # PBKDF2 is slow on purpose (~0.3 s a hash) and factories create many accounts.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def service(db: None) -> Iterator[None]:
+    """Run the test body as service_role (cross-shop), the role test data is written with."""
+    with atomic_scope(service_scope()):
+        yield
