@@ -1,0 +1,176 @@
+"""Admin for users, shops and memberships, and the building blocks the other apps' admins share.
+
+A first version of the back office: lists that stay at a constant number of queries however
+many rows a table holds (`list_select_related` for every relation a list shows), and forms that
+cannot break the invariants the database enforces (copied `shop_domain`, generated ratios).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import Count, QuerySet
+from django.forms import BaseInlineFormSet
+from django.http import HttpRequest
+
+from .models import AuditedModel, Shop, ShopMembership, User
+
+# Who wrote a row and when: maintained by the database and the ORM, never typed by staff.
+AUDIT_FIELDS = ("created_by", "created_at", "updated_at")
+# Shops and memberships predate the audit convention's `created_by`.
+TIMESTAMP_FIELDS = ("created_at", "updated_at")
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Audit columns are read-only; a row staff add records the staff member as its writer."""
+
+    readonly_fields: ClassVar[tuple[str, ...]] = AUDIT_FIELDS
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not change and isinstance(obj, AuditedModel) and request.user.is_authenticated:
+            obj.created_by = str(request.user.pk)
+        super().save_model(request, obj, form, change)
+
+
+class ShopScopedAdmin(AuditedAdmin):
+    """A table whose rows belong to one shop. Shops are picked by autocomplete: there are many."""
+
+    autocomplete_fields: ClassVar[tuple[str, ...]] = ("shop",)
+    list_select_related: ClassVar[tuple[str, ...]] = ("shop",)
+
+
+class ShopChildAdmin(AuditedAdmin):
+    """A child row that carries copies of its parent's columns (`shop_domain`, ...).
+
+    The composite foreign key `(parent_id, shop_domain) -> parent(id, shop_domain)` refuses a
+    row whose copy disagrees with its parent, so the copies are not offered in the form: they
+    are shown read-only and taken from the parent when the row is saved.
+    """
+
+    parent_field: ClassVar[str]
+    copied_from_parent: ClassVar[tuple[str, ...]] = ("shop_id",)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        parent = getattr(obj, self.parent_field)
+        for attname in self.copied_from_parent:
+            setattr(obj, attname, getattr(parent, attname))
+        super().save_model(request, obj, form, change)
+
+
+class LatestRowsFormSet(BaseInlineFormSet):
+    """An inline formset that shows only the newest `max_rows` children, in the inline's ordering.
+
+    A campaign accumulates a performance row a day; rendering years of them on the campaign's
+    page would be slow and useless. The slice is cached because the formset asks for its
+    queryset once per form, and a fresh slice would run a query each time.
+    """
+
+    max_rows = 30
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if not hasattr(self, "_latest_rows"):
+            self._latest_rows = super().get_queryset()[: self.max_rows]
+        return self._latest_rows
+
+
+class ReadOnlyTabularInline(admin.TabularInline):
+    """Measurements written by ingestion jobs: shown for context, never edited by hand."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    formset = LatestRowsFormSet
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MembershipInline(admin.TabularInline):
+    model = ShopMembership
+    extra = 0
+    autocomplete_fields = ("user",)
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
+    ordering = ("user__username",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ShopMembership]:
+        return super().get_queryset(request).select_related("user")
+
+
+class UserMembershipInline(admin.TabularInline):
+    model = ShopMembership
+    extra = 0
+    autocomplete_fields = ("shop",)
+    fields = ("shop", "role", "created_at")
+    readonly_fields = ("created_at",)
+    ordering = ("shop__domain",)
+    verbose_name_plural = "shop memberships"
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = (
+        "username",
+        "email",
+        "first_name",
+        "last_name",
+        "is_staff",
+        "is_superuser",
+        "is_active",
+        "last_login",
+        "date_joined",
+    )
+    list_filter = ("is_staff", "is_superuser", "is_active")
+    search_fields = ("username", "first_name", "last_name", "email", "=id")
+    ordering = ("username",)
+    date_hierarchy = "date_joined"
+    # The id is the JWT subject that `created_by` and `auth.uid()` refer to: staff look it up.
+    readonly_fields = ("id", "last_login", "date_joined")
+    fieldsets = ((None, {"fields": ("id", "username", "password")}), *(DjangoUserAdmin.fieldsets or ())[1:])
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[type[admin.options.InlineModelAdmin]]:
+        # The add page is Django's two-step username/password form; memberships come after it.
+        return [UserMembershipInline] if obj is not None else []
+
+
+@admin.register(Shop)
+class ShopAdmin(admin.ModelAdmin):
+    list_display = ("domain", "name", "is_active", "member_count", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("domain", "name")
+    ordering = ("domain",)
+    date_hierarchy = "created_at"
+    readonly_fields = TIMESTAMP_FIELDS
+    inlines = (MembershipInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Shop]:
+        return super().get_queryset(request).annotate(member_count=Count("memberships"))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Shop | None = None) -> tuple[str, ...]:
+        # The domain is the primary key and every tenant row's key: renaming it in a form would
+        # create a second shop rather than rename this one.
+        return ("domain", *TIMESTAMP_FIELDS) if obj is not None else TIMESTAMP_FIELDS
+
+    @admin.display(description="members", ordering="member_count")
+    def member_count(self, obj: Shop) -> int:
+        return int(getattr(obj, "member_count", 0))
+
+
+@admin.register(ShopMembership)
+class ShopMembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "shop", "role", "created_at")
+    list_select_related = ("user", "shop")
+    list_filter = ("role", "shop")
+    search_fields = ("user__username", "user__email", "shop__domain", "shop__name")
+    ordering = ("shop__domain", "user__username")
+    date_hierarchy = "created_at"
+    autocomplete_fields = ("user", "shop")
+    readonly_fields = TIMESTAMP_FIELDS
