@@ -1,0 +1,57 @@
+"""Staff requests to the admin run as back_office, limited to the staff user's shops."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from growth.factories import AdCampaignFactory
+from tenancy.factories import ShopMembershipFactory, UserFactory
+from tenancy.scope import current_scope
+
+from .conftest import SHOP_A, SHOP_B, Tenant
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/growth/adcampaign/"
+
+
+@pytest.fixture
+def campaigns(tenant_a: Tenant, tenant_b: Tenant) -> dict[str, int]:
+    return {
+        SHOP_A: AdCampaignFactory(shop=tenant_a.shop, campaign_name="Alpha brand").pk,
+        SHOP_B: AdCampaignFactory(shop=tenant_b.shop, campaign_name="Bravo brand").pk,
+    }
+
+
+def test_superuser_sees_every_shop_in_the_admin(campaigns: dict[str, int]) -> None:
+    client = Client()
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    body = client.get(CHANGELIST).content.decode()
+    assert "Alpha brand" in body and "Bravo brand" in body
+    # The scope ended with the request: the test's connection is the table owner again.
+    assert current_scope() == ("app_owner", "")
+
+
+def test_staff_member_of_one_shop_sees_only_that_shop(campaigns: dict[str, int], tenant_a: Tenant) -> None:
+    user = UserFactory(username="alpha-staff", is_staff=True)
+    ShopMembershipFactory(user=user, shop=tenant_a.shop, role="member")
+    # The model permissions the admin checks before it shows the changelist.
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_adcampaign", "change_adcampaign"]))
+    client = Client()
+    client.force_login(user)
+    body = client.get(CHANGELIST).content.decode()
+    assert "Alpha brand" in body
+    assert "Bravo brand" not in body
+    assert client.get(f"{CHANGELIST}{campaigns[SHOP_B]}/change/").status_code in (302, 404)
+    assert client.get(f"{CHANGELIST}{campaigns[SHOP_A]}/change/").status_code == 200
+
+
+def test_non_staff_user_gets_no_scope_and_no_admin(campaigns: dict[str, int]) -> None:
+    user = UserFactory(username="customer")
+    client = Client()
+    client.force_login(user)
+    response = client.get(CHANGELIST)
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
