@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
 
 from growth.factories import AdCampaignFactory
@@ -55,3 +56,45 @@ def test_non_staff_user_gets_no_scope_and_no_admin(campaigns: dict[str, int]) ->
     response = client.get(CHANGELIST)
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def _staff_client(username: str, tenant: Tenant) -> Client:
+    user = UserFactory(username=username, is_staff=True)
+    ShopMembershipFactory(user=user, shop=tenant.shop, role="member")
+    user.user_permissions.add(*Permission.objects.filter(codename="view_adcampaign"))
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    return client
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.urls("tests.security.urls")
+@pytest.mark.django_db(transaction=True)
+def test_persistent_connection_carries_no_scope_between_http_requests(tenant_a: Tenant, tenant_b: Tenant) -> None:
+    AdCampaignFactory(shop=tenant_a.shop, campaign_name="Alpha brand")
+    AdCampaignFactory(shop=tenant_b.shop, campaign_name="Bravo brand")
+    staff_a, staff_b = _staff_client("alpha-staff", tenant_a), _staff_client("bravo-staff", tenant_b)
+    previous = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = 600
+    try:
+        pid = _backend_pid()
+        body = staff_a.get(CHANGELIST).content.decode()
+        assert "Alpha brand" in body and "Bravo brand" not in body
+        assert current_scope() == ("app_owner", "")
+        assert staff_a.get("/admin/boom/").status_code == 500
+        assert current_scope() == ("app_owner", "")
+        body = staff_b.get(CHANGELIST).content.decode()
+        assert "Bravo brand" in body and "Alpha brand" not in body
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM ad_campaigns")
+            assert cursor.fetchone() == (0,), "a request's scope outlived it"
+        assert _backend_pid() == pid, "the requests must have shared one persistent connection"
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = previous
