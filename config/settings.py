@@ -95,6 +95,8 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "tenancy",
     "growth",
     "onboarding",
@@ -154,6 +156,65 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# --- API ----------------------------------------------------------------------------------
+# HS256 secret shared with the issuer of access tokens (Supabase: the project's JWT secret).
+JWT_SECRET = env_str("JWT_SECRET", "")
+if not JWT_SECRET:
+    if not DEBUG:
+        raise ImproperlyConfigured("JWT_SECRET must be set when DJANGO_DEBUG is off")
+    JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
+# Expected `aud` claim (Supabase access tokens carry "authenticated"); empty: not checked.
+JWT_AUDIENCE = env_str("JWT_AUDIENCE", "")
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/minute")
+API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500)
+API_BULK_MAX_ROWS = env_int("API_BULK_MAX_ROWS", 10_000)
+# A bulk batch of 10,000 rows is a few MB of JSON.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenancy.api.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "tenancy.api.pagination.PagePagination",
+    "PAGE_SIZE": API_PAGE_SIZE,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_RATE, "anon": env_str("API_ANON_THROTTLE_RATE", "60/minute")},
+    "DEFAULT_SCHEMA_CLASS": "tenancy.api.schema.TenantAutoSchema",
+    "EXCEPTION_HANDLER": "tenancy.api.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "COERCE_DECIMAL_TO_STRING": True,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Growth platform data service",
+    "DESCRIPTION": (
+        "Every request acts for one shop: send `Authorization: Bearer <JWT>` and "
+        "`X-Shop-Domain: <shop>.myshopify.com`. PostgreSQL row level security keeps each "
+        "request inside that shop."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
 }
 
 # --- Demo data ------------------------------------------------------------------------

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from tenancy.api.views import MeView, healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/v1/me/", MeView.as_view(), name="me"),
+    path("api/v1/", include("growth.api.urls")),
+    path("api/v1/", include("onboarding.api.urls")),
+    path("api/v1/", include("advanced.api.urls")),
 ]

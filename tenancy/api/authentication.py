@@ -1,0 +1,81 @@
+"""Bearer JWT authentication compatible with Supabase access tokens (HS256, `sub` = user id)."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+import jwt
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from tenancy.models import User
+
+ALGORITHM = "HS256"
+
+
+def token_mint(*, user: User, ttl: datetime.timedelta) -> str:
+    """An access token for `user`, shaped like Supabase's (sub, role, aud, iat, exp)."""
+    now = timezone.now()
+    claims: dict[str, Any] = {
+        "sub": str(user.pk),
+        "role": "authenticated",
+        "email": user.email,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+    }
+    if settings.JWT_AUDIENCE:
+        claims["aud"] = settings.JWT_AUDIENCE
+    return jwt.encode(claims, settings.JWT_SECRET, algorithm=ALGORITHM)
+
+
+class JWTAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <token>`; the token's `sub` names an active user."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[User, dict[str, Any]] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        parts = header.split()
+        if parts[0].lower() != self.keyword.lower():
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
+        try:
+            claims = jwt.decode(
+                parts[1],
+                settings.JWT_SECRET,
+                algorithms=[ALGORITHM],
+                audience=settings.JWT_AUDIENCE or None,
+                options={"require": ["sub", "exp"], "verify_aud": bool(settings.JWT_AUDIENCE)},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise exceptions.AuthenticationFailed("Token has expired.") from exc
+        except jwt.InvalidTokenError as exc:
+            raise exceptions.AuthenticationFailed(f"Invalid token: {exc}.") from exc
+        try:
+            subject = uuid.UUID(str(claims["sub"]))
+        except ValueError as exc:
+            raise exceptions.AuthenticationFailed("Token subject is not a user id.") from exc
+        user = User.objects.filter(pk=subject, is_active=True).first()
+        if user is None:
+            raise exceptions.AuthenticationFailed("No active user for this token.")
+        return user, claims
+
+    def authenticate_header(self, request: Request) -> str:
+        # A WWW-Authenticate header makes DRF answer 401 (not 403) to a missing token.
+        return f'{self.keyword} realm="api"'
+
+
+class JWTAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "tenancy.api.authentication.JWTAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

@@ -1,0 +1,97 @@
+"""Bulk, idempotent ingestion: POST a JSON array of rows, upserted on their natural key."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from tenancy.services import duplicate_keys, rows_upsert
+
+from .errors import flatten, validation_error
+
+BULK_RESULT = inline_serializer(
+    name="BulkResult",
+    fields={
+        "created": serializers.IntegerField(),
+        "updated": serializers.IntegerField(),
+        "rows": serializers.IntegerField(),
+    },
+)
+
+
+class BulkUpsertMixin:
+    """Adds `POST <resource>/bulk/`.
+
+    Every row is validated first; any invalid row (or two rows with the same natural key)
+    rejects the whole batch with a 400 that names each bad row's index, field and reason, and
+    nothing is written. Otherwise the rows are upserted in one transaction and the response
+    says how many were created and updated. Re-sending a batch changes nothing.
+    """
+
+    # Validates one row; its fields are model attribute names (e.g. `campaign_id`).
+    bulk_serializer_class: type[serializers.Serializer[Any]]
+    # The natural key, as model attribute names, including `shop_id` where the key has it.
+    bulk_conflict_fields: Sequence[str]
+
+    def bulk_parent_errors(self, rows: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Errors for rows whose parent is not a row of this shop (one query per batch)."""
+        return []
+
+    def bulk_prepare(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
+        """Fill denormalized columns (e.g. a child's copy of its parent's platform)."""
+
+    @extend_schema(
+        request=serializers.ListSerializer(child=serializers.DictField()),
+        responses={200: BULK_RESULT, 400: OpenApiResponse(description="Invalid batch; nothing written.")},
+        description=(
+            "Upsert up to API_BULK_MAX_ROWS (10,000) rows on their natural key, all or nothing. "
+            "Each row replaces the stored row with the same key."
+        ),
+    )
+    @action(detail=False, methods=["post"], url_path="bulk")
+    def bulk(self, request: Request) -> Response:
+        data = request.data
+        if not isinstance(data, list):
+            raise validation_error([{"field": None, "code": "not_a_list", "message": "Expected a JSON array of rows."}])
+        limit = settings.API_BULK_MAX_ROWS
+        if not data or len(data) > limit:
+            message = f"A batch holds 1 to {limit} rows; got {len(data)}."
+            raise validation_error([{"field": None, "code": "batch_size", "message": message}])
+        child = self.bulk_serializer_class(context={"request": request, "view": self})
+        errors: list[dict[str, Any]] = []
+        rows: list[tuple[int, dict[str, Any]]] = []
+        owner: dict[str, Any] = self.owner(request)
+        for index, item in enumerate(data):
+            try:
+                rows.append((index, {**child.run_validation(item), **owner}))
+            except serializers.ValidationError as exc:
+                errors.extend(flatten(exc.detail, index=index))
+        errors.extend(self.bulk_parent_errors(rows))
+        for index, first in duplicate_keys(rows, self.bulk_conflict_fields).items():
+            errors.append(
+                {
+                    "index": index,
+                    "field": None,
+                    "code": "duplicate_key",
+                    "message": f"Same natural key ({', '.join(self.bulk_conflict_fields)}) as row {first}.",
+                }
+            )
+        if errors:
+            raise validation_error(sorted(errors, key=lambda e: (e.get("index", -1), e.get("field") or "")))
+        self.bulk_prepare(rows)
+        model: type[models.Model] = self.get_queryset().model
+        result = rows_upsert(
+            model=model,
+            rows=[row for _, row in rows],
+            conflict_fields=self.bulk_conflict_fields,
+            actor=str(request.user.pk),
+        )
+        return Response({"created": result.created, "updated": result.updated, "rows": result.rows}, status.HTTP_200_OK)

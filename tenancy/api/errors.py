@@ -1,0 +1,81 @@
+"""One JSON shape for every API error.
+
+    {"status": 400, "code": "invalid", "detail": "Invalid input.",
+     "errors": [{"field": "variants.0.weight", "code": "invalid", "message": "..."},
+                {"index": 3, "field": "clicks", "code": "min_value", "message": "..."}]}
+
+`errors` lists every field problem (flattened to dotted paths; `index` is the row of a bulk
+batch); it is empty for errors that concern the whole request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+NON_FIELD = "non_field_errors"
+
+
+def flatten(detail: Any, path: str = "", index: int | None = None) -> list[dict[str, Any]]:
+    """DRF's nested error detail as a flat list of {field, code, message} (+ index)."""
+    out: list[dict[str, Any]] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = "" if key == NON_FIELD else str(key)
+            out.extend(flatten(value, f"{path}.{name}".strip(".") if name else path, index))
+    elif isinstance(detail, list):
+        if all(isinstance(item, exceptions.ErrorDetail | str) for item in detail):
+            for item in detail:
+                out.extend(flatten(item, path, index))
+        else:
+            for position, item in enumerate(detail):
+                out.extend(flatten(item, f"{path}.{position}".strip("."), index))
+    else:
+        entry: dict[str, Any] = {
+            "field": path or None,
+            "code": getattr(detail, "code", "invalid"),
+            "message": str(detail),
+        }
+        if index is not None:
+            entry = {"index": index, **entry}
+        out.append(entry)
+    return out
+
+
+def error_body(*, status_code: int, code: str, detail: str, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"status": status_code, "code": code, "detail": detail, "errors": errors}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = getattr(exc, "row_errors", None) or flatten(exc.detail)
+        body = error_body(status_code=response.status_code, code="invalid", detail="Invalid input.", errors=errors)
+    else:
+        if isinstance(exc, Http404):
+            code, detail = "not_found", "Not found."
+        elif isinstance(exc, exceptions.APIException):
+            codes = exc.get_codes()
+            code = codes if isinstance(codes, str) else "error"
+            detail = str(exc.detail) if not isinstance(exc.detail, dict | list) else "Request failed."
+        else:
+            code, detail = "error", "Request failed."
+        body = error_body(status_code=response.status_code, code=code, detail=detail, errors=[])
+    response.data = body
+    return response
+
+
+def validation_error(errors: list[dict[str, Any]]) -> exceptions.ValidationError:
+    """A 400 whose `errors` are given already flattened (bulk batches name row indexes)."""
+    exc = exceptions.ValidationError("Invalid input.")
+    exc.row_errors = errors  # type: ignore[attr-defined]
+    return exc
+
+
+__all__ = ["error_body", "exception_handler", "flatten", "status", "validation_error"]

@@ -1,0 +1,103 @@
+"""Serializer base for tenant tables: strict about unknown fields, audit columns read-only."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import models
+from rest_framework import serializers
+
+from tenancy.models import MembershipRole, ShopMembership, User
+
+AUDIT_FIELDS = ("created_by", "created_at", "updated_at")
+
+
+class StrictFieldsMixin:
+    """Refuse fields the resource does not have, instead of silently dropping them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(self.fields)  # type: ignore[attr-defined]
+            unknown = sorted(str(key) for key in data if key not in known)
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown}, code="unknown_field")
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+def check_bounds(model: type[models.Model]) -> dict[str, dict[str, Any]]:
+    """min_value/max_value per field, read from the model's CHECK constraints.
+
+    `nonnegative_checks` and `range_checks` declare Q(field__gte=low[, field__lte=high]); the
+    API validates the same bounds so that a bad value is a 400 naming the field, not a refusal
+    from the database.
+    """
+    bounds: dict[str, dict[str, Any]] = {}
+    for constraint in model._meta.constraints:
+        condition = getattr(constraint, "condition", None)
+        if not isinstance(condition, models.Q) or condition.connector != models.Q.AND or condition.negated:
+            continue
+        children = [c for c in condition.children if isinstance(c, tuple)]
+        if len(children) != len(condition.children):
+            continue
+        for lookup, value in children:
+            field, _, op = str(lookup).rpartition("__")
+            if op in {"gte", "lte"} and isinstance(value, int | float | Decimal):
+                bounds.setdefault(field, {})["min_value" if op == "gte" else "max_value"] = value
+    return bounds
+
+
+class ConstraintBoundsMixin:
+    """Give numeric serializer fields the bounds the database enforces."""
+
+    def build_standard_field(self, field_name: str, model_field: models.Field[Any, Any]) -> tuple[Any, dict[str, Any]]:
+        field_class, kwargs = super().build_standard_field(field_name, model_field)  # type: ignore[misc]
+        limits = check_bounds(model_field.model).get(model_field.attname, {})
+        if limits and issubclass(
+            field_class, serializers.IntegerField | serializers.DecimalField | serializers.FloatField
+        ):
+            kwargs.update(limits)
+        return field_class, kwargs
+
+    def build_field(
+        self, field_name: str, info: Any, model_class: type[models.Model], nested_depth: int
+    ) -> tuple[Any, dict[str, Any]]:
+        model_field = info.fields.get(field_name)
+        if isinstance(model_field, models.GeneratedField) and isinstance(model_field.output_field, models.DecimalField):
+            # Generated ratios render like every other decimal (a string), read-only.
+            output = model_field.output_field
+            return serializers.DecimalField, {
+                "max_digits": output.max_digits,
+                "decimal_places": output.decimal_places,
+                "read_only": True,
+                "allow_null": True,
+                "help_text": model_field.help_text or None,
+            }
+        return super().build_field(field_name, info, model_class, nested_depth)  # type: ignore[misc]
+
+
+class TenantModelSerializer(StrictFieldsMixin, ConstraintBoundsMixin, serializers.ModelSerializer[Any]):
+    """`shop_domain` comes from the request's scope, never from the body."""
+
+    shop_domain = serializers.CharField(source="shop_id", read_only=True)
+
+    class Meta:
+        read_only_fields: tuple[str, ...] = ("id", "shop_domain", *AUDIT_FIELDS)
+
+
+class MembershipSerializer(serializers.ModelSerializer[ShopMembership]):
+    shop_domain = serializers.CharField(source="shop_id")
+    shop_name = serializers.CharField(source="shop.name")
+    role = serializers.ChoiceField(choices=MembershipRole.choices)
+
+    class Meta:
+        model = ShopMembership
+        fields = ("shop_domain", "shop_name", "role")
+
+
+class MeSerializer(serializers.ModelSerializer[User]):
+    shops = MembershipSerializer(source="memberships", many=True)
+
+    class Meta:
+        model = User
+        fields = ("id", "username", "email", "first_name", "last_name", "shops")

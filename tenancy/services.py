@@ -1,0 +1,160 @@
+"""Writes shared by every tenant table: create, update and bulk upsert of rows.
+
+Each runs in a savepoint, so a database refusal (a unique or check constraint) becomes a
+ValidationError naming the constraint, the request's transaction stays usable, and nothing
+is half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.db import IntegrityError, connection, models, transaction
+from rest_framework.exceptions import ValidationError
+
+_M = TypeVar("_M", bound=models.Model)
+
+# How many rows one INSERT statement carries in a bulk upsert (bounded statement size).
+UPSERT_CHUNK = 1000
+
+
+def _constraint_error(exc: IntegrityError, model: type[models.Model] | None = None) -> ValidationError:
+    """A 400 naming the constraint the database enforced (under its field, where it has one)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    name = getattr(diag, "constraint_name", None) or ""
+    text = str(exc).lower()
+    if "duplicate key" in text:
+        message, code = f"A row with the same key already exists ({name}).", "unique"
+    elif "foreign key" in text:
+        message, code = f"A referenced row does not exist in this shop ({name}).", "invalid"
+    else:
+        message, code = f"The database refused the row ({name or exc}).", "invalid"
+    key = "non_field_errors"
+    if model is not None and name:
+        # Constraint names are %(app_label)s_%(class)s_<field>_<rule>.
+        prefix = f"{model._meta.app_label}_{model.__name__.lower()}_"
+        rule = name.removeprefix(prefix)
+        fields = sorted((f.attname for f in model._meta.concrete_fields), key=len, reverse=True)
+        key = next((f for f in fields if rule.startswith(f"{f}_")), key)
+    return ValidationError({key: [message]}, code=code)
+
+
+def row_create(*, model: type[_M], data: dict[str, Any], actor: str | None, **owner: Any) -> _M:
+    """Insert one row for the scope's shop/user; `owner` is shop_id and/or user_id."""
+    instance = model(**data, **owner)
+    if hasattr(instance, "created_by"):
+        instance.created_by = actor
+    try:
+        with transaction.atomic():
+            instance.save(force_insert=True)
+    except IntegrityError as exc:
+        raise _constraint_error(exc, model) from exc
+    return instance
+
+
+def row_update(*, instance: _M, data: dict[str, Any]) -> _M:
+    """Apply validated changes to one row."""
+    for field, value in data.items():
+        setattr(instance, field, value)
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError as exc:
+        raise _constraint_error(exc, type(instance)) from exc
+    return instance
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """How a bulk upsert changed the table."""
+
+    created: int
+    updated: int
+
+    @property
+    def rows(self) -> int:
+        return self.created + self.updated
+
+
+def rows_upsert(
+    *,
+    model: type[models.Model],
+    rows: Sequence[dict[str, Any]],
+    conflict_fields: Sequence[str],
+    actor: str | None,
+) -> UpsertResult:
+    """Insert or replace `rows` (attribute name -> value) on their natural key, all or nothing.
+
+    One `INSERT ... ON CONFLICT (key) DO UPDATE ... RETURNING (xmax = 0)` per chunk: the
+    policies of the scope apply to both the insert and the update, and `xmax = 0` tells an
+    inserted row from an updated one.
+    """
+    if not rows:
+        return UpsertResult(created=0, updated=0)
+    fields = {f.attname: f for f in model._meta.concrete_fields}
+    unknown = sorted({name for row in rows for name in row} - set(fields))
+    if unknown:
+        raise ValueError(f"{model.__name__} has no fields {unknown}")
+    # Every stored column but the key, generated columns and database-defaulted timestamps;
+    # a value a row leaves out takes the model field's default, as the ORM would.
+    insert_cols = [
+        name
+        for name, field in fields.items()
+        if not field.primary_key
+        and not getattr(field, "generated", False)
+        and (field.db_default is models.NOT_PROVIDED or any(name in row for row in rows))
+    ]
+    key_cols = [fields[name].column for name in conflict_fields]
+    # A row replaces the stored row with the same key (full-row semantics, like PUT); who
+    # created it and when stay as they were.
+    updatable = [
+        name for name in insert_cols if name not in conflict_fields and name not in {"created_by", "created_at"}
+    ]
+    assignments = [f"{fields[name].column} = EXCLUDED.{fields[name].column}" for name in updatable]
+    if "updated_at" in fields:
+        assignments.append("updated_at = now()")
+    table = model._meta.db_table
+    column_sql = ", ".join(fields[name].column for name in insert_cols)
+    placeholders = "(" + ", ".join(["%s"] * len(insert_cols)) + ")"
+    created = updated = 0
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            for start in range(0, len(rows), UPSERT_CHUNK):
+                chunk = rows[start : start + UPSERT_CHUNK]
+                params: list[Any] = []
+                for row in chunk:
+                    for name in insert_cols:
+                        if name in row:
+                            value = row[name]
+                        elif name == "created_by":
+                            value = actor
+                        else:
+                            value = fields[name].get_default()
+                        params.append(fields[name].get_db_prep_save(value, connection))
+                cursor.execute(
+                    f"INSERT INTO {table} ({column_sql}) VALUES {', '.join([placeholders] * len(chunk))} "
+                    f"ON CONFLICT ({', '.join(key_cols)}) DO UPDATE SET {', '.join(assignments)} "
+                    "RETURNING (xmax = 0)",
+                    params,
+                )
+                flags = [bool(inserted) for (inserted,) in cursor.fetchall()]
+                created += sum(flags)
+                updated += len(flags) - sum(flags)
+    except IntegrityError as exc:
+        raise _constraint_error(exc, model) from exc
+    return UpsertResult(created=created, updated=updated)
+
+
+def duplicate_keys(rows: Iterable[tuple[int, dict[str, Any]]], key: Sequence[str]) -> dict[int, int]:
+    """Row index -> index of the earlier row with the same natural key, within one batch."""
+    seen: dict[tuple[Any, ...], int] = {}
+    duplicates: dict[int, int] = {}
+    for index, row in rows:
+        value = tuple(row.get(name) for name in key)
+        if value in seen:
+            duplicates[index] = seen[value]
+        else:
+            seen[value] = index
+    return duplicates
