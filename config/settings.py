@@ -183,6 +183,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
+        "rest_framework.filters.SearchFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "tenancy.api.pagination.PagePagination",
     "PAGE_SIZE": API_PAGE_SIZE,
@@ -210,11 +211,24 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Operations are tagged by resource (the path segment after /api/v1/).
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    # `platform` means an ad platform on campaigns and a social network on posts.
+    "ENUM_NAME_OVERRIDES": {
+        "AdPlatformEnum": "growth.models.AdPlatform",
+        "SocialPlatformEnum": "growth.models.SocialPlatform",
+    },
+    # The contract is public (it holds no data); the API itself needs a token.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tenancy.api.schema.document_errors",
+    ],
 }
 
 # --- Demo data ------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, connection, models, transaction
-from rest_framework.exceptions import ValidationError
+from django.db import DatabaseError, IntegrityError, connection, models, transaction
+from rest_framework.exceptions import PermissionDenied, ValidationError
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -31,14 +31,34 @@ def _constraint_error(exc: IntegrityError, model: type[models.Model] | None = No
         message, code = f"A referenced row does not exist in this shop ({name}).", "invalid"
     else:
         message, code = f"The database refused the row ({name or exc}).", "invalid"
-    key = "non_field_errors"
-    if model is not None and name:
-        # Constraint names are %(app_label)s_%(class)s_<field>_<rule>.
-        prefix = f"{model._meta.app_label}_{model.__name__.lower()}_"
-        rule = name.removeprefix(prefix)
-        fields = sorted((f.attname for f in model._meta.concrete_fields), key=len, reverse=True)
-        key = next((f for f in fields if rule.startswith(f"{f}_")), key)
+    key = _constraint_field(model, name) if model is not None and name else "non_field_errors"
     return ValidationError({key: [message]}, code=code)
+
+
+def _constraint_field(model: type[models.Model], name: str) -> str:
+    """The field a refused constraint is about: the last of a unique key's own fields (not
+    the scope's shop or user), or the field a CHECK is named after."""
+    for constraint in model._meta.constraints:
+        if constraint.name != name:
+            continue
+        fields = [f for f in getattr(constraint, "fields", ()) if f not in {"shop", "user", "id"}]
+        if fields:
+            return str(getattr(model._meta.get_field(fields[-1]), "attname", fields[-1]))
+        expressions = getattr(constraint, "expressions", ())
+        named = [e.name for e in expressions if hasattr(e, "name") and e.name not in {"shop", "user"}]
+        if named:
+            return str(named[-1])
+    # CHECK constraints are named %(app_label)s_%(class)s_<field>_<rule>.
+    rule = name.removeprefix(f"{model._meta.app_label}_{model.__name__.lower()}_")
+    by_length = sorted((f.attname for f in model._meta.concrete_fields), key=len, reverse=True)
+    return next((f for f in by_length if rule.startswith(f"{f}_")), "non_field_errors")
+
+
+def _policy_refusal(exc: DatabaseError) -> PermissionDenied | None:
+    """Row level security refused the write (SQLSTATE 42501): the scope may not write it."""
+    if getattr(exc.__cause__, "sqlstate", None) == "42501":
+        return PermissionDenied("Your role in this shop may not write this row.")
+    return None
 
 
 def row_create(*, model: type[_M], data: dict[str, Any], actor: str | None, **owner: Any) -> _M:
@@ -51,6 +71,8 @@ def row_create(*, model: type[_M], data: dict[str, Any], actor: str | None, **ow
             instance.save(force_insert=True)
     except IntegrityError as exc:
         raise _constraint_error(exc, model) from exc
+    except DatabaseError as exc:
+        raise (_policy_refusal(exc) or exc) from exc
     return instance
 
 
@@ -63,6 +85,12 @@ def row_update(*, instance: _M, data: dict[str, Any]) -> _M:
             instance.save()
     except IntegrityError as exc:
         raise _constraint_error(exc, type(instance)) from exc
+    except DatabaseError as exc:
+        raise (_policy_refusal(exc) or exc) from exc
+    # The database computed the generated ratios; the instance still holds the old ones.
+    generated = [f.attname for f in instance._meta.concrete_fields if getattr(f, "generated", False)]
+    if generated:
+        instance.refresh_from_db(fields=generated)
     return instance
 
 
@@ -144,6 +172,8 @@ def rows_upsert(
                 updated += len(flags) - sum(flags)
     except IntegrityError as exc:
         raise _constraint_error(exc, model) from exc
+    except DatabaseError as exc:
+        raise (_policy_refusal(exc) or exc) from exc
     return UpsertResult(created=created, updated=updated)
 
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from rest_framework.routers import SimpleRouter
 
+from .views import CeoBriefingViewSet, ExperimentResultViewSet, ExperimentViewSet, KnowledgeDocumentViewSet
+
 router = SimpleRouter()
+router.register("experiments", ExperimentViewSet, basename="experiment")
+router.register("experiment-results", ExperimentResultViewSet, basename="experiment-result")
+router.register("knowledge-documents", KnowledgeDocumentViewSet, basename="knowledge-document")
+router.register("ceo-briefings", CeoBriefingViewSet, basename="ceo-briefing")
 
 urlpatterns = router.urls

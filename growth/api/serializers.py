@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from rest_framework import serializers
 
-from tenancy.api.serializers import AUDIT_FIELDS, ConstraintBoundsMixin, StrictFieldsMixin, TenantModelSerializer
+from tenancy.api.serializers import AUDIT_FIELDS, StrictModelSerializer, TenantModelSerializer
 
-from ..models import AdCampaign, AdPerformance
+from ..models import AdCampaign, AdPerformance, SeoAudit, SeoRanking, SocialAnalytics, SocialPost
 
 RATIOS = ("ctr", "cpc", "cpa", "roas")
 
@@ -62,7 +63,7 @@ class AdPerformanceSerializer(TenantModelSerializer):
         read_only_fields = (*TenantModelSerializer.Meta.read_only_fields, *RATIOS)
 
 
-class AdPerformanceRowSerializer(StrictFieldsMixin, ConstraintBoundsMixin, serializers.ModelSerializer[AdPerformance]):
+class AdPerformanceRowSerializer(StrictModelSerializer):
     """One bulk row: the parent by id (checked per batch, not per row)."""
 
     campaign_id = serializers.IntegerField(min_value=1)
@@ -71,4 +72,176 @@ class AdPerformanceRowSerializer(StrictFieldsMixin, ConstraintBoundsMixin, seria
         model = AdPerformance
         fields = ("campaign_id", "date", "impressions", "clicks", "conversions", "cost", "revenue")
         # The batch checks its natural key itself; per-row unique validators would query.
+        validators: list[Any] = []
+
+
+SEO_AUDIT_INPUTS = (
+    "crawled_at",
+    "pages_crawled",
+    "avg_lcp",
+    "avg_fid",
+    "avg_cls",
+    "technical_score",
+    "content_score",
+    "performance_score",
+    "critical_issues",
+    "high_priority_issues",
+)
+
+
+class SeoAuditSerializer(TenantModelSerializer):
+    class Meta(TenantModelSerializer.Meta):
+        model = SeoAudit
+        fields = ("id", "shop_domain", *SEO_AUDIT_INPUTS, *AUDIT_FIELDS)
+
+
+class SeoAuditRowSerializer(StrictModelSerializer):
+    """One bulk row; its natural key is (shop, crawled_at)."""
+
+    class Meta:
+        model = SeoAudit
+        fields = SEO_AUDIT_INPUTS
+        # The batch checks its natural key itself; per-row unique validators would query.
+        validators: list[Any] = []
+
+
+SEO_RANKING_INPUTS = (
+    "keyword",
+    "position",
+    "url",
+    "search_volume",
+    "search_engine",
+    "location",
+    "featured_snippet",
+    "tracked_at",
+    "tracked_on",
+)
+# tracked_on is derived from tracked_at when left out (see tracked_on_settle).
+TRACKED_ON_OPTIONAL = {"tracked_on": {"required": False}}
+
+
+def tracked_on_settle(attrs: dict[str, Any], instance: SeoRanking | None) -> dict[str, Any]:
+    """`tracked_on` is the UTC day of `tracked_at`: filled in when left out, refused when it differs.
+
+    It is stored (not computed) because the daily natural key is unique on it; deriving it
+    here keeps the key and the timestamp from disagreeing.
+    """
+    tracked_at: datetime.datetime | None = attrs.get("tracked_at", getattr(instance, "tracked_at", None))
+    if tracked_at is None:
+        return attrs
+    day = tracked_at.astimezone(datetime.UTC).date()
+    given: datetime.date | None = attrs.get("tracked_on")
+    if given is None:
+        if "tracked_at" in attrs:
+            attrs["tracked_on"] = day
+    elif given != day:
+        raise serializers.ValidationError(
+            {"tracked_on": [f"Must be the UTC date of tracked_at ({day.isoformat()}), or left out."]},
+            code="invalid",
+        )
+    return attrs
+
+
+class SeoRankingSerializer(TenantModelSerializer):
+    class Meta(TenantModelSerializer.Meta):
+        model = SeoRanking
+        fields = ("id", "shop_domain", *SEO_RANKING_INPUTS, *AUDIT_FIELDS)
+        extra_kwargs = TRACKED_ON_OPTIONAL
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return tracked_on_settle(attrs, self.instance)
+
+
+# Natural-key columns a bulk row may leave out, with the defaults the table stores for them.
+RANKING_KEY_DEFAULTS = {
+    field.attname: field.get_default()
+    for field in SeoRanking._meta.concrete_fields
+    if field.attname in {"search_engine", "location"}
+}
+
+
+class SeoRankingRowSerializer(StrictModelSerializer):
+    """One bulk row; its natural key is (shop, keyword, search_engine, location, tracked_on)."""
+
+    class Meta:
+        model = SeoRanking
+        fields = SEO_RANKING_INPUTS
+        extra_kwargs = TRACKED_ON_OPTIONAL
+        validators: list[Any] = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Key columns a row leaves out are stored with their defaults; fill them in now so
+        # that the batch's duplicate-key check compares what will be stored ("google" and a
+        # missing engine are the same key).
+        for name, default in RANKING_KEY_DEFAULTS.items():
+            attrs.setdefault(name, default)
+        return tracked_on_settle(attrs, None)
+
+
+class SocialPostSerializer(TenantModelSerializer):
+    class Meta(TenantModelSerializer.Meta):
+        model = SocialPost
+        fields = (
+            "id",
+            "shop_domain",
+            "platform",
+            "platform_post_id",
+            "post_url",
+            "caption",
+            "published_at",
+            *AUDIT_FIELDS,
+        )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        post: SocialPost | None = self.instance
+        platform = attrs.get("platform")
+        if post is not None and platform is not None and platform != post.platform and post.analytics.exists():
+            # Analytics copy the platform under a composite foreign key (no ON UPDATE
+            # CASCADE): the database would refuse the change with an unhelpful message.
+            raise serializers.ValidationError(
+                {"platform": ["Cannot change the platform of a post that has analytics."]}, code="invalid"
+            )
+        return attrs
+
+
+SOCIAL_ANALYTICS_COUNTERS = ("views", "likes", "comments", "shares", "reach", "impressions")
+
+
+class SocialAnalyticsSerializer(TenantModelSerializer):
+    # Only posts the scope can see (its shop's) are valid choices.
+    social_post = serializers.PrimaryKeyRelatedField(queryset=SocialPost.objects.all())
+    # Output only, and a plain string in the schema: as a second enum field named `platform`
+    # (besides the post's) it would collide with ad campaigns' `platform` in enum naming.
+    platform = serializers.CharField(read_only=True, help_text="The post's platform, copied from the post.")
+
+    class Meta(TenantModelSerializer.Meta):
+        model = SocialAnalytics
+        fields = (
+            "id",
+            "shop_domain",
+            "social_post",
+            "platform",
+            "measured_at",
+            *SOCIAL_ANALYTICS_COUNTERS,
+            "engagement_rate",
+            *AUDIT_FIELDS,
+        )
+        read_only_fields = (*TenantModelSerializer.Meta.read_only_fields, "engagement_rate")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        post: SocialPost | None = attrs.get("social_post")
+        if post is not None:
+            # The post's platform, so that the composite key (post, shop, platform) holds.
+            attrs["platform"] = post.platform
+        return attrs
+
+
+class SocialAnalyticsRowSerializer(StrictModelSerializer):
+    """One bulk row: the post by id (checked per batch, not per row); platform comes from it."""
+
+    social_post_id = serializers.IntegerField(min_value=1)
+
+    class Meta:
+        model = SocialAnalytics
+        fields = ("social_post_id", "measured_at", *SOCIAL_ANALYTICS_COUNTERS)
         validators: list[Any] = []

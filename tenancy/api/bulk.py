@@ -74,6 +74,12 @@ class BulkUpsertMixin:
                 rows.append((index, {**child.run_validation(item), **owner}))
             except serializers.ValidationError as exc:
                 errors.extend(flatten(exc.detail, index=index))
+        model: type[models.Model] = self.get_queryset().model
+        # A key column a row leaves out takes its default in the database; compare keys the same way.
+        for _, row in rows:
+            for name in self.bulk_conflict_fields:
+                if name not in row:
+                    row[name] = model._meta.get_field(name).get_default()
         errors.extend(self.bulk_parent_errors(rows))
         for index, first in duplicate_keys(rows, self.bulk_conflict_fields).items():
             errors.append(
@@ -87,7 +93,6 @@ class BulkUpsertMixin:
         if errors:
             raise validation_error(sorted(errors, key=lambda e: (e.get("index", -1), e.get("field") or "")))
         self.bulk_prepare(rows)
-        model: type[models.Model] = self.get_queryset().model
         result = rows_upsert(
             model=model,
             rows=[row for _, row in rows],

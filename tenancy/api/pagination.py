@@ -17,11 +17,26 @@ class PagePagination(PageNumberPagination):
 
 
 class TimeSeriesPagination(CursorPagination):
-    """Stable pages over rows that keep arriving; the view's `ordering` is the cursor key."""
+    """Stable pages over rows that keep arriving; the view's `ordering` is the cursor key.
+
+    A cursor cannot encode NULL (DRF would write "None" into the next link), so ordering by a
+    nullable column, such as a ratio whose denominator was zero, lists only rows that have a
+    value: "top ROAS" means rows with a ROAS.
+    """
 
     page_size_query_param = "page_size"
     max_page_size = settings.API_MAX_PAGE_SIZE
     ordering = "-created_at"
+
+    def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: APIView | None = None) -> Any:
+        ordering = self.get_ordering(request, queryset, view)  # type: ignore[arg-type]
+        for term in ordering if isinstance(ordering, list | tuple) else (ordering,):
+            name = str(term).lstrip("-")
+            field = next((f for f in queryset.model._meta.concrete_fields if f.name == name), None)
+            # A generated column is nullable through its output field.
+            if field is not None and (field.null or getattr(getattr(field, "output_field", None), "null", False)):
+                queryset = queryset.filter(**{f"{name}__isnull": False})
+        return super().paginate_queryset(queryset, request, view)
 
 
 class FixedOrderCursorPagination(TimeSeriesPagination):

@@ -13,6 +13,29 @@ from tenancy.models import MembershipRole, ShopMembership, User
 AUDIT_FIELDS = ("created_by", "created_at", "updated_at")
 
 
+def contains_nul(value: Any) -> bool:
+    """Whether a JSON value holds U+0000 anywhere (key or string)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
+class NulFreeJSONField(serializers.JSONField):
+    """JSON that jsonb can store: PostgreSQL refuses U+0000, which would otherwise be a 500."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if contains_nul(value):
+            raise serializers.ValidationError(
+                "Null characters (\\u0000) are not allowed in JSON.", code="null_characters"
+            )
+        return value
+
+
 class StrictFieldsMixin:
     """Refuse fields the resource does not have, instead of silently dropping them."""
 
@@ -76,7 +99,17 @@ class ConstraintBoundsMixin:
         return super().build_field(field_name, info, model_class, nested_depth)  # type: ignore[misc]
 
 
-class TenantModelSerializer(StrictFieldsMixin, ConstraintBoundsMixin, serializers.ModelSerializer[Any]):
+class StrictModelSerializer(StrictFieldsMixin, ConstraintBoundsMixin, serializers.ModelSerializer[Any]):
+    """Every model serializer of the API: unknown fields refused, the database's numeric
+    bounds checked, JSON that jsonb can store, generated ratios rendered as decimals."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.JSONField: NulFreeJSONField,
+    }
+
+
+class TenantModelSerializer(StrictModelSerializer):
     """`shop_domain` comes from the request's scope, never from the body."""
 
     shop_domain = serializers.CharField(source="shop_id", read_only=True)

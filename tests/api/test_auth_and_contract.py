@@ -1,0 +1,173 @@
+"""Tokens, the shop header, /me/, /healthz and the published contract."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.test import APIClient
+
+from growth.factories import AdCampaignFactory
+from tenancy.api.authentication import token_mint
+
+from .conftest import SHOP_A, SHOP_B, Actor, assert_error
+
+pytestmark = pytest.mark.django_db
+
+CAMPAIGNS = "/api/v1/ad-campaigns/"
+
+
+def _client(token: str, shop: str | None = SHOP_A) -> APIClient:
+    client = APIClient()
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    if shop:
+        headers["HTTP_X_SHOP_DOMAIN"] = shop
+    client.credentials(**headers)
+    return client
+
+
+def _claims(actor: Actor, **overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    return {"sub": str(actor.user.pk), "role": "authenticated", "iat": now, "exp": now + 60, **overrides}
+
+
+def test_supabase_shaped_token_is_accepted(owner_a: Actor) -> None:
+    # What a Supabase front end sends: HS256 with the project's secret, aud "authenticated".
+    token = jwt.encode(_claims(owner_a, aud="authenticated"), settings.JWT_SECRET, algorithm="HS256")
+    AdCampaignFactory(shop=owner_a.shop)
+    response = _client(token).get(CAMPAIGNS)
+    assert response.status_code == 200
+    assert response.json()["count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("make_token", "reason"),
+    [
+        (lambda a: jwt.encode(_claims(a, exp=int(time.time()) - 5), settings.JWT_SECRET, "HS256"), "expired"),
+        (lambda a: jwt.encode(_claims(a), "another-secret-of-sufficient-length-0123456789", "HS256"), "Signature"),
+        (lambda a: jwt.encode({"sub": str(a.user.pk)}, settings.JWT_SECRET, "HS256"), "exp"),
+        (lambda a: jwt.encode(_claims(a, sub="not-a-uuid"), settings.JWT_SECRET, "HS256"), "subject"),
+        (lambda a: "garbage", "Invalid token"),
+    ],
+)
+def test_bad_tokens_are_401_with_a_reason(owner_a: Actor, make_token: Callable[[Actor], str], reason: str) -> None:
+    body = assert_error(_client(make_token(owner_a)).get(CAMPAIGNS), 401)
+    assert reason.lower() in body["detail"].lower()
+
+
+def test_audience_is_checked_when_configured(owner_a: Actor, settings: Any) -> None:
+    settings.JWT_AUDIENCE = "authenticated"
+    wrong = jwt.encode(_claims(owner_a, aud="someone-else"), settings.JWT_SECRET, algorithm="HS256")
+    assert_error(_client(wrong).get(CAMPAIGNS), 401)
+    right = jwt.encode(_claims(owner_a, aud="authenticated"), settings.JWT_SECRET, algorithm="HS256")
+    assert _client(right).get(CAMPAIGNS).status_code == 200
+
+
+def test_token_of_inactive_user_is_refused(owner_a: Actor) -> None:
+    token = token_mint(user=owner_a.user, ttl=datetime.timedelta(minutes=1))
+    owner_a.user.is_active = False
+    owner_a.user.save(update_fields=["is_active"])
+    assert_error(_client(token).get(CAMPAIGNS), 401)
+
+
+@pytest.mark.parametrize("header", ["NOT A DOMAIN", "Alpha.MyShopify.com.", "x" * 300])
+def test_malformed_shop_header_is_400(owner_a: Actor, header: str) -> None:
+    token = token_mint(user=owner_a.user, ttl=datetime.timedelta(minutes=1))
+    assert_error(_client(token, shop=header).get(CAMPAIGNS), 400, field="X-Shop-Domain")
+
+
+def test_unknown_shop_and_foreign_shop_give_the_same_403(owner_a: Actor, owner_b: Actor) -> None:
+    token = token_mint(user=owner_a.user, ttl=datetime.timedelta(minutes=1))
+    foreign = assert_error(_client(token, shop=SHOP_B).get(CAMPAIGNS), 403, code="not_a_member")
+    missing = assert_error(_client(token, shop="nowhere.myshopify.com").get(CAMPAIGNS), 403, code="not_a_member")
+    assert foreign["code"] == missing["code"]
+
+
+def test_me_lists_the_users_shops_and_roles(owner_a: Actor, owner_b: Actor) -> None:
+    from tenancy.factories import ShopMembershipFactory
+
+    ShopMembershipFactory(user=owner_a.user, shop=owner_b.shop, role="viewer")
+    body = (
+        _client(token_mint(user=owner_a.user, ttl=datetime.timedelta(minutes=1)), shop=None).get("/api/v1/me/").json()
+    )
+    assert body["id"] == str(owner_a.user.pk)
+    assert sorted((s["shop_domain"], s["role"]) for s in body["shops"]) == [(SHOP_A, "owner"), (SHOP_B, "viewer")]
+
+
+def test_me_needs_a_token(client: Client) -> None:
+    assert_error(client.get("/api/v1/me/"), 401)
+
+
+def test_healthz_reports_the_database(client: Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_openapi_schema_documents_header_auth_and_errors(client: Client) -> None:
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
+    paths = schema["paths"]
+    for resource in (
+        "seo-audits",
+        "seo-rankings",
+        "ad-campaigns",
+        "ad-performance",
+        "social-posts",
+        "social-analytics",
+        "onboarding-progress",
+        "feature-tours",
+        "experiments",
+        "experiment-results",
+        "knowledge-documents",
+        "ceo-briefings",
+    ):
+        assert f"/api/v1/{resource}/" in paths, resource
+    operation = paths["/api/v1/ad-campaigns/"]["get"]
+    assert any(p["name"] == "X-Shop-Domain" and p["in"] == "header" for p in operation["parameters"])
+    assert operation["responses"]["403"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
+
+
+def test_swagger_ui_is_served_from_installed_packages(client: Client) -> None:
+    body = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in body
+    assert "cdn" not in body.lower() and "unpkg" not in body.lower()
+    assert "/static/drf_spectacular_sidecar/" in body
+
+
+def test_mint_token_prints_a_working_token(owner_a: Actor, capsys: pytest.CaptureFixture[str]) -> None:
+    call_command("mint_token", owner_a.user.username, "--ttl", "60")
+    token = capsys.readouterr().out.strip()
+    assert _client(token).get(CAMPAIGNS).status_code == 200
+
+
+def test_throttle_limits_a_user(owner_a: Actor, settings: Any) -> None:
+    from django.core.cache import cache
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import UserRateThrottle
+
+    cache.clear()
+    rates: dict[str, Any] = {**api_settings.DEFAULT_THROTTLE_RATES, "user": "3/minute"}
+    original = UserRateThrottle.THROTTLE_RATES
+    UserRateThrottle.THROTTLE_RATES = rates
+    try:
+        statuses = [owner_a.client.get(CAMPAIGNS).status_code for _ in range(4)]
+    finally:
+        UserRateThrottle.THROTTLE_RATES = original
+        cache.clear()
+    assert statuses == [200, 200, 200, 429]
