@@ -11,15 +11,7 @@ from django.utils import timezone
 from tenancy.factories import ScopedFactory, ShopFactory, UserFactory
 
 from .models import FeatureTour, OnboardingProgress, StepStatus, TourStatus
-
-ONBOARDING_STEPS = [
-    "connect-store",
-    "import-products",
-    "connect-google-ads",
-    "connect-social",
-    "run-first-seo-audit",
-    "invite-team",
-]
+from .steps import ONBOARDING_STEPS
 
 
 class OnboardingProgressFactory(ScopedFactory[OnboardingProgress]):

@@ -7,9 +7,11 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
-from tenancy.api.serializers import AUDIT_FIELDS, StrictModelSerializer, TenantModelSerializer
+from tenancy.api.serializers import AUDIT_FIELDS, StrictFieldsMixin, StrictModelSerializer, TenantModelSerializer
 
 from ..models import FeatureTour, OnboardingProgress, StepStatus
+from ..services import MAX_COUNTER
+from ..steps import ONBOARDING_STEPS
 
 
 class OnboardingProgressSerializer(TenantModelSerializer):
@@ -98,3 +100,34 @@ class FeatureTourSerializer(StrictModelSerializer):
                 reason = "Must be 0: the tour has no steps."
             raise serializers.ValidationError({"current_step": [reason]})
         return attrs
+
+
+# --- workflow actions --------------------------------------------------------------------
+
+
+class OnboardingStepSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
+    """Body of start, skip and retry: which canonical step."""
+
+    step_key = serializers.ChoiceField(
+        choices=list(ONBOARDING_STEPS), help_text="One of the canonical onboarding steps (see the summary)."
+    )
+
+
+class OnboardingStepCompleteSerializer(OnboardingStepSerializer):
+    """Body of complete: the step, and the seconds this attempt took (added to the total)."""
+
+    time_spent_seconds = serializers.IntegerField(min_value=0, max_value=MAX_COUNTER)
+
+
+class OnboardingSummarySerializer(serializers.Serializer[Any]):
+    """The caller's standing on the shop's canonical onboarding steps."""
+
+    total_steps = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    in_progress = serializers.IntegerField()
+    not_started = serializers.IntegerField(help_text="Steps without progress count as not started.")
+    percent_complete = serializers.FloatField(help_text="completed / total_steps * 100, one decimal.")
+    next_step = serializers.CharField(
+        allow_null=True, help_text="First step by step_order neither completed nor skipped; null when none is left."
+    )

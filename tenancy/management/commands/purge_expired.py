@@ -1,0 +1,91 @@
+"""Delete rows past the schema's retention period, in every shop (see tenancy/retention.py)."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from tenancy.retention import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, RETENTION, expired_rows_purge
+
+
+def _date(value: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError as exc:
+        raise CommandError(f"--today must be a date as YYYY-MM-DD, not {value!r}") from exc
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete measurements older than their retention period, across all shops: seo_rankings and "
+        "social_analytics 365 days, ad_performance 730 days, ceo_briefings 365 days; experiment_results "
+        "and knowledge_base are kept forever. Deletes in batches, one short transaction each."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dry-run", action="store_true", help="Count the expired rows; delete nothing.")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=DEFAULT_BATCH_SIZE,
+            help=f"Rows deleted per transaction (1 to {MAX_BATCH_SIZE}, default {DEFAULT_BATCH_SIZE}).",
+        )
+        parser.add_argument(
+            "--today",
+            default=None,
+            help="The day retention counts back from, YYYY-MM-DD (default: today in UTC).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        batch_size = int(options["batch_size"])
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise CommandError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}")
+        today = _date(options["today"]) if options["today"] else datetime.datetime.now(datetime.UTC).date()
+        dry_run = bool(options["dry_run"])
+        started = time.monotonic()
+        # Bars go to stderr: tqdm redraws its line with carriage returns, which Django's
+        # OutputWrapper would break by appending a newline to every write.
+        bars: dict[str, tqdm[Any]] = {}
+
+        def advance(table: str, done: int, total: int) -> None:
+            bar = bars.get(table)
+            if bar is None:
+                # Tables are purged one after the other: the previous table's bar is finished.
+                for finished in bars.values():
+                    finished.close()
+                bar = bars[table] = tqdm(
+                    total=total,
+                    desc=table,
+                    unit="row",
+                    file=sys.stderr,
+                    disable=dry_run or options["verbosity"] == 0,
+                )
+            bar.update(done - bar.n)
+
+        try:
+            removed = expired_rows_purge(today=today, dry_run=dry_run, batch_size=batch_size, progress=advance)
+        finally:
+            for bar in bars.values():
+                bar.close()
+        elapsed = time.monotonic() - started
+
+        verb = "would remove" if dry_run else "removed"
+        title = "Dry run, nothing deleted" if dry_run else "Expired rows deleted"
+        self.stdout.write(self.style.SUCCESS(f"{title}: retention counted back from {today} ({elapsed:.1f} s)."))
+        width = max(len(rule.table) for rule in RETENTION)
+        self.stdout.write(f"{'table'.ljust(width)}  {'keeps':>9}  {'first kept':>10}  {verb:>12}")
+        for rule in RETENTION:
+            if rule.days is None:
+                self.stdout.write(f"{rule.table.ljust(width)}  {'forever':>9}  {'-':>10}  {'-':>12}")
+                continue
+            first_kept = today - datetime.timedelta(days=rule.days)
+            self.stdout.write(
+                f"{rule.table.ljust(width)}  {f'{rule.days} days':>9}  {first_kept.isoformat():>10}  "
+                f"{removed[rule.table]:>12}"
+            )
+        self.stdout.write(f"Total {verb}: {sum(removed.values())} rows.")

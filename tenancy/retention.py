@@ -1,0 +1,117 @@
+"""Data retention: delete measurements older than the schema's retention period, every shop.
+
+The schema's retention table, in one place (`RETENTION`). A row is expired when its date is
+more than `days` days before `today` (UTC days): with `today` 2026-06-30 and 365 days, a
+ranking tracked on 2025-06-30 is kept and one tracked on 2025-06-29 is deleted. Timestamps
+(`measured_at`) are compared with the start (00:00 UTC) of the first day kept.
+
+Deleting runs as `service_role`, across shops on purpose, in bounded batches of
+`DELETE ... WHERE id IN (SELECT id ... LIMIT n)`, each in its own transaction: locks are held
+for one batch only, and concurrent ingestion of recent rows is never blocked for long.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import connection, models
+
+from advanced.models import CeoBriefing, ExperimentResult, KnowledgeDocument
+from growth.models import AdPerformance, SeoRanking, SocialAnalytics
+
+from .scope import atomic_scope, service_scope
+
+DEFAULT_BATCH_SIZE = 5_000
+MAX_BATCH_SIZE = 100_000
+
+# (table, rows removed so far, rows expired when the table was counted)
+RetentionProgress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    """How long one table's rows are kept; `days` None means forever."""
+
+    model: type[models.Model]
+    column: str | None
+    days: int | None
+
+    @property
+    def table(self) -> str:
+        return self.model._meta.db_table
+
+    def cutoff(self, today: datetime.date) -> datetime.date | datetime.datetime:
+        """The first date (or instant) kept; rows before it are expired."""
+        assert self.days is not None and self.column is not None
+        first_kept = today - datetime.timedelta(days=self.days)
+        if isinstance(self.model._meta.get_field(self.column), models.DateTimeField):
+            return datetime.datetime.combine(first_kept, datetime.time.min, tzinfo=datetime.UTC)
+        return first_kept
+
+
+# The schema document's "Data Retention" section.
+RETENTION: tuple[RetentionRule, ...] = (
+    RetentionRule(SeoRanking, "tracked_on", 365),
+    RetentionRule(SocialAnalytics, "measured_at", 365),
+    RetentionRule(AdPerformance, "date", 730),
+    RetentionRule(CeoBriefing, "period_end", 365),
+    RetentionRule(ExperimentResult, None, None),
+    RetentionRule(KnowledgeDocument, None, None),
+)
+
+
+def _sql(rule: RetentionRule) -> tuple[str, str]:
+    """(count statement, delete-one-batch statement) of a rule; names are quoted identifiers
+    from the models, values are bound parameters."""
+    assert rule.column is not None
+    quote = connection.ops.quote_name
+    table = quote(rule.table)
+    field = rule.model._meta.get_field(rule.column)
+    assert isinstance(field, models.Field) and field.column is not None
+    column = quote(field.column)
+    pk = quote(rule.model._meta.pk.column)
+    count = f"SELECT count(*) FROM {table} WHERE {column} < %s"
+    delete = f"DELETE FROM {table} WHERE {pk} IN (SELECT {pk} FROM {table} WHERE {column} < %s LIMIT %s)"
+    return count, delete
+
+
+def expired_rows_purge(
+    *,
+    today: datetime.date,
+    dry_run: bool,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: RetentionProgress | None = None,
+) -> dict[str, int]:
+    """Delete (or with `dry_run`, only count) the expired rows of every shop.
+
+    Returns table -> rows removed (or that would be removed) for each table with a retention
+    period. Not decorated with `transaction.atomic` on purpose: each batch commits on its own.
+    """
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}")
+    report = progress or (lambda _table, _done, _total: None)
+    removed: dict[str, int] = {}
+    for rule in RETENTION:
+        if rule.days is None:
+            continue
+        count_sql, delete_sql = _sql(rule)
+        cutoff = rule.cutoff(today)
+        with atomic_scope(service_scope()), connection.cursor() as cursor:
+            cursor.execute(count_sql, [cutoff])
+            row = cursor.fetchone()
+        expired = int(row[0]) if row else 0
+        done = 0
+        report(rule.table, done, expired)
+        if not dry_run:
+            while True:
+                with atomic_scope(service_scope()), connection.cursor() as cursor:
+                    cursor.execute(delete_sql, [cutoff, batch_size])
+                    deleted = cursor.rowcount
+                done += deleted
+                report(rule.table, done, expired)
+                if deleted < batch_size:
+                    break
+        removed[rule.table] = expired if dry_run else done
+    return removed
