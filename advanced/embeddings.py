@@ -1,0 +1,266 @@
+"""Text embedding providers for the knowledge base: `embed(texts) -> vectors` of 1536 floats.
+
+Two implementations:
+
+- `HashingEmbeddingProvider`, the offline default: signed feature hashing of word unigrams,
+  word bigrams and character 3-5-grams into 1536 dimensions. Deterministic across processes
+  and machines (blake2b, never Python's per-process randomised `hash()`), no model files, no
+  network. It captures lexical overlap, not meaning: "refund" and "money back" are far apart.
+- `OpenAIEmbeddingProvider`, used when `OPENAI_API_KEY` is set: `POST {OPENAI_BASE_URL}/embeddings`
+  with the standard library's HTTP client, in batches, asking for exactly 1536 dimensions.
+
+Vectors from different models live in different spaces; every stored vector records the
+`model` that produced it (`knowledge_base.embedding_model`) so a search only compares like
+with like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+import time
+import unicodedata
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+EMBEDDING_DIMENSIONS = 1536  # advanced.models.EMBEDDING_DIMENSIONS; kept import-free of Django
+
+
+class EmbeddingError(RuntimeError):
+    """The provider could not embed the texts (unreachable, refused, or a malformed answer)."""
+
+
+class EmbeddingProvider(ABC):
+    """Turns texts into L2-normalised vectors of `dimensions` floats."""
+
+    name: str
+    model: str
+    dimensions: int = EMBEDDING_DIMENSIONS
+
+    @abstractmethod
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One vector per text, in the order given."""
+
+    def embed_one(self, text: str) -> list[float]:
+        return self.embed([text])[0]
+
+
+def document_text(*, title: str, content: str) -> str:
+    """What a document's embedding is computed from: the title carries as much signal as the body."""
+    return f"{title.strip()}\n\n{content.strip()}".strip()
+
+
+# --- hashing ------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+# Relative weight of each feature family in the final vector. Each family is normalised first,
+# so a long text's hundreds of character n-grams cannot drown out its words.
+_FAMILY_WEIGHTS = {"w": 1.0, "b": 0.5, "c": 1.0}
+_CHAR_NGRAMS = (3, 4, 5)
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, lowercase, whitespace collapsed to single spaces."""
+    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+@lru_cache(maxsize=1 << 17)
+def _bucket(feature: str, dimensions: int) -> tuple[int, float]:
+    """(index, sign) of a feature: blake2b is stable across processes, unlike hash()."""
+    digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8, person=b"kb-hash-v1").digest()
+    value = int.from_bytes(digest, "big")
+    # The sign comes from bits the index does not use, so collisions cancel out on average.
+    return (value & 0xFFFFFFFF) % dimensions, -1.0 if value >> 63 else 1.0
+
+
+def _features(text: str) -> dict[str, Counter[str]]:
+    normalized = normalize_text(text)
+    words = _WORD.findall(normalized)
+    # Padding marks the start and end of the text; a one-character text still yields a 3-gram.
+    padded = f" {normalized} "
+    return {
+        "w": Counter(words),
+        "b": Counter(f"{a} {b}" for a, b in itertools.pairwise(words)),
+        "c": Counter(padded[i : i + n] for n in _CHAR_NGRAMS for i in range(len(padded) - n + 1)),
+    }
+
+
+class HashingEmbeddingProvider(EmbeddingProvider):
+    """Signed feature hashing with sublinear term frequency (1 + ln tf), L2-normalised."""
+
+    name = "hashing"
+    model = "hashing-v1"
+
+    def __init__(self, *, dimensions: int = EMBEDDING_DIMENSIONS) -> None:
+        self.dimensions = dimensions
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [self._embed(text) for text in texts]
+
+    def _embed(self, text: str) -> list[float]:
+        vector = [0.0] * self.dimensions
+        for family, counts in _features(text).items():
+            part: dict[int, float] = {}
+            for feature, tf in counts.items():
+                index, sign = _bucket(f"{family}:{feature}", self.dimensions)
+                part[index] = part.get(index, 0.0) + sign * (1.0 + math.log(tf))
+            norm = math.sqrt(sum(v * v for v in part.values()))
+            if norm == 0.0:
+                continue
+            scale = _FAMILY_WEIGHTS[family] / norm
+            for index, value in part.items():
+                vector[index] += value * scale
+        norm = math.sqrt(sum(v * v for v in vector))
+        if norm == 0.0:
+            # Only an empty or all-whitespace text gets here; cosine distance to a zero
+            # vector is undefined, so refuse rather than store one.
+            raise EmbeddingError("Cannot embed an empty text.")
+        return [v / norm for v in vector]
+
+
+# --- OpenAI -------------------------------------------------------------------------------
+
+# HTTP answers worth another try: rate limited or a transient server fault.
+_RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class OpenAIEmbeddingProvider(EmbeddingProvider):
+    """The OpenAI embeddings endpoint (or any server speaking its protocol at `base_url`)."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str = "https://api.openai.com/v1",
+        model: str = "text-embedding-3-small",
+        dimensions: int = EMBEDDING_DIMENSIONS,
+        batch_size: int = 100,
+        timeout: float = 30.0,
+        retries: int = 2,
+        backoff: float = 1.0,
+    ) -> None:
+        if not api_key:
+            raise EmbeddingError("OpenAIEmbeddingProvider needs an API key (OPENAI_API_KEY).")
+        if not 1 <= batch_size <= 2048:
+            # 2048 inputs is the endpoint's own limit per request.
+            raise EmbeddingError(f"batch_size must be between 1 and 2048; got {batch_size}.")
+        self.api_key = api_key
+        self.url = base_url.rstrip("/") + "/embeddings"
+        self.model = model
+        self.dimensions = dimensions
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        for position, text in enumerate(texts):
+            if not text.strip():
+                raise EmbeddingError(f"Cannot embed an empty text (input {position}).")
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            vectors.extend(self._request(texts[start : start + self.batch_size]))
+        return vectors
+
+    def _request(self, batch: Sequence[str]) -> list[list[float]]:
+        body = json.dumps(
+            {"model": self.model, "input": list(batch), "dimensions": self.dimensions, "encoding_format": "float"}
+        ).encode("utf-8")
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {self.api_key}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+        )
+        attempt = 0
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    payload = response.read()
+                break
+            except urllib.error.HTTPError as exc:
+                detail = _error_message(exc)
+                if exc.code in _RETRYABLE and attempt < self.retries:
+                    attempt += 1
+                    time.sleep(self._delay(attempt, exc.headers.get("Retry-After")))
+                    continue
+                raise EmbeddingError(f"Embeddings request to {self.url} failed: HTTP {exc.code}: {detail}") from exc
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                if attempt < self.retries:
+                    attempt += 1
+                    time.sleep(self._delay(attempt, None))
+                    continue
+                reason = getattr(exc, "reason", exc)
+                raise EmbeddingError(f"Embeddings endpoint {self.url} unreachable: {reason}") from exc
+        return self._parse(payload, len(batch))
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            try:
+                return min(float(retry_after), 30.0)
+            except ValueError:
+                pass
+        return self.backoff * (2 ** (attempt - 1))
+
+    def _parse(self, payload: bytes, expected: int) -> list[list[float]]:
+        try:
+            document = json.loads(payload)
+            items = sorted(document["data"], key=lambda item: item["index"])
+            vectors = [[float(v) for v in item["embedding"]] for item in items]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EmbeddingError(f"Malformed answer from {self.url}: {exc!r}") from exc
+        if len(vectors) != expected:
+            raise EmbeddingError(f"{self.url} returned {len(vectors)} embeddings for {expected} inputs.")
+        for position, vector in enumerate(vectors):
+            if len(vector) != self.dimensions:
+                raise EmbeddingError(
+                    f"{self.url} returned {len(vector)} dimensions for input {position}; expected "
+                    f"{self.dimensions} (does model {self.model!r} support the `dimensions` parameter?)."
+                )
+            if not all(math.isfinite(v) for v in vector):
+                raise EmbeddingError(f"{self.url} returned a non-finite number for input {position}.")
+        return vectors
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    """The API's own explanation ({"error": {"message": ...}}), else the body or the reason."""
+    try:
+        raw = exc.read()
+    except OSError:
+        raw = b""
+    try:
+        document: Any = json.loads(raw)
+        message = document["error"]["message"] if isinstance(document.get("error"), dict) else document["error"]
+        return str(message)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        text = raw.decode("utf-8", "replace").strip()
+        return text[:300] or str(exc.reason)
+
+
+def embedding_provider() -> EmbeddingProvider:
+    """The provider the settings choose: OpenAI when OPENAI_API_KEY is set, else hashing."""
+    from django.conf import settings
+
+    if settings.OPENAI_API_KEY:
+        return OpenAIEmbeddingProvider(
+            api_key=settings.OPENAI_API_KEY,
+            base_url=settings.OPENAI_BASE_URL,
+            model=settings.EMBEDDING_MODEL,
+            batch_size=settings.KNOWLEDGE_EMBEDDING_BATCH_SIZE,
+            timeout=settings.KNOWLEDGE_EMBEDDING_TIMEOUT,
+        )
+    return HashingEmbeddingProvider()
