@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from rest_framework.exceptions import APIException
 
 from tenancy.admin import AUDIT_FIELDS, ReadOnlyTabularInline, ShopChildAdmin, ShopScopedAdmin
+from tenancy.api.errors import flatten
 from tenancy.models import User
 
 from .models import CeoBriefing, Experiment, ExperimentResult, KnowledgeDocument
+from .services.experiments import (
+    experiment_analyze,
+    experiment_archive,
+    experiment_complete,
+    experiment_pause,
+    experiment_resume,
+    experiment_start,
+)
 
 RESULT_FIELDS = (
     "snapshot_date",
@@ -54,6 +65,60 @@ class ExperimentAdmin(ShopScopedAdmin):
     date_hierarchy = "started_at"
     ordering = ("-started_at",)
     inlines = (ExperimentResultInline,)
+    actions = (
+        "start_experiments",
+        "pause_experiments",
+        "resume_experiments",
+        "complete_experiments",
+        "archive_experiments",
+        "analyze_experiments",
+    )
+
+    def _each(
+        self, request: HttpRequest, queryset: QuerySet[Experiment], verb: str, move: Callable[[Experiment], object]
+    ) -> None:
+        """Run a lifecycle service on each selected experiment; refusals are reported, not fatal."""
+        done, refused = 0, []
+        for experiment in queryset:
+            try:
+                move(experiment)
+            except APIException as exc:
+                refused.append(f"{experiment}: {' '.join(error['message'] for error in flatten(exc.detail))}")
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{verb} {done} experiment(s).", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, f"Not {verb.lower()}: {reason}", messages.WARNING)
+
+    @admin.action(description="Start selected draft experiments", permissions=["change"])
+    def start_experiments(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(request, queryset, "Started", lambda e: experiment_start(experiment=e))
+
+    @admin.action(description="Pause selected running experiments", permissions=["change"])
+    def pause_experiments(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(request, queryset, "Paused", lambda e: experiment_pause(experiment=e))
+
+    @admin.action(description="Resume selected paused experiments", permissions=["change"])
+    def resume_experiments(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(request, queryset, "Resumed", lambda e: experiment_resume(experiment=e))
+
+    @admin.action(description="Complete selected experiments (keeping the analysis' winner)", permissions=["change"])
+    def complete_experiments(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(request, queryset, "Completed", lambda e: experiment_complete(experiment=e, winner=None))
+
+    @admin.action(description="Archive selected completed experiments", permissions=["change"])
+    def archive_experiments(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(request, queryset, "Archived", lambda e: experiment_archive(experiment=e))
+
+    @admin.action(description="Analyse selected experiments (statistics and winner)", permissions=["change"])
+    def analyze_experiments(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        def analyze(experiment: Experiment) -> None:
+            result = experiment_analyze(experiment=experiment)
+            verdict = f"winner {result.winner}" if result.winner else f"no winner ({'; '.join(result.reasons)})"
+            self.message_user(request, f"{experiment}: {verdict}", messages.INFO)
+
+        self._each(request, queryset, "Analysed", analyze)
 
 
 @admin.register(ExperimentResult)

@@ -91,14 +91,20 @@ class CeoBriefingFactory(ScopedFactory[CeoBriefing]):
     period_end = factory.Sequence(lambda n: timezone.now().date() - datetime.timedelta(days=7 * n + 1))
     period_start = factory.LazyAttribute(lambda o: o.period_end - datetime.timedelta(days=6))
     executive_summary = factory.Faker("paragraph", nb_sentences=4)
+    # The shape generate_briefings writes (advanced/services/briefings.py), with made-up figures.
     key_metrics = factory.LazyFunction(
         lambda: {
-            "ad_spend": {"value": round(random.uniform(500, 5000), 2), "change_pct": round(random.uniform(-20, 20), 1)},
-            "revenue": {
-                "value": round(random.uniform(2000, 30000), 2),
-                "change_pct": round(random.uniform(-20, 30), 1),
-            },
-            "roas": {"value": round(random.uniform(1.5, 6), 2), "change_pct": round(random.uniform(-15, 15), 1)},
+            "ads": {
+                "spend": {
+                    "current": f"{random.uniform(500, 5000):.2f}",
+                    "change_pct": round(random.uniform(-20, 20), 1),
+                },
+                "revenue": {
+                    "current": f"{random.uniform(2000, 30000):.2f}",
+                    "change_pct": round(random.uniform(-20, 30), 1),
+                },
+                "roas": {"current": round(random.uniform(1.5, 6), 2), "change_pct": round(random.uniform(-15, 15), 1)},
+            }
         }
     )
     insights = factory.LazyFunction(

@@ -174,6 +174,29 @@ API_BULK_MAX_ROWS = env_int("API_BULK_MAX_ROWS", 10_000)
 # A bulk batch of 10,000 rows is a few MB of JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
 
+# --- Briefing summaries (manage.py generate_briefings) -----------------------------------
+# "template" (default): a deterministic summary. "openai": a chat completions call, falling
+# back to the template when it fails (advanced/llm.py).
+LLM_PROVIDER = env_str("LLM_PROVIDER", "template")
+LLM_MODEL = env_str("LLM_MODEL", "gpt-4o-mini")
+LLM_TIMEOUT_SECONDS = env_int("LLM_TIMEOUT_SECONDS", 30)
+OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
+
+# --- Knowledge base (advanced/embeddings.py, advanced/services/knowledge.py) ---------------
+# With OPENAI_API_KEY set, documents and text queries are embedded by OpenAI with this model
+# (it must accept `dimensions`: the text-embedding-3 family); otherwise by the offline,
+# deterministic hashing embedder.
+EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "text-embedding-3-small")
+KNOWLEDGE_EMBEDDING_BATCH_SIZE = env_int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", 100)
+KNOWLEDGE_EMBEDDING_TIMEOUT = env_int("KNOWLEDGE_EMBEDDING_TIMEOUT", 30)
+# A search whose filtered candidates are at most this many scans them exactly; larger ones
+# use the IVFFlat index with iterative scans (docs/api.md, Knowledge search).
+KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES = env_int("KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES", 20_000)
+# 0: probes = round(sqrt(lists)) of the physical index; max_probes 0: every list.
+KNOWLEDGE_IVFFLAT_PROBES = env_int("KNOWLEDGE_IVFFLAT_PROBES", 0)
+KNOWLEDGE_IVFFLAT_MAX_PROBES = env_int("KNOWLEDGE_IVFFLAT_MAX_PROBES", 0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tenancy.api.authentication.JWTAuthentication",

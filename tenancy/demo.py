@@ -13,7 +13,6 @@ import datetime
 import math
 import random
 import zlib
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,13 +27,13 @@ from django.contrib.auth.hashers import make_password
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from advanced.embeddings import HashingEmbeddingProvider, document_text
 from advanced.factories import (
-    CeoBriefingFactory,
     ExperimentFactory,
     ExperimentResultFactory,
     KnowledgeDocumentFactory,
-    unit_vector,
 )
+from advanced.llm import TemplateWriter
 from advanced.models import (
     BriefingType,
     CeoBriefing,
@@ -44,6 +43,8 @@ from advanced.models import (
     ExperimentStatus,
     KnowledgeDocument,
 )
+from advanced.services.briefings import briefing_generate
+from advanced.services.experiments import experiment_analyze
 from growth.factories import (
     KEYWORDS,
     AdCampaignFactory,
@@ -510,18 +511,6 @@ EXPERIMENTS = [
 ]
 
 
-def _two_proportion_test(control: tuple[int, int], variant: tuple[int, int]) -> tuple[float, float, float]:
-    """Two-sided p-value and 95% interval of the difference in conversion rate (z-test)."""
-    (n_c, x_c), (n_v, x_v) = control, variant
-    p_c, p_v = x_c / n_c, x_v / n_v
-    pooled = (x_c + x_v) / (n_c + n_v)
-    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_v))
-    p_value = math.erfc(abs(p_v - p_c) / se_pooled / math.sqrt(2)) if se_pooled > 0 else 1.0
-    se = math.sqrt(p_c * (1 - p_c) / n_c + p_v * (1 - p_v) / n_v)
-    diff = p_v - p_c
-    return min(1.0, p_value), diff - 1.96 * se, diff + 1.96 * se
-
-
 def _seed_experiments(ctx: _ShopContext) -> None:
     if Experiment.objects.filter(shop=ctx.shop).exists():
         return
@@ -535,9 +524,12 @@ def _seed_experiments(ctx: _ShopContext) -> None:
         ended_at = _at(days[(len(days) - 1) * 2 // 3], 18) if completed else None
         snapshot = (ended_at or _at(ctx.end, 23)).date()
         weight = round(1 / len(variant_specs), 4)
+        # The last variant takes the remainder, so that the weights sum to exactly 1.
+        weights = [weight] * (len(variant_specs) - 1)
+        weights.append(round(1 - sum(weights), 4))
         variants = [
-            {"key": vkey, "name": vname, "weight": weight, "is_control": vkey == "control"}
-            for vkey, vname in variant_specs
+            {"key": vkey, "name": vname, "weight": share, "is_control": vkey == "control"}
+            for (vkey, vname), share in zip(variant_specs, weights, strict=True)
         ]
         running_days = (snapshot - started_at.date()).days + 1
         base_rate, aov = rng.uniform(0.025, 0.045), rng.uniform(40, 90)
@@ -548,7 +540,6 @@ def _seed_experiments(ctx: _ShopContext) -> None:
             participants = round(visitors * weight * rng.uniform(0.98, 1.02))
             lift = 0.0 if vkey == "control" else rng.uniform(0.15, 0.35) if completed else rng.uniform(-0.1, 0.25)
             figures.append((vkey, participants, round(participants * base_rate * (1 + lift))))
-        control = (figures[0][1], figures[0][2])
         experiment: Experiment = ExperimentFactory.build(
             shop=ctx.shop,
             experiment_key=key,
@@ -560,19 +551,8 @@ def _seed_experiments(ctx: _ShopContext) -> None:
             ended_at=ended_at,
             min_sample_size=200,
         )
-        best: tuple[float, str] | None = None
         for vkey, participants, conversions in figures:
             rate, order_value = conversions / participants, aov * rng.uniform(0.95, 1.05)
-            stats: dict[str, object] = {}
-            if vkey != "control":
-                p_value, low, high = _two_proportion_test(control, (participants, conversions))
-                stats = {
-                    "p_value": Decimal(f"{p_value:.10f}"),
-                    "confidence_interval_lower": Decimal(f"{low:.8f}"),
-                    "confidence_interval_upper": Decimal(f"{high:.8f}"),
-                }
-                if low > 0 and (best is None or p_value < best[0]):
-                    best = (p_value, vkey)
             results.append(
                 ExperimentResultFactory.build(
                     experiment=experiment,
@@ -585,17 +565,17 @@ def _seed_experiments(ctx: _ShopContext) -> None:
                     revenue_per_user=Decimal(f"{rate * order_value:.4f}"),
                     # Revenue per user is zero for most users and about one order for the rest.
                     revenue_per_user_stddev=Decimal(f"{order_value * math.sqrt(rate * (1 - rate)):.4f}"),
-                    **stats,
                 )
             )
-        if completed and best is not None and best[0] < 1 - float(experiment.confidence_threshold):
-            experiment.winning_variant = best[1]
-            experiment.confidence_level = Decimal(f"{1 - best[0]:.4f}")
         experiments.append(experiment)
     Experiment.objects.bulk_create(experiments)
     # The results were built before their experiments had ids; bulk_create fills the foreign
     # key in from the (now saved) related instance.
     ExperimentResult.objects.bulk_create(results)
+    # p-values, lift intervals and winners come from the same analysis the API and the
+    # analyze_experiments command run.
+    for experiment in experiments:
+        experiment_analyze(experiment=experiment)
 
 
 # (key, type, title, tags)
@@ -621,6 +601,10 @@ def _seed_knowledge_base(ctx: _ShopContext) -> None:
     # The newest note has not been through the embedding job yet.
     unembedded = DOCUMENTS[-1][0]
 
+    # The offline embedder, always: demo data must not depend on a network or a paid API, and
+    # text search then finds these documents whenever the hashing provider is the one in use.
+    embedder = HashingEmbeddingProvider()
+
     def build(key: str, document_type: str, title: str, tags: list[str], version: int) -> KnowledgeDocument:
         embedded = key != unembedded
         document: KnowledgeDocument = KnowledgeDocumentFactory.build(
@@ -631,10 +615,13 @@ def _seed_knowledge_base(ctx: _ShopContext) -> None:
             tags=tags,
             version=version,
             is_current=version == 2 or key not in revised,
-            embedding=unit_vector(zlib.crc32(f"{ctx.shop.domain}:{key}:{version}".encode())) if embedded else None,
-            embedding_model="synthetic-gaussian" if embedded else "",
+            embedding=None,
+            embedding_model="",
             source_url=f"https://{ctx.shop.domain}/pages/{key}",
         )
+        if embedded:
+            document.embedding = embedder.embed([document_text(title=document.title, content=document.content)])[0]
+            document.embedding_model = embedder.model
         return document
 
     first = [build(key, kind, title, tags, 1) for key, kind, title, tags in DOCUMENTS]
@@ -650,81 +637,23 @@ def _seed_knowledge_base(ctx: _ShopContext) -> None:
     KnowledgeDocument.objects.bulk_create(second)
 
 
-def _weekly_figures(ctx: _ShopContext) -> dict[datetime.date, dict[str, float]]:
-    """Ad totals per week (keyed by the week's last day), as the briefing job would read them."""
-    totals: defaultdict[datetime.date, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
-    rows = AdPerformance.objects.filter(shop=ctx.shop).values_list("date", "cost", "revenue", "conversions", "clicks")
-    for day, cost, revenue, conversions, clicks in rows:
-        week_end = ctx.end - datetime.timedelta(days=7 * ((ctx.end - day).days // 7))
-        week = totals[week_end]
-        week["ad_spend"] += float(cost)
-        week["revenue"] += float(revenue)
-        week["conversions"] += float(conversions)
-        week["clicks"] += float(clicks)
-    return {week_end: dict(week) for week_end, week in totals.items()}
-
-
-def _change_pct(current: float, previous: float | None) -> float | None:
-    return round((current - previous) / previous * 100, 1) if previous else None
-
-
 def _seed_briefings(ctx: _ShopContext) -> None:
+    """Weekly briefings generated from the demo data by the real job (template writer)."""
     if CeoBriefing.objects.filter(shop=ctx.shop).exists():
         return
     rng = ctx.rng("ceo_briefings")
-    totals = _weekly_figures(ctx)
-    top10 = SeoRanking.objects.filter(shop=ctx.shop, tracked_on=ctx.end, position__lte=10).count()
-    weeks = math.ceil(len(ctx.days) / 7)
-    briefings: list[CeoBriefing] = []
-    for week in range(weeks):
+    for week in range(math.ceil(len(ctx.days) / 7)):
         period_end = ctx.end - datetime.timedelta(days=7 * week)
-        figures: dict[str, float] = totals.get(period_end, {})
-        previous: dict[str, float] = totals.get(period_end - datetime.timedelta(days=7), {})
-        spend, revenue = figures.get("ad_spend", 0.0), figures.get("revenue", 0.0)
-        previous_spend, previous_revenue = previous.get("ad_spend"), previous.get("revenue")
-        roas = revenue / spend if spend else 0.0
-        previous_roas = previous_revenue / previous_spend if previous_spend and previous_revenue is not None else None
-        revenue_change = _change_pct(revenue, previous_revenue)
-        key_metrics = {
-            "ad_spend": {"value": round(spend, 2), "change_pct": _change_pct(spend, previous_spend)},
-            "revenue": {"value": round(revenue, 2), "change_pct": revenue_change},
-            "roas": {"value": round(roas, 2), "change_pct": _change_pct(roas, previous_roas)},
-            "conversions": {"value": round(figures.get("conversions", 0.0), 2)},
-        }
-        trend = "no earlier week to compare" if revenue_change is None else f"{revenue_change:+.1f}% on the week before"
-        summary = (
-            f"Paid channels brought ${revenue:,.0f} of revenue on ${spend:,.0f} of spend "
-            f"(ROAS {roas:.2f}); revenue {trend}. "
-            f"{top10} of {len(KEYWORDS)} tracked keywords rank in the top 10 on Google."
+        briefing = briefing_generate(
+            shop_id=ctx.shop.domain, briefing_type=BriefingType.WEEKLY, period_end=period_end, writer=TemplateWriter()
         )
-        insights = [
-            {"rank": 1, "title": f"ROAS at {roas:.2f}", "detail": "Shift budget to the campaigns above target."},
-            {"rank": 2, "title": f"{top10} keywords in the top 10", "detail": "Organic traffic should follow."},
-        ]
-        review: dict[str, object] = {}
         if week > 0:
             # Staff have reviewed every briefing but the newest one.
-            review = {
-                "rating": rng.randint(3, 5),
-                "feedback_notes": rng.choice(["", "Clear and actionable.", "Too long; lead with revenue."]),
-                "reviewed_by": ctx.admin,
-                "reviewed_at": _at(period_end + datetime.timedelta(days=2), 11),
-            }
-        briefings.append(
-            CeoBriefingFactory.build(
-                shop=ctx.shop,
-                briefing_type=BriefingType.WEEKLY,
-                period_start=period_end - datetime.timedelta(days=6),
-                period_end=period_end,
-                executive_summary=summary,
-                key_metrics=key_metrics,
-                insights=insights,
-                generation_model="template-v1",
-                generation_tokens=rng.randint(700, 2400),
-                **review,
-            )
-        )
-    CeoBriefing.objects.bulk_create(briefings)
+            briefing.rating = rng.randint(3, 5)
+            briefing.feedback_notes = rng.choice(["", "Clear and actionable.", "Too long; lead with revenue."])
+            briefing.reviewed_by = ctx.admin
+            briefing.reviewed_at = _at(period_end + datetime.timedelta(days=2), 11)
+            briefing.save(update_fields=["rating", "feedback_notes", "reviewed_by", "reviewed_at", "updated_at"])
 
 
 _SHOP_STEPS: list[tuple[str, Callable[[_ShopContext], None]]] = [

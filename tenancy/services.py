@@ -20,7 +20,7 @@ _M = TypeVar("_M", bound=models.Model)
 UPSERT_CHUNK = 1000
 
 
-def _constraint_error(exc: IntegrityError, model: type[models.Model] | None = None) -> ValidationError:
+def constraint_error(exc: IntegrityError, model: type[models.Model] | None = None) -> ValidationError:
     """A 400 naming the constraint the database enforced (under its field, where it has one)."""
     diag = getattr(exc.__cause__, "diag", None)
     name = getattr(diag, "constraint_name", None) or ""
@@ -70,7 +70,7 @@ def row_create(*, model: type[_M], data: dict[str, Any], actor: str | None, **ow
         with transaction.atomic():
             instance.save(force_insert=True)
     except IntegrityError as exc:
-        raise _constraint_error(exc, model) from exc
+        raise constraint_error(exc, model) from exc
     except DatabaseError as exc:
         raise (_policy_refusal(exc) or exc) from exc
     return instance
@@ -84,7 +84,7 @@ def row_update(*, instance: _M, data: dict[str, Any]) -> _M:
         with transaction.atomic():
             instance.save()
     except IntegrityError as exc:
-        raise _constraint_error(exc, type(instance)) from exc
+        raise constraint_error(exc, type(instance)) from exc
     except DatabaseError as exc:
         raise (_policy_refusal(exc) or exc) from exc
     # The database computed the generated ratios; the instance still holds the old ones.
@@ -171,7 +171,7 @@ def rows_upsert(
                 created += sum(flags)
                 updated += len(flags) - sum(flags)
     except IntegrityError as exc:
-        raise _constraint_error(exc, model) from exc
+        raise constraint_error(exc, model) from exc
     except DatabaseError as exc:
         raise (_policy_refusal(exc) or exc) from exc
     return UpsertResult(created=created, updated=updated)

@@ -2,82 +2,52 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from django.utils import timezone
 from rest_framework import serializers
 
-from tenancy.api.serializers import AUDIT_FIELDS, TenantModelSerializer
+from tenancy.api.serializers import AUDIT_FIELDS, StrictFieldsMixin, TenantModelSerializer
 
-from ..models import EMBEDDING_DIMENSIONS, CeoBriefing, Experiment, ExperimentResult, KnowledgeDocument
+from ..models import (
+    EMBEDDING_DIMENSIONS,
+    CeoBriefing,
+    DocumentType,
+    Experiment,
+    ExperimentResult,
+    ExperimentStatus,
+    KnowledgeDocument,
+)
+from ..services.experiments import variant_errors, variant_keys
 
-# Weights are shares of traffic: fractions summing to 1, or percentages summing to 100.
-WEIGHT_TOTALS = (1.0, 100.0)
-WEIGHT_TOLERANCE = 1e-9
-# winning_variant and experiment_results.variant_key are varchar(100); a longer key could
-# never be reported on.
-VARIANT_KEY_MAX_LENGTH = 100
 # pgvector stores single-precision floats; a larger value is refused by the database.
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _is_nonempty_string(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+# Owned by the lifecycle actions and the analysis, so read-only here. A request may repeat the
+# current value (a PUT of a fetched representation does) but not change it: a change is a 400
+# that says which action to use, rather than a write DRF would silently drop.
+LIFECYCLE_FIELDS: dict[str, str] = {
+    "status": (
+        "Changes only through POST /api/v1/experiments/{id}/start/, pause/, resume/, complete/ and "
+        "archive/; a new experiment is a draft."
+    ),
+    "started_at": "Stamped by the start action.",
+    "ended_at": "Stamped by the complete action.",
+    "winning_variant": "Set by the complete action (winner) or by the analysis (POST .../{id}/analyze/).",
+    "confidence_level": "Set by the analysis (POST .../{id}/analyze/): 1 - the winner's Holm-adjusted p.",
+}
 
 
-def _is_number(value: Any) -> bool:
-    # JSON true/false are ints to Python; a weight of `true` is a mistake, not 1.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def variant_errors(variants: Any) -> list[str]:
-    """Every problem of an experiment's `variants`, each naming the variant and the rule."""
-    if not isinstance(variants, list):
-        return ["Must be a JSON array of variant objects."]
-    if len(variants) < 2:
-        return [f"An experiment needs at least two variants; got {len(variants)}."]
-    errors: list[str] = []
-    seen: dict[str, int] = {}
-    controls: list[int] = []
-    total = 0.0
-    for position, variant in enumerate(variants):
-        where = f"variants[{position}]"
-        if not isinstance(variant, dict):
-            errors.append(f"{where} must be an object, not {type(variant).__name__}.")
-            continue
-        key: Any = variant.get("key")
-        if not _is_nonempty_string(key):
-            errors.append(f"{where}.key must be a non-empty string.")
-        elif len(key) > VARIANT_KEY_MAX_LENGTH:
-            errors.append(f"{where}.key must be at most {VARIANT_KEY_MAX_LENGTH} characters.")
-        elif key in seen:
-            errors.append(f"{where}.key {key!r} is already the key of variants[{seen[key]}]; keys must be unique.")
-        else:
-            seen[key] = position
-        weight: Any = variant.get("weight")
-        if not _is_number(weight) or weight <= 0:
-            errors.append(f"{where}.weight must be a number greater than 0; got {weight!r}.")
-        else:
-            total += weight
-        is_control: Any = variant.get("is_control", False)
-        if not isinstance(is_control, bool):
-            errors.append(f"{where}.is_control must be true or false; got {is_control!r}.")
-        elif is_control:
-            controls.append(position)
-    if not errors and not any(math.isclose(total, goal, rel_tol=WEIGHT_TOLERANCE) for goal in WEIGHT_TOTALS):
-        errors.append(f"Variant weights must sum to 1 or to 100; they sum to {total:g}.")
-    if len(controls) != 1:
-        which = f" (variants {', '.join(map(str, controls))})" if controls else ""
-        errors.append(f"Exactly one variant must have is_control: true; {len(controls)} do{which}.")
-    return errors
-
-
-def variant_keys(variants: Any) -> list[str]:
-    """The keys of stored variants (tolerant of rows written before validation existed)."""
-    if not isinstance(variants, list):
-        return []
-    return [v["key"] for v in variants if isinstance(v, dict) and isinstance(v.get("key"), str)]
+def _lifecycle_parsers() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+    """Parsers of the values a request may echo, to compare them with the stored ones."""
+    return {
+        "status": serializers.ChoiceField(choices=ExperimentStatus.choices),
+        "started_at": serializers.DateTimeField(allow_null=True),
+        "ended_at": serializers.DateTimeField(allow_null=True),
+        "winning_variant": serializers.CharField(allow_null=True, allow_blank=True),
+        "confidence_level": serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True),
+    }
 
 
 class ExperimentSerializer(TenantModelSerializer):
@@ -100,8 +70,12 @@ class ExperimentSerializer(TenantModelSerializer):
             "confidence_level",
             *AUDIT_FIELDS,
         )
-        # An experiment without its variants is not an experiment (the model's default is []).
-        extra_kwargs = {"variants": {"required": True}}
+        read_only_fields = (*TenantModelSerializer.Meta.read_only_fields, *LIFECYCLE_FIELDS)
+        extra_kwargs = {
+            # An experiment without its variants is not an experiment (the model's default is []).
+            "variants": {"required": True},
+            **{name: {"help_text": text} for name, text in LIFECYCLE_FIELDS.items()},
+        }
 
     def validate_variants(self, value: Any) -> Any:
         errors = variant_errors(value)
@@ -109,22 +83,128 @@ class ExperimentSerializer(TenantModelSerializer):
             raise serializers.ValidationError(errors)
         return value
 
-    def validate_winning_variant(self, value: str | None) -> str | None:
-        # "" and null both mean "no winner yet".
-        return value or None
+    def _lifecycle_errors(self) -> dict[str, list[str]]:
+        data = getattr(self, "initial_data", None)
+        if not isinstance(data, dict):
+            return {}
+        errors: dict[str, list[str]] = {}
+        for name, parser in _lifecycle_parsers().items():
+            if name not in data:
+                continue
+            if self.instance is not None:
+                current = getattr(self.instance, name)
+            else:
+                current = ExperimentStatus.DRAFT if name == "status" else None
+            try:
+                same = (parser.run_validation(data[name]) or None) == (current or None)
+            except serializers.ValidationError:
+                same = False
+            if not same:
+                what = "A new experiment starts as draft" if name == "status" and self.instance is None else "Read-only"
+                errors[name] = [f"{what}; cannot set {data[name]!r}. {LIFECYCLE_FIELDS[name]}"]
+        return errors
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        start = attrs.get("started_at", getattr(self.instance, "started_at", None))
-        end = attrs.get("ended_at", getattr(self.instance, "ended_at", None))
-        if start and end and end < start:
-            raise serializers.ValidationError({"ended_at": ["Must not be before started_at."]})
-        winner = attrs.get("winning_variant", getattr(self.instance, "winning_variant", None))
-        if winner and ("winning_variant" in attrs or "variants" in attrs):
-            keys = variant_keys(attrs.get("variants", getattr(self.instance, "variants", [])))
-            if winner not in keys:
-                message = f"{winner!r} is not a variant of this experiment (keys: {', '.join(keys) or 'none'})."
-                raise serializers.ValidationError({"winning_variant": [message]})
+        errors = self._lifecycle_errors()
+        if errors:
+            raise serializers.ValidationError(errors, code="read_only")
+        winner = getattr(self.instance, "winning_variant", None)
+        if winner and "variants" in attrs and winner not in variant_keys(attrs["variants"]):
+            keys = ", ".join(variant_keys(attrs["variants"])) or "none"
+            message = f"The recorded winner {winner!r} would no longer be a variant (keys: {keys})."
+            raise serializers.ValidationError({"winning_variant": [message]})
         return attrs
+
+
+class ExperimentCompleteSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
+    """Body of POST /experiments/{id}/complete/."""
+
+    winner = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=100,
+        help_text=(
+            "Key of the winning variant. Omitted or null: the winner the latest analysis declared "
+            "(possibly none) stays."
+        ),
+    )
+
+
+class ExperimentAnalyzeSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
+    """Body of POST /experiments/{id}/analyze/."""
+
+    as_of = serializers.DateField(
+        required=False,
+        allow_null=True,
+        help_text="Analyse each variant's latest snapshot on or before this day (default: the latest).",
+    )
+
+
+class IntervalSerializer(serializers.Serializer[Any]):
+    lower = serializers.FloatField()
+    upper = serializers.FloatField()
+
+
+class SampleRatioMismatchSerializer(serializers.Serializer[Any]):
+    statistic = serializers.FloatField(allow_null=True, help_text="Chi-square statistic (k - 1 degrees of freedom).")
+    p_value = serializers.FloatField(allow_null=True)
+    flagged = serializers.BooleanField(help_text="p < 0.001: the split of participants does not match the weights.")
+
+
+class VariantAnalysisSerializer(serializers.Serializer[Any]):
+    """One variant against control; null where a figure is undefined (e.g. no participants)."""
+
+    key = serializers.CharField()
+    name = serializers.CharField()
+    is_control = serializers.BooleanField()
+    weight = serializers.FloatField(help_text="As declared in variants.")
+    expected_share = serializers.FloatField(help_text="The weight as a share of all weights.")
+    snapshot_date = serializers.DateField(allow_null=True, help_text="Day of the snapshot analysed; null: none yet.")
+    participants = serializers.IntegerField()
+    conversions = serializers.IntegerField()
+    conversion_rate = serializers.FloatField(allow_null=True)
+    conversion_rate_interval = IntervalSerializer(allow_null=True, help_text="Wald interval, clipped to [0, 1].")
+    absolute_lift = serializers.FloatField(allow_null=True, help_text="Rate minus control's rate.")
+    absolute_lift_interval = IntervalSerializer(allow_null=True, help_text="Unpooled Wald interval.")
+    relative_lift = serializers.FloatField(allow_null=True, help_text="Rate / control's rate - 1.")
+    relative_lift_interval = IntervalSerializer(allow_null=True, help_text="Delta method on the ratio.")
+    z_statistic = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True, help_text="Two-proportion z-test (pooled), two-sided.")
+    adjusted_p_value = serializers.FloatField(allow_null=True, help_text="Holm-adjusted over the treatments.")
+    avg_order_value = serializers.FloatField(allow_null=True)
+    revenue_per_user = serializers.FloatField(allow_null=True)
+    revenue_per_user_stddev = serializers.FloatField(allow_null=True)
+    revenue_per_user_lift = serializers.FloatField(allow_null=True)
+    revenue_p_value = serializers.FloatField(allow_null=True, help_text="Welch's t-test of revenue per user.")
+    meets_min_sample_size = serializers.BooleanField()
+
+
+class ExperimentAnalysisSerializer(serializers.Serializer[Any]):
+    """The answer of POST /experiments/{id}/analyze/ (advanced.services.AnalysisResult)."""
+
+    experiment_id = serializers.IntegerField()
+    experiment_key = serializers.CharField()
+    # A plain string: a second enum named "status" would collide in the schema's enum naming.
+    status = serializers.CharField(help_text="The experiment's status (draft, running, paused, completed, archived).")
+    primary_metric = serializers.CharField()
+    as_of = serializers.DateField(allow_null=True)
+    snapshot_date = serializers.DateField(allow_null=True, help_text="The newest snapshot analysed.")
+    confidence_threshold = serializers.FloatField()
+    alpha = serializers.FloatField(help_text="1 - confidence_threshold: adjusted p-values below it are significant.")
+    min_sample_size = serializers.IntegerField()
+    control = serializers.CharField()
+    variants = VariantAnalysisSerializer(many=True)
+    sample_ratio_mismatch = SampleRatioMismatchSerializer()
+    significant = serializers.BooleanField()
+    winner = serializers.CharField(allow_null=True, help_text="The analysis' verdict; null: no significant winner.")
+    confidence_level = serializers.FloatField(allow_null=True, help_text="1 - the winner's Holm-adjusted p.")
+    winning_variant = serializers.CharField(
+        allow_null=True, help_text="What the experiment records now (a completed experiment keeps its winner)."
+    )
+    recorded_confidence_level = serializers.FloatField(allow_null=True)
+    reasons = serializers.ListField(child=serializers.CharField(), help_text="Why no winner was declared.")
+    warnings = serializers.ListField(child=serializers.CharField())
+    results_updated = serializers.IntegerField(help_text="Snapshot rows whose p_value and interval were stored.")
 
 
 RESULT_RATIOS = ("conversion_rate",)
@@ -177,7 +257,10 @@ class ExperimentResultSerializer(TenantModelSerializer):
 
 
 class KnowledgeDocumentSerializer(TenantModelSerializer):
-    """The embedding is written here but read back only by retrieve with `?include=embedding`:
+    """One version of a document. Writes never edit a stored version: POST and PUT/PATCH each
+    create a new version (advanced.services.knowledge).
+
+    The embedding is written here but read back only by retrieve with `?include=embedding`:
     1536 floats per row would make a page of documents megabytes of JSON."""
 
     embedding = serializers.ListField(
@@ -185,7 +268,11 @@ class KnowledgeDocumentSerializer(TenantModelSerializer):
         allow_null=True,
         required=False,
         write_only=True,
-        help_text=f"{EMBEDDING_DIMENSIONS} finite floats, or null. Returned only by retrieve with ?include=embedding.",
+        help_text=(
+            f"{EMBEDDING_DIMENSIONS} finite floats, not all zero. Omitted or null: the server embeds "
+            "title + content with its provider; a PATCH that changes neither and omits it keeps the "
+            "current vector. Returned only by retrieve with ?include=embedding."
+        ),
     )
     has_embedding = serializers.SerializerMethodField()
 
@@ -210,6 +297,14 @@ class KnowledgeDocumentSerializer(TenantModelSerializer):
         )
         # Versioning is managed by the service that creates new versions, not by clients.
         read_only_fields = (*TenantModelSerializer.Meta.read_only_fields, "version", "is_current", "previous_version")
+        extra_kwargs = {
+            "embedding_model": {
+                "help_text": "Model of a client-sent embedding (default `client`); the server's model otherwise."
+            },
+            "document_key": {
+                "help_text": "Stable key shared by all versions; POST with an existing key adds a version."
+            },
+        }
 
     def get_has_embedding(self, instance: KnowledgeDocument) -> bool:
         if "embedding" in instance.get_deferred_fields():
@@ -222,6 +317,8 @@ class KnowledgeDocumentSerializer(TenantModelSerializer):
             raise serializers.ValidationError(
                 f"Must hold exactly {EMBEDDING_DIMENSIONS} numbers; got {len(value)}.", code="dimensions"
             )
+        if value is not None and not any(value):
+            raise serializers.ValidationError("Must not be all zeros: its cosine distance is undefined.", code="zero")
         return value
 
     def validate_tags(self, value: list[str]) -> list[str]:
@@ -229,19 +326,120 @@ class KnowledgeDocumentSerializer(TenantModelSerializer):
         return list(dict.fromkeys(value))
 
     def validate_document_key(self, value: str) -> str:
-        if self.instance is not None and value == self.instance.document_key:
-            return value
-        # One query instead of a refusal by either of two unique indexes, whose names would
-        # point at `version`; the index still decides between concurrent writers.
-        if KnowledgeDocument.objects.filter(document_key=value).exists():
-            raise serializers.ValidationError(f"A document with key {value!r} already exists.", code="unique")
+        # An existing key is not an error: the save adds a version to that document.
+        if self.instance is not None and value != self.instance.document_key:
+            raise serializers.ValidationError(
+                "A document's key cannot change; create a document under the new key instead.", code="immutable"
+            )
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("embedding_model") and attrs.get("embedding") is None:
+            raise serializers.ValidationError(
+                {"embedding_model": ["Give embedding_model only together with embedding."]}, code="invalid"
+            )
+        return attrs
 
     def to_representation(self, instance: KnowledgeDocument) -> dict[str, Any]:
         data: dict[str, Any] = super().to_representation(instance)
         if self.context.get("include_embedding"):
             data["embedding"] = instance.embedding
         return data
+
+
+# The longest text query: the embedding models read about 8,000 tokens.
+SEARCH_QUERY_MAX_LENGTH = 20_000
+SEARCH_MAX_TAGS = 50
+
+
+class KnowledgeSearchSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
+    """POST /knowledge-documents/search/: a text or a vector, k, and filters."""
+
+    query = serializers.CharField(
+        required=False,
+        max_length=SEARCH_QUERY_MAX_LENGTH,
+        help_text="Text to search for; embedded by the server's provider and compared with documents of that model.",
+    )
+    vector = serializers.ListField(
+        child=serializers.FloatField(min_value=-FLOAT32_MAX, max_value=FLOAT32_MAX),
+        required=False,
+        help_text=f"Instead of query: {EMBEDDING_DIMENSIONS} finite floats, not all zero.",
+    )
+    k = serializers.IntegerField(min_value=1, max_value=100, default=10, help_text="Results wanted (1-100).")
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        default=list,
+        max_length=SEARCH_MAX_TAGS,
+        help_text="Only documents with these tags (see tags_mode); empty: no tag filter.",
+    )
+    tags_mode = serializers.ChoiceField(
+        choices=[("all", "all"), ("any", "any")],
+        default="all",
+        help_text="`all`: every tag (`@>`); `any`: at least one (`&&`).",
+    )
+    document_type = serializers.ChoiceField(choices=DocumentType.choices, required=False)
+    embedding_model = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="With vector only: compare only with documents embedded by this model.",
+    )
+
+    def validate_vector(self, value: list[float]) -> list[float]:
+        if len(value) != EMBEDDING_DIMENSIONS:
+            raise serializers.ValidationError(
+                f"Must hold exactly {EMBEDDING_DIMENSIONS} numbers; got {len(value)}.", code="dimensions"
+            )
+        if not any(value):
+            raise serializers.ValidationError("Must not be all zeros: its cosine distance is undefined.", code="zero")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("query" in attrs) == ("vector" in attrs):
+            raise serializers.ValidationError(
+                "Give either query (text) or vector (numbers), not both.", code="required"
+            )
+        if "embedding_model" in attrs and "vector" not in attrs:
+            raise serializers.ValidationError(
+                {"embedding_model": ["Only with vector: a text query uses the server's model."]}, code="invalid"
+            )
+        return attrs
+
+
+class KnowledgeSearchHitSerializer(TenantModelSerializer):
+    """One search result: a current version (without its vector) and its distance to the query."""
+
+    distance = serializers.FloatField(
+        read_only=True, help_text="Cosine distance to the query: 0 same direction, 2 opposite."
+    )
+
+    class Meta(TenantModelSerializer.Meta):
+        model = KnowledgeDocument
+        fields = (
+            "id",
+            "shop_domain",
+            "document_key",
+            "version",
+            "title",
+            "content",
+            "document_type",
+            "tags",
+            "source_url",
+            "embedding_model",
+            "created_at",
+            "updated_at",
+            "distance",
+        )
+        read_only_fields = fields
+
+
+class KnowledgeSearchResponseSerializer(serializers.Serializer[Any]):
+    count = serializers.IntegerField(help_text="Results returned: min(k, matching current documents).")
+    scan = serializers.ChoiceField(
+        choices=[("exact", "exact"), ("ivfflat", "ivfflat"), ("ivfflat+exact", "ivfflat+exact")],
+        help_text="How they were found: exact scan of the candidates, the IVFFlat index, or the index then exact.",
+    )
+    results = KnowledgeSearchHitSerializer(many=True, help_text="Nearest first.")
 
 
 class CeoBriefingSerializer(TenantModelSerializer):

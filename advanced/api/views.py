@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, permissions
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from tenancy.api.pagination import TimeSeriesPagination
 from tenancy.api.viewsets import TenantViewSet, nested_list
@@ -18,11 +20,31 @@ from tenancy.models import MembershipRole, ShopMembership
 
 from ..filters import CeoBriefingFilterSet, ExperimentFilterSet, ExperimentResultFilterSet, KnowledgeDocumentFilterSet
 from ..models import CeoBriefing, Experiment, ExperimentResult, KnowledgeDocument
+from ..querysets import KnowledgeDocumentQuerySet
+from ..services.experiments import (
+    experiment_analyze,
+    experiment_archive,
+    experiment_complete,
+    experiment_pause,
+    experiment_resume,
+    experiment_start,
+)
+from ..services.knowledge import (
+    knowledge_document_delete,
+    knowledge_document_revise,
+    knowledge_document_save,
+    knowledge_search,
+)
 from .serializers import (
     CeoBriefingSerializer,
+    ExperimentAnalysisSerializer,
+    ExperimentAnalyzeSerializer,
+    ExperimentCompleteSerializer,
     ExperimentResultSerializer,
     ExperimentSerializer,
     KnowledgeDocumentSerializer,
+    KnowledgeSearchResponseSerializer,
+    KnowledgeSearchSerializer,
 )
 
 INCLUDE_EMBEDDING = OpenApiParameter(
@@ -31,6 +53,13 @@ INCLUDE_EMBEDDING = OpenApiParameter(
     location=OpenApiParameter.QUERY,
     enum=["embedding"],
     description="`embedding` adds the 1536-float vector to the response.",
+)
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+NOT_CURRENT = OpenApiResponse(
+    response=_ERROR_REF, description="The id is an older version (history is immutable) or the document moved on."
+)
+EMBEDDING_FAILED = OpenApiResponse(
+    response=_ERROR_REF, description="The embedding provider failed (`embedding_failed`); nothing was written."
 )
 # The roles the ceo_briefings policy shows briefings to.
 BRIEFING_ROLES = frozenset({MembershipRole.CEO, MembershipRole.OWNER})
@@ -52,6 +81,57 @@ class ExperimentViewSet(TenantViewSet):
         queryset = ExperimentResult.objects.filter(experiment=self.get_object())
         return nested_list(self, queryset, ExperimentResultSerializer, ("-snapshot_date", "-id"))
 
+    def _move(
+        self, service: Callable[..., Experiment], experiment: Experiment | None = None, **arguments: Any
+    ) -> Response:
+        moved = service(experiment=experiment or self.get_object(), **arguments)
+        return Response(self.get_serializer(moved).data)
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        """draft -> running; stamps started_at. 400 (`invalid_transition`) from any other status."""
+        return self._move(experiment_start)
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        """running -> paused. 400 (`invalid_transition`) from any other status."""
+        return self._move(experiment_pause)
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        """paused -> running. 400 (`invalid_transition`) from any other status."""
+        return self._move(experiment_resume)
+
+    @extend_schema(request=ExperimentCompleteSerializer, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"])
+    def complete(self, request: Request, pk: str | None = None) -> Response:
+        """running or paused -> completed; stamps ended_at and records `winner` if given."""
+        # Another shop's experiment is a 404 whatever the body says.
+        experiment = self.get_object()
+        body = ExperimentCompleteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._move(experiment_complete, experiment, winner=body.validated_data.get("winner"))
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"])
+    def archive(self, request: Request, pk: str | None = None) -> Response:
+        """completed -> archived (final). A paused experiment is completed first."""
+        return self._move(experiment_archive)
+
+    @extend_schema(request=ExperimentAnalyzeSerializer, responses=ExperimentAnalysisSerializer)
+    @action(detail=True, methods=["post"])
+    def analyze(self, request: Request, pk: str | None = None) -> Response:
+        """Statistics of every variant against control from the latest snapshots; stores each
+        treatment's p-value and lift interval on its snapshot row and, when significant, the winner."""
+        experiment = self.get_object()
+        body = ExperimentAnalyzeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = experiment_analyze(experiment=experiment, as_of=body.validated_data.get("as_of"))
+        return Response(ExperimentAnalysisSerializer(result).data)
+
 
 class ExperimentResultViewSet(TenantViewSet):
     """One variant's cumulative figures on one day; conversion_rate is generated, read-only."""
@@ -65,7 +145,9 @@ class ExperimentResultViewSet(TenantViewSet):
 
 
 class KnowledgeDocumentViewSet(TenantViewSet):
-    """Documents the shop's AI agents retrieve; lists show current versions and no vectors."""
+    """Documents the shop's AI agents retrieve, versioned by `document_key`; lists show current
+    versions and no vectors. A stored version is never edited: POST, PUT and PATCH each add a
+    version, and DELETE (of the current version) removes the document with its history."""
 
     # The vector is ~20 kB of text per row: never loaded for lists, only flagged.
     queryset = KnowledgeDocument.objects.defer("embedding").annotate(
@@ -75,6 +157,11 @@ class KnowledgeDocumentViewSet(TenantViewSet):
     filterset_class = KnowledgeDocumentFilterSet
     ordering_fields = ["document_key", "title", "document_type", "updated_at", "created_at"]
     ordering = ["document_key", "-version"]
+
+    def check_role(self, request: Request) -> None:
+        # Search is a read sent as POST (its body may carry 1536 floats): viewers may search.
+        if self.action != "search":
+            super().check_role(request)
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         queryset = super().filter_queryset(queryset)
@@ -92,6 +179,84 @@ class KnowledgeDocumentViewSet(TenantViewSet):
     @extend_schema(parameters=[INCLUDE_EMBEDDING])
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(responses={201: KnowledgeDocumentSerializer, 502: EMBEDDING_FAILED})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A new document (version 1) or, when `document_key` exists, its next version (201 either way)."""
+        return super().create(request, *args, **kwargs)
+
+    @extend_schema(responses={200: KnowledgeDocumentSerializer, 409: NOT_CURRENT, 502: EMBEDDING_FAILED})
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A new version from the current one with the body applied; the answer is the new version (new id).
+        Fields left out keep their current values. 409 when this id is not the current version."""
+        return super().update(request, *args, **kwargs)
+
+    @extend_schema(responses={200: KnowledgeDocumentSerializer, 409: NOT_CURRENT, 502: EMBEDDING_FAILED})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A new version from the current one with the given fields changed; the answer is the new version.
+        409 when this id is not the current version."""
+        return super().partial_update(request, *args, **kwargs)
+
+    @extend_schema(responses={204: None, 409: NOT_CURRENT})
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Delete the document with every version, through its current version (409 for an older one)."""
+        return super().destroy(request, *args, **kwargs)
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        serializer.instance = knowledge_document_save(
+            shop_id=self.request.membership.shop_id,  # type: ignore[attr-defined]
+            actor=str(self.request.user.pk),
+            **serializer.validated_data,
+        )
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        assert serializer.instance is not None
+        serializer.instance = knowledge_document_revise(
+            document=serializer.instance,
+            changes=dict(serializer.validated_data),
+            actor=str(self.request.user.pk),
+            partial=serializer.partial,
+        )
+
+    def perform_destroy(self, instance: KnowledgeDocument) -> None:
+        knowledge_document_delete(document=instance)
+
+    @extend_schema(
+        responses=KnowledgeDocumentSerializer(many=True),
+        filters=False,
+        parameters=[
+            OpenApiParameter(
+                "document_key",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                pattern=r"^[-a-zA-Z0-9_]+$",
+                description="The document's key (a slug).",
+            )
+        ],
+    )
+    @action(detail=False, methods=["get"], url_path=r"history/(?P<document_key>[-a-zA-Z0-9_]+)")
+    def history(self, request: Request, document_key: str) -> Response:
+        """Every version of one document, newest first (404 when the shop has no such key)."""
+        versions = cast(KnowledgeDocumentQuerySet, self.get_queryset()).versions_of(document_key)
+        if not versions.exists():
+            raise exceptions.NotFound(f"No document with key {document_key!r} in this shop.")
+        page = self.paginate_queryset(versions)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        request=KnowledgeSearchSerializer,
+        responses={200: KnowledgeSearchResponseSerializer, 502: EMBEDDING_FAILED},
+        filters=False,
+    )
+    @action(detail=False, methods=["post"])
+    def search(self, request: Request) -> Response:
+        """The k current documents nearest to a text `query` or a `vector` (cosine distance), nearest
+        first, filtered by tags and type: always min(k, matching documents) results. Viewers may search."""
+        body = KnowledgeSearchSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = knowledge_search(**body.validated_data)
+        answer = {"count": len(result.documents), "scan": result.scan, "results": result.documents}
+        return Response(KnowledgeSearchResponseSerializer(answer).data)
 
 
 class CeoBriefingViewSet(TenantViewSet):

@@ -76,8 +76,6 @@ EXPERIMENT = {
     "experiment_key": "free-shipping",
     "experiment_name": "Free shipping banner",
     "variants": two_variants(),
-    "status": "running",
-    "started_at": "2026-01-01T00:00:00Z",
 }
 
 
@@ -165,24 +163,21 @@ def test_experiment_without_variants_and_malformed_json_are_400(owner_a: Actor) 
     assert _count(Experiment) == 0
 
 
-def test_winning_variant_and_dates_are_checked_on_update(owner_a: Actor) -> None:
+def test_lifecycle_fields_change_only_through_the_actions(owner_a: Actor) -> None:
     experiment = ExperimentFactory(shop=owner_a.shop, started_at=datetime.datetime(2026, 1, 10, tzinfo=datetime.UTC))
     url = f"{EXPERIMENTS}{experiment.pk}/"
-    assert_error(owner_a.client.patch(url, {"winning_variant": "other"}, format="json"), 400, field="winning_variant")
-    before = "2026-01-09T23:59:59Z"
-    assert_error(owner_a.client.patch(url, {"ended_at": before}, format="json"), 400, field="ended_at")
-    response = owner_a.client.patch(url, {"winning_variant": "treatment", "status": "completed"}, format="json")
+    for field, value in (("winning_variant", "treatment"), ("ended_at", "2026-02-01T00:00:00Z"), ("status", "paused")):
+        assert_error(owner_a.client.patch(url, {field: value}, format="json"), 400, field=field, code="read_only")
+    response = owner_a.client.post(f"{url}complete/", {"winner": "other"}, format="json")
+    assert_error(response, 400, field="winner")
+    response = owner_a.client.post(f"{url}complete/", {"winner": "treatment"}, format="json")
     assert response.status_code == 200, response.content
     # Renaming the winner's variant away would leave the winner dangling.
     renamed = _variants(v1__key="renamed")
     assert_error(owner_a.client.patch(url, {"variants": renamed}, format="json"), 400, field="winning_variant")
     stored = _stored(Experiment, experiment.pk)
-    assert (stored.winning_variant, stored.status, stored.ended_at, stored.variants) == (
-        "treatment",
-        "completed",
-        None,
-        two_variants(),
-    )
+    assert (stored.winning_variant, stored.status, stored.variants) == ("treatment", "completed", two_variants())
+    assert stored.ended_at is not None and stored.ended_at >= stored.started_at
 
 
 def test_duplicate_experiment_key_is_400(owner_a: Actor) -> None:
@@ -445,24 +440,32 @@ def test_invalid_document_is_refused_and_nothing_written(
     assert _count(KnowledgeDocument) == 0
 
 
-def test_duplicate_document_key_is_400_on_document_key(owner_a: Actor) -> None:
-    KnowledgeDocumentFactory(shop=owner_a.shop, document_key="returns-policy")
-    assert_error(owner_a.client.post(DOCUMENTS, _document(), format="json"), 400, field="document_key", code="unique")
-    assert _count(KnowledgeDocument) == 1
+def test_posting_an_existing_document_key_adds_a_version(owner_a: Actor) -> None:
+    first = KnowledgeDocumentFactory(shop=owner_a.shop, document_key="returns-policy")
+    response = owner_a.client.post(DOCUMENTS, _document(), format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["document_key"], body["version"], body["is_current"]) == ("returns-policy", 2, True)
+    assert body["previous_version"] == first.pk
+    assert _stored(KnowledgeDocument, first.pk).is_current is False
+    assert _count(KnowledgeDocument) == 2
 
 
-def test_document_update_keeps_or_clears_the_embedding(owner_a: Actor) -> None:
+def test_document_update_adds_a_version_and_keeps_history(owner_a: Actor) -> None:
     document = KnowledgeDocumentFactory(shop=owner_a.shop, embedding=unit_vector(5), tags=["a"])
-    url = f"{DOCUMENTS}{document.pk}/"
-    response = owner_a.client.patch(url, {"title": "New title", "tags": ["b", "b", "c"]}, format="json")
+    response = owner_a.client.patch(
+        f"{DOCUMENTS}{document.pk}/", {"title": "New title", "tags": ["b", "b", "c"]}, format="json"
+    )
     assert response.status_code == 200, response.content
-    assert response.json()["has_embedding"] is True and response.json()["tags"] == ["b", "c"]
-    stored = _stored(KnowledgeDocument, document.pk)
-    assert stored.title == "New title" and stored.embedding is not None
-    response = owner_a.client.patch(url, {"embedding": None}, format="json")
-    assert response.status_code == 200 and response.json()["has_embedding"] is False
-    assert _stored(KnowledgeDocument, document.pk).embedding is None
-    assert owner_a.client.delete(url).status_code == 204
+    body = response.json()
+    assert body["id"] != document.pk and body["version"] == document.version + 1
+    assert body["has_embedding"] is True and body["tags"] == ["b", "c"]
+    old = _stored(KnowledgeDocument, document.pk)
+    assert (old.title, old.is_current) == (document.title, False)
+    assert _stored(KnowledgeDocument, body["id"]).title == "New title"
+    # History is immutable: the old version can no longer be edited or deleted on its own.
+    assert_error(owner_a.client.patch(f"{DOCUMENTS}{document.pk}/", {"title": "x"}, format="json"), 409)
+    assert owner_a.client.delete(f"{DOCUMENTS}{body['id']}/").status_code == 204
     assert _count(KnowledgeDocument) == 0
 
 

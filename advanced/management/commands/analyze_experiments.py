@@ -1,0 +1,115 @@
+"""Analyse A/B experiments across shops: statistics onto the latest snapshots, winners declared."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rest_framework.exceptions import ValidationError
+
+from advanced.models import Experiment, ExperimentStatus
+from advanced.services.experiments import AnalysisResult, experiment_analyze
+from tenancy.api.errors import flatten
+from tenancy.models import Shop
+from tenancy.scope import atomic_scope, service_scope
+
+# Without --experiment-key, the experiments whose data still changes.
+DEFAULT_STATUSES = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+
+
+def _date(value: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError as exc:
+        raise CommandError(f"--as-of must be a date as YYYY-MM-DD, not {value!r}") from exc
+
+
+def _confidence(level: float | None) -> str:
+    # Rounded down, as stored: 0.99999998 is not shown as a certain 1.0000.
+    return "n/a" if level is None else f"{math.floor(level * 10_000) / 10_000:.4f}"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def summary_line(result: AnalysisResult) -> str:
+    """One line: the verdict, each treatment's p-values, and the sample ratio check."""
+    if result.winner is not None:
+        verdict = f"winner {result.winner} (confidence {_confidence(result.confidence_level)})"
+    else:
+        verdict = "no winner" + (f": {result.reasons[0]}" if result.reasons else "")
+    if result.winning_variant != result.winner:
+        verdict += f"; keeps recorded winner {result.winning_variant}"
+    tests = ", ".join(
+        f"{v.key} p={_p(v.p_value)} (Holm {_p(v.adjusted_p_value)})" for v in result.variants if not v.is_control
+    )
+    srm = result.sample_ratio_mismatch
+    check = "SRM!" if srm.flagged else "SRM ok"
+    return f"{verdict} | {tests} | {check} (p={_p(srm.p_value)})"
+
+
+class Command(BaseCommand):
+    help = (
+        "Analyse A/B experiments (default: every running or paused experiment of every shop): "
+        "z-tests against control with Holm's correction, lift intervals, Welch's t-test of revenue "
+        "per user and the sample ratio check; stores p-values and intervals on each variant's "
+        "latest snapshot and declares a winner when significant. Runs as service_role."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--shop", help="Only this shop's experiments (its domain).")
+        parser.add_argument("--experiment-key", help="Only the experiment(s) with this key, whatever their status.")
+        parser.add_argument("--as-of", help="Use each variant's latest snapshot on or before this day, YYYY-MM-DD.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        as_of = _date(options["as_of"]) if options["as_of"] else None
+        shop = (options["shop"] or "").strip().lower() or None
+        key = options["experiment_key"]
+        if shop is not None and not Shop.objects.filter(domain=shop).exists():
+            raise CommandError(f"No shop {shop!r}.")
+        with atomic_scope(service_scope()):
+            experiments = Experiment.objects.all()
+            if shop is not None:
+                experiments = experiments.filter(shop_id=shop)
+            if key:
+                experiments = experiments.filter(experiment_key=key)
+            else:
+                experiments = experiments.filter(status__in=DEFAULT_STATUSES)
+            targets = list(
+                experiments.order_by("shop_id", "experiment_key").values_list("pk", "shop_id", "experiment_key")
+            )
+        if key and not targets:
+            where = f" in shop {shop!r}" if shop else ""
+            raise CommandError(f"No experiment with key {key!r}{where}.")
+
+        started = time.monotonic()
+        counts = {"winner": 0, "no winner": 0, "failed": 0}
+        for position, (pk, shop_id, experiment_key) in enumerate(targets, start=1):
+            prefix = f"[{position}/{len(targets)}] {shop_id} {experiment_key}"
+            try:
+                # One transaction per experiment: a failure rolls back that experiment only.
+                with atomic_scope(service_scope()):
+                    result = experiment_analyze(experiment=Experiment.objects.get(pk=pk), as_of=as_of)
+            except ValidationError as exc:
+                counts["failed"] += 1
+                reasons = "; ".join(f"{e['field']}: {e['message']}" for e in flatten(exc.detail))
+                self.stderr.write(f"{prefix}: failed: {reasons}")
+                continue
+            counts["winner" if result.winner is not None else "no winner"] += 1
+            self.stdout.write(f"{prefix}: {summary_line(result)}")
+
+        elapsed = time.monotonic() - started
+        if not targets:
+            self.stdout.write("No running or paused experiments to analyse.")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Analysed {len(targets) - counts['failed']} of {len(targets)} experiments in {elapsed:.1f} s: "
+                f"{counts['winner']} with a winner, {counts['no winner']} without, {counts['failed']} failed."
+            )
+        )
+        if counts["failed"]:
+            raise CommandError(f"{counts['failed']} of {len(targets)} experiments could not be analysed")
