@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' '
 # mypy's Django plugin imports the settings; it needs no database, so it must not start one.
 NO_DB := DATABASE_URL=postgresql://unused@127.0.0.1:1/unused
 
-.PHONY: run test install migrate seed lint typecheck pytest bench clean-db
+.PHONY: run test install migrate seed lint typecheck pytest browser bench clean-db
 
 run: install migrate seed ## Set everything up and serve on http://127.0.0.1:8000
 	$(PY) manage.py runserver 127.0.0.1:8000
@@ -37,8 +37,31 @@ lint: install
 typecheck: install
 	$(NO_DB) $(VENV)/bin/mypy .
 
-pytest: install
+pytest: install browser
 	$(PY) -m pytest
+
+# The end-to-end admin test drives Debian's Chromium through Playwright (no browser download:
+# `playwright install` is never run). Installed here only where that is possible: as root on
+# Debian with apt-get. Elsewhere it says why, and the test is skipped with the same reason.
+CHROMIUM := /usr/bin/chromium
+browser: ## Debian's chromium for tests/backoffice/test_e2e_browser.py (root + apt-get only)
+	@if [ -x $(CHROMIUM) ]; then \
+		echo "browser: $(CHROMIUM) is installed"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "browser: $(CHROMIUM) is missing and this is not root; the browser test will be skipped"; \
+	elif [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null; then \
+		echo "browser: $(CHROMIUM) is missing and this is not Debian with apt-get; the browser test will be skipped"; \
+	else \
+		echo "browser: installing Debian's chromium with apt-get"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+			|| echo "browser: apt-get could not install chromium; the browser test will be skipped"; \
+	fi
+
+# Not part of `make test`: generates data in its own database (`bench` on the embedded server,
+# or DATABASE_URL) and writes bench/results/<timestamp>.json. BENCH_ARGS="--scale full" for the
+# issue's figures; see docs/performance.md.
+bench: install ## Benchmarks (RLS, ingest, vectors, storage, retention); options in BENCH_ARGS
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean-db: ## Delete the embedded database (it is recreated on the next run)
 	rm -rf .pgdata
