@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count, QuerySet
@@ -41,6 +42,29 @@ class ShopScopedAdmin(AuditedAdmin):
     list_select_related: ClassVar[tuple[str, ...]] = ("shop",)
 
 
+class ShopChildForm(forms.ModelForm):
+    """A child row stays in its shop: once saved, it may only be moved to a parent of that shop.
+
+    Saving copies the parent's shop onto the row, so picking another shop's parent would
+    silently move the row (and its measurements) to that shop. Refused as a form error instead.
+    """
+
+    # Set by ShopChildAdmin.get_form from the admin's own parent_field.
+    parent_field: ClassVar[str] = ""
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        parent = cleaned.get(self.parent_field)
+        shop = self.instance.shop_id if self.instance.pk is not None else None
+        if parent is not None and shop is not None and parent.shop_id != shop:
+            self.add_error(
+                self.parent_field,
+                f"{parent} belongs to {parent.shop_id}; this row belongs to {shop} and cannot move to another shop.",
+            )
+        return cleaned
+
+
 class ShopChildAdmin(AuditedAdmin):
     """A child row that carries copies of its parent's columns (`shop_domain`, ...).
 
@@ -51,6 +75,14 @@ class ShopChildAdmin(AuditedAdmin):
 
     parent_field: ClassVar[str]
     copied_from_parent: ClassVar[tuple[str, ...]] = ("shop_id",)
+    form = ShopChildForm
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        if issubclass(form, ShopChildForm):
+            # modelform_factory made this class for this request: setting it here is local.
+            form.parent_field = self.parent_field
+        return form
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         parent = getattr(obj, self.parent_field)
