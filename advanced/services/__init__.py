@@ -22,3 +22,4 @@ from .knowledge import knowledge_document_revise as knowledge_document_revise
 from .knowledge import knowledge_document_save as knowledge_document_save
 from .knowledge import knowledge_index_rebuild as knowledge_index_rebuild
 from .knowledge import knowledge_search as knowledge_search
+from .reviews import briefing_review as briefing_review
