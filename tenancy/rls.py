@@ -19,11 +19,13 @@ from django.db.migrations.state import ProjectState
 # --- Building blocks of the policies ----------------------------------------------------
 # current_setting(..., true) returns NULL (or '') when no scope set it, and `=` with NULL is
 # never true: no scope, no rows.
-SHOP_MATCHES = "shop_domain = current_setting('app.current_shop', true)"
+# Wrapped in SELECT like auth.uid(): an initPlan evaluated once per statement; bare, the
+# function ran once per row (bench: RLS 1.6-1.9x the explicit filter, wrapped 1.01x).
+SHOP_MATCHES = "shop_domain = (SELECT current_setting('app.current_shop', true))"
 # Wrapped in SELECT so the planner evaluates auth.uid() once per statement (an initPlan),
 # not once per row.
 USER_MATCHES = "user_id = (SELECT auth.uid())"
-CEO_ROLE = "current_setting('app.current_role', true) IN ('ceo', 'owner')"
+CEO_ROLE = "(SELECT current_setting('app.current_role', true)) IN ('ceo', 'owner')"
 # Staff see every shop ('*') or the shops listed for them; the scope sets app.staff_shops.
 STAFF_SHOP_MATCHES = (
     "(current_setting('app.staff_shops', true) = '*' "
