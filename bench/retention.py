@@ -1,18 +1,21 @@
-"""Retention: purging the oldest month of ad_performance.
+"""Retention: purging the oldest month of ad_performance, three ways.
 
-- `batched`: `tenancy.retention.expired_rows_purge` (what `manage.py purge_expired` runs) with a
-  `today` that makes exactly the oldest month expired: `DELETE ... WHERE id IN (SELECT id ...
-  LIMIT 5000)` as `service_role`, one transaction per batch. The other tables with a
-  retention period hold no rows by now (the storage benchmark removes its samples), so the
-  call's time is ad_performance's.
-- `plain`: one `DELETE FROM ad_performance WHERE date < first_kept` as `service_role` in one
-  transaction.
-- The VACUUM that makes the deleted rows' space reusable is timed after each plain DELETE: a
-  DELETE leaves it to do, dropping a partition does not.
-- Dropping a month's partition: not measured, partitioning is not implemented yet.
+- `partition drop`: `tenancy.retention.expired_rows_purge` (what `manage.py purge_expired`
+  runs) with a `today` that makes exactly the oldest month expired. The month is a whole
+  partition (`ad_performance_p2024_01`), so the purge drops it: `DROP TABLE` of the partition
+  as the owner, one short transaction. The other tables with a retention period hold no rows
+  by now (the storage benchmark removes its samples), so the call's time is ad_performance's.
+- `batched DELETE`: what the purge did before partitioning and still does for a month that is
+  only partly expired: `DELETE ... WHERE (id, date) IN (SELECT id, date ... LIMIT 5000)` as
+  `service_role`, one transaction per batch, until a batch comes back short.
+- `plain DELETE`: one `DELETE FROM ad_performance WHERE date < first_kept` as `service_role`
+  in one transaction.
+- The VACUUM that makes deleted rows' space reusable is timed after each DELETE: a DELETE
+  leaves it to do, dropping a partition does not.
 
-Each round purges the month both ways, writing it again (the same rows) and vacuuming before
-each purge, outside the clock. The first round is a warm-up.
+Each round purges the month the three ways, writing it again (the same rows, into a
+re-created partition) and vacuuming before each purge, outside the clock. The first round is
+a warm-up.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from growth.models import AdPerformance
-from tenancy.retention import DEFAULT_BATCH_SIZE, RETENTION, expired_rows_purge
+from tenancy.partitions import next_month, partitioned_table
+from tenancy.retention import DEFAULT_BATCH_SIZE, RETENTION, delete_statements, expired_rows_purge
 from tenancy.scope import atomic_scope, service_scope
 
 from .data import Dataset, insert_ad_performance
@@ -34,10 +38,6 @@ from .harness import BenchError, BenchResult, Options, explain, log, scalar, vac
 
 ROUNDS = 3
 PLAIN_SQL = "DELETE FROM ad_performance WHERE date < %s"
-
-
-def _month_after(day: datetime.date) -> datetime.date:
-    return (day.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
 
 
 def _count_before(first_kept: datetime.date) -> int:
@@ -53,7 +53,7 @@ def run(options: Options, dataset: Dataset) -> BenchResult:
     result = BenchResult("retention")
     rule = next(r for r in RETENTION if r.model is AdPerformance)
     assert rule.days is not None
-    first_kept = _month_after(dataset.start_date)
+    first_kept = next_month(dataset.start_date)
     if first_kept > dataset.end_date:
         raise BenchError("the data set spans less than a month; retention needs more --rows per campaign")
     today = first_kept + datetime.timedelta(days=rule.days)
@@ -69,92 +69,123 @@ def run(options: Options, dataset: Dataset) -> BenchResult:
         if _count_before(first_kept) != expected:
             raise BenchError("the month written again does not have the rows purged")
 
-    batched: list[float] = []
-    plain: list[float] = []
-    vacuums: list[float] = []
+    spec = partitioned_table(rule.table)
+    if spec is None:
+        raise BenchError(f"{rule.table} is not partitioned")
+    partition = spec.partition(dataset.start_date)
+    _, delete_sql = delete_statements(rule)
+    timings: dict[str, list[float]] = {"drop": [], "batched": [], "batched_vacuum": [], "plain": [], "plain_vacuum": []}
     statements: list[str] = []
+    batches = 0
     removed: dict[str, int] = {}
     batch_plan: dict[str, Any] = {}
-    for round_ in range(rounds):
+
+    def clocked(name: str, work: Any) -> Any:
+        started = time.monotonic()
+        value = work()
+        timings[name].append(time.monotonic() - started)
+        return value
+
+    def batched_delete() -> int:
+        nonlocal batches
+        done, batches = 0, 0
+        while True:
+            with atomic_scope(service_scope()), connection.cursor() as cursor:
+                cursor.execute(delete_sql, [first_kept, DEFAULT_BATCH_SIZE])
+                deleted = cursor.rowcount
+            done, batches = done + deleted, batches + 1
+            if deleted < DEFAULT_BATCH_SIZE:
+                return done
+
+    def plain_delete() -> int:
+        with atomic_scope(service_scope()), connection.cursor() as cursor:
+            cursor.execute(PLAIN_SQL, [first_kept])
+            return int(cursor.rowcount)
+
+    for _round in range(rounds):
         with CaptureQueriesContext(connection) as captured:
-            started = time.monotonic()
-            removed = expired_rows_purge(today=today, dry_run=False, batch_size=DEFAULT_BATCH_SIZE)
-            batched.append(time.monotonic() - started)
+            removed = clocked("drop", lambda: expired_rows_purge(today=today, dry_run=False))
         if removed.get(rule.table) != expected or any(n for t, n in removed.items() if t != rule.table):
             raise BenchError(f"purge_expired removed {removed}; expected {expected} ad_performance rows only")
         statements = [q["sql"] for q in captured.captured_queries]
+        if not any(
+            sql.startswith(f"DROP TABLE IF EXISTS {connection.ops.quote_name(partition)}") for sql in statements
+        ):
+            raise BenchError(f"purge_expired did not drop {partition}")
         refill()
         if not batch_plan:
-            deletes = [sql for sql in statements if sql.startswith(f'DELETE FROM "{rule.table}"')]
-            if not deletes:
-                raise BenchError(f"purge_expired ran no DELETE on {rule.table}")
             # Before the VACUUM, which then sets the hint bits the rolled-back batch leaves to set.
-            batch_plan = _explain_rolled_back(deletes[0])
+            batch_plan = _explain_rolled_back(delete_sql, [first_kept, DEFAULT_BATCH_SIZE])
         vacuum_analyze("ad_performance")
 
-        with atomic_scope(service_scope()):
-            started = time.monotonic()
-            with connection.cursor() as cursor:
-                cursor.execute(PLAIN_SQL, [first_kept])
-                deleted = cursor.rowcount
-            plain.append(time.monotonic() - started)
-        if deleted != expected:
-            raise BenchError(f"the plain DELETE removed {deleted} rows, expected {expected}")
-        started = time.monotonic()
-        vacuum_analyze("ad_performance")
-        vacuums.append(time.monotonic() - started)
-        if round_ < rounds - 1:
-            refill()
-            vacuum_analyze("ad_performance")
+        for name, delete in (("batched", batched_delete), ("plain", plain_delete)):
+            deleted = clocked(name, delete)
+            if deleted != expected:
+                raise BenchError(f"the {name} DELETE removed {deleted} rows, expected {expected}")
+            clocked(f"{name}_vacuum", lambda: vacuum_analyze("ad_performance"))
+            if name == "batched" or _round < rounds - 1:
+                refill()
+                vacuum_analyze("ad_performance")
     if options.warmup:
-        batched, plain, vacuums = batched[1:], plain[1:], vacuums[1:]
-    batches = sum(1 for sql in statements if sql.startswith(f'DELETE FROM "{rule.table}"'))
-    batched_s, plain_s, vacuum_s = _median(batched), _median(plain), _median(vacuums)
+        timings = {name: values[1:] for name, values in timings.items()}
+    medians = {name: _median(values) for name, values in timings.items()}
 
     result.add("rows in the month purged", expected, "rows", note=f"{month_days} days of {dataset.ad_rows:,} rows")
     result.add(
-        "batched DELETE (purge_expired), median",
-        batched_s,
+        "drop the month's partition (purge_expired), median",
+        medians["drop"],
         "s",
-        note=f"{batches} batches of {DEFAULT_BATCH_SIZE:,}; {expected / batched_s:,.0f} rows/s; {len(batched)} rounds",
+        note=f"DROP TABLE {partition}; nothing left to VACUUM",
+    )
+    result.add(
+        "batched DELETE (5,000 a transaction), median",
+        medians["batched"],
+        "s",
+        note=f"{batches} batches; {expected / medians['batched']:,.0f} rows/s; VACUUM {medians['batched_vacuum']} s",
     )
     result.add(
         "plain DELETE ... WHERE date < cut-off, median",
-        plain_s,
+        medians["plain"],
         "s",
-        note=f"one transaction; {expected / plain_s:,.0f} rows/s",
+        note=f"one transaction; {expected / medians['plain']:,.0f} rows/s",
     )
-    result.add("VACUUM (ANALYZE) after the plain DELETE, median", vacuum_s, "s", note="reclaims the rows' space")
-    result.add("drop the month's partition", None, "s", note="not measured: partitioning not implemented yet")
+    result.add(
+        "VACUUM (ANALYZE) after the plain DELETE, median", medians["plain_vacuum"], "s", note="reclaims the space"
+    )
+    result.add(
+        "batched DELETE + VACUUM / partition drop",
+        round((medians["batched"] + medians["batched_vacuum"]) / medians["drop"], 1),
+        "x",
+        note="how much more work the row-by-row purge is",
+    )
     result.details = {
         "table": rule.table,
         "retention_days": rule.days,
         "today": today,
         "first_kept": first_kept,
+        "partition": partition,
         "rows_purged": expected,
         "table_rows": dataset.ad_rows,
-        "rounds": len(batched),
+        "rounds": len(timings["drop"]),
         "warmup_rounds": 1 if options.warmup else 0,
+        "seconds": {name: [round(v, 4) for v in values] for name, values in timings.items()},
+        "median_seconds": medians,
+        "partition_drop": {"removed": removed, "statements": statements},
         "batched": {
-            "seconds": [round(s, 4) for s in batched],
-            "median_seconds": batched_s,
+            "sql": delete_sql,
             "batch_size": DEFAULT_BATCH_SIZE,
             "batches": batches,
-            "removed": removed,
-            "statements": statements,
             "plan_of_one_batch": batch_plan,
         },
-        "plain": {"seconds": [round(s, 4) for s in plain], "median_seconds": plain_s, "sql": PLAIN_SQL},
-        "vacuum_after_plain_delete": {"seconds": [round(s, 4) for s in vacuums], "median_seconds": vacuum_s},
-        "partition_drop": "not measured: partitioning not implemented yet",
+        "plain": {"sql": PLAIN_SQL},
     }
     return result
 
 
-def _explain_rolled_back(sql: str) -> dict[str, Any]:
-    """EXPLAIN ANALYZE of one batch of the service's DELETE (it deletes), in a transaction that
-    is rolled back."""
+def _explain_rolled_back(sql: str, params: list[Any]) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of one batch of the DELETE (it deletes), in a transaction that is
+    rolled back."""
     with transaction.atomic(), atomic_scope(service_scope()):
-        plan = explain(sql)
+        plan = explain(sql, params)
         transaction.set_rollback(True)
     return plan

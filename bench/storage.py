@@ -234,16 +234,22 @@ def _sizes() -> list[TableSize]:
     with atomic_scope(service_scope()), connection.cursor() as cursor:
         for assumption in ASSUMPTIONS:
             table = assumption.table
+            # Summed over the leaves of the partition tree: a partitioned table holds nothing
+            # itself (a plain table is its own single leaf).
             cursor.execute(
-                f"SELECT count(*), pg_relation_size(%s::regclass), pg_table_size(%s::regclass), "
-                f"coalesce((SELECT pg_total_relation_size(NULLIF(reltoastrelid, 0)) FROM pg_class "
-                f"WHERE oid = %s::regclass), 0), pg_indexes_size(%s::regclass), pg_total_relation_size(%s::regclass) "
-                f"FROM {connection.ops.quote_name(table)}",
-                [table] * 5,
+                "SELECT coalesce(sum(pg_relation_size(t.relid)), 0), coalesce(sum(pg_table_size(t.relid)), 0), "
+                "coalesce(sum((SELECT pg_total_relation_size(NULLIF(reltoastrelid, 0)) FROM pg_class "
+                "WHERE oid = t.relid)), 0), coalesce(sum(pg_indexes_size(t.relid)), 0), "
+                "coalesce(sum(pg_total_relation_size(t.relid)), 0) "
+                "FROM pg_partition_tree(%s::regclass) t WHERE t.isleaf",
+                [table],
             )
-            row = cursor.fetchone()
-            assert row is not None
-            rows, heap, table_size, toast, indexes, total = (int(v) for v in row)
+            sizes = cursor.fetchone()
+            cursor.execute(f"SELECT count(*) FROM {connection.ops.quote_name(table)}")
+            counted = cursor.fetchone()
+            assert sizes is not None and counted is not None
+            heap, table_size, toast, indexes, total = (int(v) for v in sizes)
+            rows = int(counted[0])
             found.append(TableSize(table, rows, heap, toast, table_size - heap - toast, indexes, total))
     return found
 

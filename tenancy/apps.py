@@ -1,8 +1,26 @@
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_partitions(sender: AppConfig, using: str, verbosity: int = 1, **kwargs: Any) -> None:
+    """After every migrate: the monthly partitions of the retention window and the next months
+    exist, so a deploy never depends on the daily `ensure_partitions` job having run."""
+    from .partitions import partitions_ensure
+
+    reports = partitions_ensure(today=datetime.datetime.now(datetime.UTC).date(), using=using)
+    created = sum(len(report.created) for report in reports)
+    if verbosity >= 1 and created:
+        print(f"  Created {created} monthly partitions (tenancy.partitions).")
 
 
 class TenancyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "tenancy"
+
+    def ready(self) -> None:
+        post_migrate.connect(_ensure_partitions, sender=self, dispatch_uid="tenancy.ensure_partitions")

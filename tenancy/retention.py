@@ -5,9 +5,13 @@ more than `days` days before `today` (UTC days): with `today` 2026-06-30 and 365
 ranking tracked on 2025-06-30 is kept and one tracked on 2025-06-29 is deleted. Timestamps
 (`measured_at`) are compared with the start (00:00 UTC) of the first day kept.
 
-Deleting runs as `service_role`, across shops on purpose, in bounded batches of
-`DELETE ... WHERE id IN (SELECT id ... LIMIT n)`, each in its own transaction: locks are held
-for one batch only, and concurrent ingestion of recent rows is never blocked for long.
+Deleting runs as `service_role`, across shops on purpose. On the monthly partitioned tables
+(tenancy/partitions.py) a month whose every row is expired goes at once: its partition is
+dropped (no row-by-row delete, nothing left for VACUUM). What remains (the expired days of the
+month that straddles the cut-off, and old rows in a DEFAULT partition) is deleted in bounded
+batches of `DELETE ... WHERE (id, key) IN (SELECT id, key ... LIMIT n)`, each in its own
+transaction: locks are held for one batch only, and concurrent ingestion of recent rows is
+never blocked for long.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from django.db import connection, models
 from advanced.models import CeoBriefing, ExperimentResult, KnowledgeDocument
 from growth.models import AdPerformance, SeoRanking, SocialAnalytics
 
+from .partitions import monthly_partitions, next_month, partition_drop, partition_row_count, partitioned_table
 from .scope import atomic_scope, service_scope
 
 DEFAULT_BATCH_SIZE = 5_000
@@ -28,6 +33,8 @@ MAX_BATCH_SIZE = 100_000
 
 # (table, rows removed so far, rows expired when the table was counted)
 RetentionProgress = Callable[[str, int, int], None]
+# (partition dropped, or that would be dropped; its rows)
+PartitionDropped = Callable[[str, int], None]
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,11 @@ RETENTION: tuple[RetentionRule, ...] = (
 )
 
 
-def _sql(rule: RetentionRule) -> tuple[str, str]:
+def retention_rule(table: str) -> RetentionRule | None:
+    return next((rule for rule in RETENTION if rule.table == table), None)
+
+
+def delete_statements(rule: RetentionRule) -> tuple[str, str]:
     """(count statement, delete-one-batch statement) of a rule; names are quoted identifiers
     from the models, values are bound parameters."""
     assert rule.column is not None
@@ -73,7 +84,11 @@ def _sql(rule: RetentionRule) -> tuple[str, str]:
     column = quote(field.column)
     pk = quote(rule.model._meta.pk.column)
     count = f"SELECT count(*) FROM {table} WHERE {column} < %s"
-    delete = f"DELETE FROM {table} WHERE {pk} IN (SELECT {pk} FROM {table} WHERE {column} < %s LIMIT %s)"
+    # (pk, column): on a partitioned table the key prunes the lookup to the partition.
+    delete = (
+        f"DELETE FROM {table} WHERE ({pk}, {column}) IN "
+        f"(SELECT {pk}, {column} FROM {table} WHERE {column} < %s LIMIT %s)"
+    )
     return count, delete
 
 
@@ -83,6 +98,7 @@ def expired_rows_purge(
     dry_run: bool,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: RetentionProgress | None = None,
+    dropped: PartitionDropped | None = None,
 ) -> dict[str, int]:
     """Delete (or with `dry_run`, only count) the expired rows of every shop.
 
@@ -96,7 +112,7 @@ def expired_rows_purge(
     for rule in RETENTION:
         if rule.days is None:
             continue
-        count_sql, delete_sql = _sql(rule)
+        count_sql, delete_sql = delete_statements(rule)
         cutoff = rule.cutoff(today)
         with atomic_scope(service_scope()), connection.cursor() as cursor:
             cursor.execute(count_sql, [cutoff])
@@ -104,6 +120,18 @@ def expired_rows_purge(
         expired = int(row[0]) if row else 0
         done = 0
         report(rule.table, done, expired)
+        spec = partitioned_table(rule.table)
+        if spec is not None:
+            for month, name in sorted(monthly_partitions(spec).items()):
+                if spec.bound(next_month(month)) > cutoff:
+                    continue
+                rows = partition_row_count(spec, month)
+                if not dry_run:
+                    partition_drop(spec, month)
+                    done += rows
+                    report(rule.table, done, expired)
+                if dropped is not None:
+                    dropped(name, rows)
         if not dry_run:
             while True:
                 with atomic_scope(service_scope()), connection.cursor() as cursor:

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
+from .partitions import parent_index_name
+
 _M = TypeVar("_M", bound=models.Model)
 
 # How many rows one INSERT statement carries in a bulk upsert (bounded statement size).
@@ -23,7 +25,7 @@ UPSERT_CHUNK = 1000
 def constraint_error(exc: IntegrityError, model: type[models.Model] | None = None) -> ValidationError:
     """A 400 naming the constraint the database enforced (under its field, where it has one)."""
     diag = getattr(exc.__cause__, "diag", None)
-    name = getattr(diag, "constraint_name", None) or ""
+    name = parent_index_name(getattr(diag, "constraint_name", None) or "")
     text = str(exc).lower()
     if "duplicate key" in text:
         message, code = f"A row with the same key already exists ({name}).", "unique"
@@ -115,9 +117,11 @@ def rows_upsert(
 ) -> UpsertResult:
     """Insert or replace `rows` (attribute name -> value) on their natural key, all or nothing.
 
-    One `INSERT ... ON CONFLICT (key) DO UPDATE ... RETURNING (xmax = 0)` per chunk: the
-    policies of the scope apply to both the insert and the update, and `xmax = 0` tells an
-    inserted row from an updated one.
+    One `INSERT ... ON CONFLICT (key) DO UPDATE ... RETURNING <inserted?>` per chunk: the
+    policies of the scope apply to both the insert and the update. An inserted row is told from
+    an updated one by `created_at = statement_timestamp()` (its database default, which an
+    update leaves as it was); `xmax = 0`, the usual trick, is refused on partitioned tables
+    ("cannot retrieve a system column in this context").
     """
     if not rows:
         return UpsertResult(created=0, updated=0)
@@ -143,6 +147,8 @@ def rows_upsert(
     assignments = [f"{fields[name].column} = EXCLUDED.{fields[name].column}" for name in updatable]
     if "updated_at" in fields:
         assignments.append("updated_at = now()")
+    if "created_at" in insert_cols or "created_at" not in fields:
+        raise ValueError(f"{model.__name__} needs a database-defaulted created_at that rows do not set")
     table = model._meta.db_table
     column_sql = ", ".join(fields[name].column for name in insert_cols)
     placeholders = "(" + ", ".join(["%s"] * len(insert_cols)) + ")"
@@ -164,7 +170,7 @@ def rows_upsert(
                 cursor.execute(
                     f"INSERT INTO {table} ({column_sql}) VALUES {', '.join([placeholders] * len(chunk))} "
                     f"ON CONFLICT ({', '.join(key_cols)}) DO UPDATE SET {', '.join(assignments)} "
-                    "RETURNING (xmax = 0)",
+                    f"RETURNING ({fields['created_at'].column} = statement_timestamp())",
                     params,
                 )
                 flags = [bool(inserted) for (inserted,) in cursor.fetchall()]

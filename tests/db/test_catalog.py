@@ -15,6 +15,7 @@ from advanced.models import CeoBriefing, Experiment, ExperimentResult, Knowledge
 from growth.models import AdCampaign, AdPerformance, SeoAudit, SeoRanking, SocialAnalytics, SocialPost
 from onboarding.models import FeatureTour, OnboardingProgress
 from tenancy.models import AuditedModel
+from tenancy.partitions import partitioned_table
 
 pytestmark = pytest.mark.django_db
 
@@ -170,7 +171,7 @@ def test_schema_table_exists_under_its_schema_name(model: type[models.Model], ta
         WHERE n.nspname = 'public' AND c.relname = %s
         """,
         [table],
-    ) == [("r",)]
+    ) == [("p",) if partitioned_table(table) else ("r",)]
 
 
 # --- Indexes ----------------------------------------------------------------------------
@@ -188,7 +189,9 @@ def test_schema_index_exists_with_its_exact_definition(model: type[models.Model]
         kind, using = "UNIQUE INDEX", definition.removeprefix("UNIQUE ")
     else:
         kind, using = "INDEX", definition
-    expected = f"CREATE {kind} {name} ON public.{table} USING {using}"
+    # A partitioned table's index is defined ON ONLY the parent; each partition has its own.
+    only = "ONLY " if partitioned_table(table) else ""
+    expected = f"CREATE {kind} {name} ON {only}public.{table} USING {using}"
     rows = fetch(
         """
         SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i

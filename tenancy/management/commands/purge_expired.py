@@ -24,7 +24,8 @@ class Command(BaseCommand):
     help = (
         "Delete measurements older than their retention period, across all shops: seo_rankings and "
         "social_analytics 365 days, ad_performance 730 days, ceo_briefings 365 days; experiment_results "
-        "and knowledge_base are kept forever. Deletes in batches, one short transaction each."
+        "and knowledge_base are kept forever. Drops the monthly partitions whose every row is expired and "
+        "deletes the rest in batches, one short transaction each."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -67,8 +68,15 @@ class Command(BaseCommand):
                 )
             bar.update(done - bar.n)
 
+        dropped: list[tuple[str, int]] = []
         try:
-            removed = expired_rows_purge(today=today, dry_run=dry_run, batch_size=batch_size, progress=advance)
+            removed = expired_rows_purge(
+                today=today,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                progress=advance,
+                dropped=lambda name, rows: dropped.append((name, rows)),
+            )
         finally:
             for bar in bars.values():
                 bar.close()
@@ -88,4 +96,6 @@ class Command(BaseCommand):
                 f"{rule.table.ljust(width)}  {f'{rule.days} days':>9}  {first_kept.isoformat():>10}  "
                 f"{removed[rule.table]:>12}"
             )
+        for name, rows in dropped:
+            self.stdout.write(f"{'Would drop' if dry_run else 'Dropped'} partition {name} ({rows} rows).")
         self.stdout.write(f"Total {verb}: {sum(removed.values())} rows.")
