@@ -27,14 +27,15 @@ SHOP_MATCHES = "shop_domain = (SELECT current_setting('app.current_shop', true))
 USER_MATCHES = "user_id = (SELECT auth.uid())"
 CEO_ROLE = "(SELECT current_setting('app.current_role', true)) IN ('ceo', 'owner')"
 # Staff see every shop ('*') or the shops listed for them; the scope sets app.staff_shops.
-STAFF_SHOP_MATCHES = (
-    "(current_setting('app.staff_shops', true) = '*' "
-    "OR shop_domain = ANY (string_to_array(current_setting('app.staff_shops', true), ',')))"
-)
+# Each read wrapped in a scalar SELECT like the tenant settings: an initPlan evaluated once
+# per statement, not per row (the `::text[]` cast makes `ANY (...)` take the sub-select's one
+# array value, not compare against a subquery's rows).
+_STAFF_SHOPS = "(SELECT current_setting('app.staff_shops', true))"
+_STAFF_LIST = "((SELECT string_to_array(current_setting('app.staff_shops', true), ','))::text[])"
+STAFF_SHOP_MATCHES = f"({_STAFF_SHOPS} = '*' OR shop_domain = ANY {_STAFF_LIST})"
 STAFF_USER_MATCHES = (
-    "(current_setting('app.staff_shops', true) = '*' "
-    "OR user_id IN (SELECT m.user_id FROM shop_memberships m "
-    "WHERE m.shop_domain = ANY (string_to_array(current_setting('app.staff_shops', true), ','))))"
+    f"({_STAFF_SHOPS} = '*' "
+    f"OR user_id IN (SELECT m.user_id FROM shop_memberships m WHERE m.shop_domain = ANY {_STAFF_LIST}))"
 )
 TENANT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 
