@@ -241,8 +241,9 @@ def _sizes() -> list[TableSize]:
                 "coalesce(sum((SELECT pg_total_relation_size(NULLIF(reltoastrelid, 0)) FROM pg_class "
                 "WHERE oid = t.relid)), 0), coalesce(sum(pg_indexes_size(t.relid)), 0), "
                 "coalesce(sum(pg_total_relation_size(t.relid)), 0) "
-                "FROM pg_partition_tree(%s::regclass) t WHERE t.isleaf",
-                [table],
+                "FROM (SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf "
+                "UNION ALL SELECT %s::regclass WHERE NOT EXISTS (SELECT FROM pg_partition_tree(%s::regclass))) t",
+                [table, table, table],
             )
             sizes = cursor.fetchone()
             cursor.execute(f"SELECT count(*) FROM {connection.ops.quote_name(table)}")
