@@ -18,7 +18,7 @@ from ..models import (
     ExperimentStatus,
     KnowledgeDocument,
 )
-from ..services.experiments import variant_errors, variant_keys
+from ..services.experiments import variant_errors, variant_keys, variants_change_error
 
 # pgvector stores single-precision floats; a larger value is refused by the database.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -108,11 +108,10 @@ class ExperimentSerializer(TenantModelSerializer):
         errors = self._lifecycle_errors()
         if errors:
             raise serializers.ValidationError(errors, code="read_only")
-        winner = getattr(self.instance, "winning_variant", None)
-        if winner and "variants" in attrs and winner not in variant_keys(attrs["variants"]):
-            keys = ", ".join(variant_keys(attrs["variants"])) or "none"
-            message = f"The recorded winner {winner!r} would no longer be a variant (keys: {keys})."
-            raise serializers.ValidationError({"winning_variant": [message]})
+        if self.instance is not None and "variants" in attrs:
+            frozen = variants_change_error(experiment=self.instance, variants=attrs["variants"])
+            if frozen:
+                raise serializers.ValidationError({"variants": [frozen]}, code="invalid")
         return attrs
 
 

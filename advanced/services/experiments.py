@@ -133,6 +133,18 @@ def variant_keys(variants: Any) -> list[str]:
     return [v["key"] for v in variants if isinstance(v, dict) and isinstance(v.get("key"), str)]
 
 
+def variants_change_error(*, experiment: Experiment, variants: Any) -> str | None:
+    """Why `experiment`'s variants may not become `variants`, or None. Variants are the design
+    traffic is split by: they change only while the experiment is a draft (the admin shows them
+    read-only after that, the API refuses the change)."""
+    if experiment.status == ExperimentStatus.DRAFT or variants == experiment.variants:
+        return None
+    return (
+        f"Variants can only change while the experiment is a draft; it is {experiment.status}. "
+        "Create a new experiment to test another design."
+    )
+
+
 # --- lifecycle ---------------------------------------------------------------------------
 
 

@@ -172,12 +172,29 @@ def test_lifecycle_fields_change_only_through_the_actions(owner_a: Actor) -> Non
     assert_error(response, 400, field="winner")
     response = owner_a.client.post(f"{url}complete/", {"winner": "treatment"}, format="json")
     assert response.status_code == 200, response.content
-    # Renaming the winner's variant away would leave the winner dangling.
+    # Once it has run, its variants are its history: even renaming one is refused.
     renamed = _variants(v1__key="renamed")
-    assert_error(owner_a.client.patch(url, {"variants": renamed}, format="json"), 400, field="winning_variant")
+    assert_error(owner_a.client.patch(url, {"variants": renamed}, format="json"), 400, field="variants")
     stored = _stored(Experiment, experiment.pk)
     assert (stored.winning_variant, stored.status, stored.variants) == ("treatment", "completed", two_variants())
     assert stored.ended_at is not None and stored.ended_at >= stored.started_at
+
+
+@pytest.mark.parametrize(("status", "expected"), [("draft", 200), ("running", 400), ("paused", 400)])
+def test_variants_change_only_while_the_experiment_is_a_draft(owner_a: Actor, status: str, expected: int) -> None:
+    experiment = ExperimentFactory(shop=owner_a.shop, status=status)
+    heavier = _variants(v1__weight=70, v0__weight=30)
+    response = owner_a.client.patch(f"{EXPERIMENTS}{experiment.pk}/", {"variants": heavier}, format="json")
+    if expected == 400:
+        body = assert_error(response, 400, field="variants")
+        assert f"only change while the experiment is a draft; it is {status}" in body["errors"][0]["message"]
+    else:
+        assert response.status_code == 200, response.content
+    stored = _stored(Experiment, experiment.pk)
+    assert stored.variants == (heavier if expected == 200 else two_variants())
+    # The same variants sent back (a full PUT-style body) are not a change.
+    same = owner_a.client.patch(f"{EXPERIMENTS}{experiment.pk}/", {"variants": stored.variants}, format="json")
+    assert same.status_code == 200, same.content
 
 
 def test_duplicate_experiment_key_is_400(owner_a: Actor) -> None:
@@ -473,9 +490,16 @@ def test_document_filters_tags_versions_and_type(owner_a: Actor) -> None:
     both = KnowledgeDocumentFactory(shop=owner_a.shop, tags=["returns", "shipping"], document_type="faq")
     KnowledgeDocumentFactory(shop=owner_a.shop, tags=["returns"], document_type="policy")
     sizing = KnowledgeDocumentFactory(shop=owner_a.shop, tags=["sizing"], document_type="faq")
-    old = KnowledgeDocumentFactory(shop=owner_a.shop, document_key="doc-v", version=1, is_current=False, tags=[])
+    old = KnowledgeDocumentFactory(
+        shop=owner_a.shop, document_key="doc-v", version=1, is_current=False, tags=[], document_type="policy"
+    )
     new = KnowledgeDocumentFactory(
-        shop=owner_a.shop, document_key="doc-v", version=2, previous_version=old, tags=["returns", "shipping"]
+        shop=owner_a.shop,
+        document_key="doc-v",
+        version=2,
+        previous_version=old,
+        tags=["returns", "shipping"],
+        document_type="policy",
     )
 
     def ids(**params: str) -> set[int]:
