@@ -30,6 +30,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.text import capfirst
 from rest_framework.exceptions import APIException
 
 from tenancy.admin import AUDIT_FIELDS, ReadOnlyTabularInline, ShopChildAdmin, ShopScopedAdmin
@@ -643,6 +644,42 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
 
     def delete_model(self, request: HttpRequest, obj: KnowledgeDocument) -> None:
         knowledge_document_delete(document=obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # "Delete selected" removes whole documents, through their current versions (see
+        # delete_queryset): the confirmation lists every version that goes, and only those.
+        # History versions are not passed to Django's collector, whose per-object permission
+        # check would refuse them (they cannot be deleted on their own).
+        currents = [obj for obj in objs if obj.is_current]
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(currents, request)
+        documents = Q(pk__in=[])
+        for obj in currents:
+            documents |= Q(shop_id=obj.shop_id, document_key=obj.document_key)
+        history = list(KnowledgeDocument.objects.filter(documents, is_current=False).defer("embedding"))
+        label = capfirst(str(KnowledgeDocument._meta.verbose_name))
+        deleted = [*deleted, *(f"{label}: {obj} (an earlier version, deleted with its document)" for obj in history)]
+        if history:
+            plural = str(KnowledgeDocument._meta.verbose_name_plural)
+            counts[plural] = counts.get(plural, 0) + len(history)
+        return deleted, counts, perms_needed, protected
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[KnowledgeDocument]) -> None:
+        """The bulk "delete selected": each selected current version deletes its document with
+        its whole history (as the single delete does); selected history versions are kept."""
+        selected = list(queryset.defer("embedding"))
+        deleting = {(obj.shop_id, obj.document_key) for obj in selected if obj.is_current}
+        kept = [obj for obj in selected if (obj.shop_id, obj.document_key) not in deleting]
+        with transaction.atomic():
+            for obj in selected:
+                if obj.is_current:
+                    knowledge_document_delete(document=obj)
+        if kept:
+            self.message_user(
+                request,
+                f"Not deleted: {len(kept)} earlier version(s) selected without their document's current "
+                "version. A document is deleted with its whole history, through its current version.",
+                messages.WARNING,
+            )
 
     def response_change(self, request: HttpRequest, obj: KnowledgeDocument) -> HttpResponse:
         response = super().response_change(request, obj)

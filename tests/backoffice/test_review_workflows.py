@@ -799,3 +799,25 @@ def test_interval_chart_without_figures_says_so() -> None:
     markup = interval_chart(rows=[IntervalRow(label="control", value=None)], title="Rates", value_label="rate")
 
     assert 'class="chart interval-chart no-data"' in markup and "No data" in markup
+
+
+def test_delete_selected_removes_whole_documents_and_keeps_a_lone_history_version(staff_client: Client) -> None:
+    shop = ShopFactory.create()
+    first = saved_document(shop.domain, "returns")
+    current = saved_document(shop.domain, "returns", content="Items can be returned within 60 days.")
+    other_v1 = saved_document(shop.domain, "shipping", title="Shipping")
+    saved_document(shop.domain, "shipping", title="Shipping", content="Free shipping above $50.")
+    changelist = reverse("admin:advanced_knowledgedocument_changelist")
+    selection = {"action": "delete_selected", "_selected_action": [current.pk, first.pk, other_v1.pk]}
+
+    confirm = staff_client.post(changelist, selection)
+    assert confirm.status_code == 200
+    # The confirmation lists what goes: both versions of "returns"; not the lone history version.
+    assert confirm.content.decode().count("Knowledge document: ") == 2
+
+    response = staff_client.post(changelist, {**selection, "post": "yes"}, follow=True)
+
+    assert response.status_code == 200
+    assert versions(shop.domain, "returns") == []
+    assert [v[:2] for v in versions(shop.domain, "shipping")] == [(1, False), (2, True)]
+    assert any("Not deleted: 1 earlier version(s) selected" in m for m in messages_of(response))
