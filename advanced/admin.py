@@ -33,7 +33,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 from rest_framework.exceptions import APIException
 
-from tenancy.admin import AUDIT_FIELDS, ReadOnlyTabularInline, ShopChildAdmin, ShopScopedAdmin
+from tenancy.admin import AUDIT_FIELDS, SHOP_FILTER, ReadOnlyTabularInline, ShopChildAdmin, ShopScopedAdmin
 from tenancy.api.errors import flatten
 from tenancy.charts import IntervalRow, interval_chart
 from tenancy.models import User
@@ -295,7 +295,7 @@ class ExperimentAdmin(ShopScopedAdmin):
         "started_at",
         "ended_at",
     )
-    list_filter = ("status", "primary_metric", "shop")
+    list_filter = ("status", "primary_metric", SHOP_FILTER)
     search_fields = ("experiment_name", "experiment_key", "shop__domain")
     date_hierarchy = "started_at"
     ordering = ("-started_at",)
@@ -468,7 +468,7 @@ class ExperimentResultAdmin(ShopChildAdmin):
     parent_field = "experiment"
     list_display = ("experiment", "shop", *RESULT_FIELDS, "revenue_per_user_stddev")
     list_select_related = ("experiment", "shop")
-    list_filter = ("shop",)
+    list_filter = (SHOP_FILTER,)
     search_fields = ("experiment__experiment_name", "experiment__experiment_key", "variant_key", "shop__domain")
     date_hierarchy = "snapshot_date"
     ordering = ("-snapshot_date", "experiment__experiment_name", "variant_key")
@@ -568,7 +568,7 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
         "embedding_model",
         "updated_at",
     )
-    list_filter = ("document_type", "is_current", "embedding_model", "shop")
+    list_filter = ("document_type", "is_current", "embedding_model", SHOP_FILTER)
     search_fields = ("title", "document_key", "shop__domain")
     date_hierarchy = "created_at"
     ordering = ("shop__domain", "document_key", "-version")
@@ -1029,7 +1029,7 @@ class CeoBriefingAdmin(ServiceFormAdmin):
     list_display = ("period", "shop", "briefing_type", "rating_stars", "review", "generation_model")
     list_display_links = ("period",)
     list_select_related = ("shop", "reviewed_by")
-    list_filter = (ReviewedFilter, "briefing_type", "rating", "generation_model", "shop")
+    list_filter = (ReviewedFilter, "briefing_type", "rating", "generation_model", SHOP_FILTER)
     search_fields = ("executive_summary", "shop__domain", "feedback_notes")
     date_hierarchy = "period_end"
     # The review queue: briefings nobody has reviewed come first, newest period first.

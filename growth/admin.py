@@ -26,7 +26,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from tenancy.admin import AUDIT_FIELDS, ReadOnlyTabularInline, ShopChildAdmin, ShopChildForm, ShopScopedAdmin
+from tenancy.admin import (
+    AUDIT_FIELDS,
+    SHOP_FILTER,
+    ReadOnlyTabularInline,
+    ShopChildAdmin,
+    ShopChildForm,
+    ShopScopedAdmin,
+)
 from tenancy.charts import Series, line_chart
 
 from .models import (
@@ -94,7 +101,7 @@ class SeoAuditAdmin(ShopScopedAdmin):
         "critical_issues",
         "high_priority_issues",
     )
-    list_filter = ("shop",)
+    list_filter = (SHOP_FILTER,)
     search_fields = ("shop__domain",)
     date_hierarchy = "crawled_at"
     ordering = ("-crawled_at",)
@@ -211,7 +218,7 @@ class SeoRankingAdmin(ShopScopedAdmin):
         "search_volume",
         "history",
     )
-    list_filter = ("search_engine", "featured_snippet", "location", "shop")
+    list_filter = ("search_engine", "featured_snippet", "location", SHOP_FILTER)
     search_fields = ("keyword", "url", "shop__domain")
     date_hierarchy = "tracked_on"
     ordering = ("-tracked_on", "keyword")
@@ -370,7 +377,7 @@ class AdCampaignAdmin(ShopScopedAdmin):
         "start_date",
         "end_date",
     )
-    list_filter = ("campaign_status", "platform", "bid_strategy", "currency", "shop")
+    list_filter = ("campaign_status", "platform", "bid_strategy", "currency", SHOP_FILTER)
     search_fields = ("campaign_name", "=platform_campaign_id", "shop__domain")
     date_hierarchy = "start_date"
     ordering = ("shop__domain", "campaign_name")
@@ -436,7 +443,7 @@ class AdPerformanceAdmin(ShopChildAdmin):
         *AD_RATIOS,
     )
     list_select_related = ("campaign", "shop")
-    list_filter = ("campaign__platform", "shop")
+    list_filter = ("campaign__platform", SHOP_FILTER)
     search_fields = ("campaign__campaign_name", "=campaign__platform_campaign_id", "shop__domain")
     date_hierarchy = "date"
     ordering = ("-date", "campaign__campaign_name")
@@ -458,7 +465,7 @@ class SocialAnalyticsInline(ReadOnlyTabularInline):
 @admin.register(SocialPost)
 class SocialPostAdmin(ShopScopedAdmin):
     list_display = ("published_at", "shop", "platform", "platform_post_id", "short_caption")
-    list_filter = ("platform", "shop")
+    list_filter = ("platform", SHOP_FILTER)
     search_fields = ("caption", "=platform_post_id", "shop__domain")
     date_hierarchy = "published_at"
     ordering = ("-published_at",)
@@ -503,7 +510,7 @@ class SocialAnalyticsAdmin(ShopChildAdmin):
         "engagement_rate",
     )
     list_select_related = ("social_post", "shop")
-    list_filter = ("platform", "shop")
+    list_filter = ("platform", SHOP_FILTER)
     search_fields = ("=social_post__platform_post_id", "shop__domain")
     date_hierarchy = "measured_at"
     ordering = ("-measured_at",)

@@ -17,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.safestring import SafeString
 from rest_framework.exceptions import APIException
 
-from tenancy.admin import AuditedAdmin, ShopScopedAdmin
+from tenancy.admin import SHOP_FILTER, AuditedAdmin, ShopScopedAdmin
 from tenancy.api.errors import flatten
 from tenancy.charts import Series, stacked_bar_chart
 
@@ -109,7 +109,7 @@ class OnboardingProgressAdmin(ShopScopedAdmin):
         "time_spent_seconds",
     )
     list_select_related = ("user", "shop")
-    list_filter = ("status", "step_key", "shop")
+    list_filter = ("status", "step_key", SHOP_FILTER)
     search_fields = ("user__username", "user__email", "step_key", "shop__domain")
     date_hierarchy = "started_at"
     ordering = ("shop__domain", "user__username", "step_order")

@@ -17,11 +17,34 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 
 from .models import AuditedModel, Shop, ShopMembership, User
+from .scope import BACK_OFFICE, active_scope
 
 # Who wrote a row and when: maintained by the database and the ORM, never typed by staff.
 AUDIT_FIELDS = ("created_by", "created_at", "updated_at")
 # Shops and memberships predate the audit convention's `created_by`.
 TIMESTAMP_FIELDS = ("created_at", "updated_at")
+
+
+def visible_shops(queryset: QuerySet[Any], field: str = "domain") -> QuerySet[Any]:
+    """`queryset` (of shops, or of rows with a shop `field`) limited to the shops the current
+    back-office scope may see. `shops` and `shop_memberships` are directory tables without
+    row level security, so staff limited to some shops are limited here, in the admin."""
+    scope = active_scope()
+    if scope is None or scope.role != BACK_OFFICE or scope.staff_shops is None:
+        return queryset
+    return queryset.filter(**{f"{field}__in": scope.staff_shops})
+
+
+class ShopListFilter(admin.RelatedFieldListFilter):
+    """The "By shop" filter, listing only the shops the staff member may see."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[Any, str]]:
+        shops = visible_shops(Shop.objects.order_by("domain"))
+        return [(shop.pk, str(shop)) for shop in shops]
+
+
+# list_filter entry of every shop-scoped changelist.
+SHOP_FILTER = ("shop", ShopListFilter)
 
 
 class AuditedAdmin(admin.ModelAdmin):
@@ -146,6 +169,9 @@ class UserMembershipInline(admin.TabularInline):
     ordering = ("shop__domain",)
     verbose_name_plural = "shop memberships"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ShopMembership]:
+        return visible_shops(super().get_queryset(request), "shop")
+
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
@@ -184,7 +210,8 @@ class ShopAdmin(admin.ModelAdmin):
     inlines = (MembershipInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Shop]:
-        return super().get_queryset(request).annotate(member_count=Count("memberships"))
+        # Also what the shop autocomplete of every other admin searches.
+        return visible_shops(super().get_queryset(request)).annotate(member_count=Count("memberships"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Shop | None = None) -> tuple[str, ...]:
         # The domain is the primary key and every tenant row's key: renaming it in a form would
@@ -200,9 +227,12 @@ class ShopAdmin(admin.ModelAdmin):
 class ShopMembershipAdmin(admin.ModelAdmin):
     list_display = ("user", "shop", "role", "created_at")
     list_select_related = ("user", "shop")
-    list_filter = ("role", "shop")
+    list_filter = ("role", SHOP_FILTER)
     search_fields = ("user__username", "user__email", "shop__domain", "shop__name")
     ordering = ("shop__domain", "user__username")
     date_hierarchy = "created_at"
     autocomplete_fields = ("user", "shop")
     readonly_fields = TIMESTAMP_FIELDS
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ShopMembership]:
+        return visible_shops(super().get_queryset(request), "shop")

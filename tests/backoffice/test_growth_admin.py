@@ -36,7 +36,7 @@ from onboarding.factories import FeatureTourFactory, OnboardingProgressFactory
 from onboarding.models import FeatureTour, OnboardingProgress
 from onboarding.steps import ONBOARDING_STEPS
 from tenancy.factories import ShopFactory, ShopMembershipFactory, UserFactory
-from tenancy.models import Shop, User
+from tenancy.models import Shop, ShopMembership, User
 from tenancy.scope import atomic_scope, service_scope
 
 pytestmark = pytest.mark.django_db
@@ -842,3 +842,32 @@ def test_tour_step_index_past_its_steps_is_a_form_error(staff_client: Client) ->
     assert response.status_code == 200
     assert errors_of(response.content.decode()) == ["Must index a step: 0 to 1 for this tour."]
     assert stored(FeatureTour, user=user) == []
+
+
+def test_limited_staff_see_only_their_shops_in_filters_lists_and_autocomplete() -> None:
+    ours, also_ours = ShopFactory(domain="ours.myshopify.com"), ShopFactory(domain="ours-too.myshopify.com")
+    theirs = ShopFactory(domain="theirs.myshopify.com")
+    for shop in (ours, also_ours, theirs):
+        AdCampaignFactory(shop=shop)
+    ShopMembershipFactory(shop=theirs, user=UserFactory(username="their-owner"), role="owner")
+    client = limited_staff(ours, "view_adcampaign", "view_shop", "view_shopmembership")
+    ShopMembershipFactory(shop=also_ours, user=User.objects.get(username=f"staff-of-{ours.domain}"), role="member")
+
+    campaigns = client.get(admin_url(AdCampaign, "changelist"))
+    shops = client.get(admin_url(Shop, "changelist"))
+    memberships = client.get(admin_url(ShopMembership, "changelist"))
+    autocomplete = client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "growth", "model_name": "adcampaign", "field_name": "shop", "term": "myshopify"},
+    )
+
+    assert campaigns.status_code == shops.status_code == memberships.status_code == autocomplete.status_code == 200
+    shop_filter = next(
+        spec for spec in campaigns.context["cl"].filter_specs if getattr(spec, "field_path", "") == "shop"
+    )
+    mine = [also_ours.pk, ours.pk]
+    assert [pk for pk, _ in shop_filter.lookup_choices] == mine
+    assert sorted(shop.pk for shop in shops.context["cl"].result_list) == mine
+    assert {m.shop_id for m in memberships.context["cl"].result_list} == set(mine)
+    assert sorted(item["id"] for item in autocomplete.json()["results"]) == mine
+    assert "theirs.myshopify.com" not in campaigns.content.decode() + shops.content.decode()
