@@ -38,9 +38,9 @@ def visible_shops(queryset: QuerySet[Any], field: str = "domain") -> QuerySet[An
 class ShopListFilter(admin.RelatedFieldListFilter):
     """The "By shop" filter, listing only the shops the staff member may see."""
 
-    def field_choices(self, field: Any, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[Any, str]]:
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         shops = visible_shops(Shop.objects.order_by("domain"))
-        return [(shop.pk, str(shop)) for shop in shops]
+        return [(str(shop.pk), str(shop)) for shop in shops]
 
 
 # list_filter entry of every shop-scoped changelist.

@@ -27,11 +27,9 @@ from typing import Any
 
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
-from django.db.backends.base.schema import BaseDatabaseSchemaEditor
-from django.db.migrations.operations.base import Operation
-from django.db.migrations.state import ProjectState
 from psycopg.pq import TransactionStatus
 
+from .rls import FrozenSqlOperation
 from .scope import SCOPE_ROLES, atomic_scope, service_scope
 
 DEFAULT_MONTHS_AHEAD = 3
@@ -350,7 +348,7 @@ def parent_index_name(name: str, *, using: str = DEFAULT_DB_ALIAS) -> str:
 # --- The migration operation ----------------------------------------------------------------
 
 
-class PartitionByMonth(Operation):
+class PartitionByMonth(FrozenSqlOperation):
     """Turn a plain table into one range-partitioned by month on `column`, keeping its name,
     rows, columns, CHECK constraints, indexes, foreign keys and policies; backwards turns it
     into a plain table again.
@@ -364,9 +362,6 @@ class PartitionByMonth(Operation):
     statements of the partitioned table, `plain_indexes` those of the plain one, `secure` the
     row level security statements both need.
     """
-
-    reduces_to_sql = True
-    reversible = True
 
     def __init__(
         self,
@@ -397,10 +392,6 @@ class PartitionByMonth(Operation):
                 "secure": self.secure,
             },
         )
-
-    def state_forwards(self, app_label: str, state: ProjectState) -> None:
-        # Partitioning is physical; the model (id as its primary key) is unchanged.
-        pass
 
     def _rebuild(self, *, partitioned: bool) -> list[str]:
         table, old = self.table, f"{self.table}_rebuilt"
@@ -448,18 +439,6 @@ class PartitionByMonth(Operation):
 
     def backwards_sql(self) -> list[str]:
         return self._rebuild(partitioned=False)
-
-    def database_forwards(
-        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
-    ) -> None:
-        for statement in self.forwards_sql():
-            schema_editor.execute(statement, params=None)
-
-    def database_backwards(
-        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
-    ) -> None:
-        for statement in self.backwards_sql():
-            schema_editor.execute(statement, params=None)
 
     def describe(self) -> str:
         return f"Partition {self.table} by month on {self.column}"

@@ -108,16 +108,43 @@ def _policy_list(policies: list[dict[str, str]] | tuple[Policy, ...]) -> list[Po
     return [p if isinstance(p, Policy) else Policy(**p) for p in policies]
 
 
-class SecureTable(Operation):
+class FrozenSqlOperation(Operation):
+    """A migration operation that runs literal SQL statements its arguments freeze
+    (`forwards_sql` / `backwards_sql`) and leaves the model state alone."""
+
+    reduces_to_sql = True
+    reversible = True
+
+    def forwards_sql(self) -> list[str]:
+        raise NotImplementedError
+
+    def backwards_sql(self) -> list[str]:
+        raise NotImplementedError
+
+    def state_forwards(self, app_label: str, state: ProjectState) -> None:
+        # Only the database changes; the models are as they were.
+        pass
+
+    def database_forwards(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
+    ) -> None:
+        for statement in self.forwards_sql():
+            schema_editor.execute(statement, params=None)
+
+    def database_backwards(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
+    ) -> None:
+        for statement in self.backwards_sql():
+            schema_editor.execute(statement, params=None)
+
+
+class SecureTable(FrozenSqlOperation):
     """ENABLE and FORCE row level security on a table, grant `authenticated` its privileges
     and install the table's policies; backwards removes exactly that.
 
     With `previous` given it replaces an earlier policy set instead (and backwards restores
     it), which is how a changed policy reaches deployed databases.
     """
-
-    reduces_to_sql = True
-    reversible = True
 
     def __init__(
         self,
@@ -134,10 +161,6 @@ class SecureTable(Operation):
         if self.previous is not None:
             kwargs["previous"] = self.previous
         return (self.__class__.__qualname__, [], kwargs)
-
-    def state_forwards(self, app_label: str, state: ProjectState) -> None:
-        # Policies live only in the database; the model state is unchanged.
-        pass
 
     def forwards_sql(self) -> list[str]:
         new = _policy_list(self.policies)
@@ -165,18 +188,6 @@ class SecureTable(Operation):
             f"ALTER TABLE {self.table} NO FORCE ROW LEVEL SECURITY",
             f"ALTER TABLE {self.table} DISABLE ROW LEVEL SECURITY",
         ]
-
-    def database_forwards(
-        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
-    ) -> None:
-        for statement in self.forwards_sql():
-            schema_editor.execute(statement, params=None)
-
-    def database_backwards(
-        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
-    ) -> None:
-        for statement in self.backwards_sql():
-            schema_editor.execute(statement, params=None)
 
     def describe(self) -> str:
         verb = "Replace policies of" if self.previous is not None else "Enable and force row level security on"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import math
 import time
 from typing import Any
@@ -13,18 +12,12 @@ from rest_framework.exceptions import ValidationError
 from advanced.models import Experiment, ExperimentStatus
 from advanced.services.experiments import AnalysisResult, experiment_analyze
 from tenancy.api.errors import flatten
+from tenancy.management.options import day_option
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, service_scope
 
 # Without --experiment-key, the experiments whose data still changes.
 DEFAULT_STATUSES = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
-
-
-def _date(value: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(value)
-    except ValueError as exc:
-        raise CommandError(f"--as-of must be a date as YYYY-MM-DD, not {value!r}") from exc
 
 
 def _confidence(level: float | None) -> str:
@@ -66,7 +59,7 @@ class Command(BaseCommand):
         parser.add_argument("--as-of", help="Use each variant's latest snapshot on or before this day, YYYY-MM-DD.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        as_of = _date(options["as_of"]) if options["as_of"] else None
+        as_of = day_option("--as-of", options["as_of"]) if options["as_of"] else None
         shop = (options["shop"] or "").strip().lower() or None
         key = options["experiment_key"]
         if shop is not None and not Shop.objects.filter(domain=shop).exists():

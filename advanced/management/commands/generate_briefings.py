@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 from typing import Any
 
@@ -23,14 +22,8 @@ from advanced.services.briefings import (
     briefing_shop_domains,
     briefing_summary_write,
 )
+from tenancy.management.options import day_option
 from tenancy.scope import atomic_scope, service_scope
-
-
-def _date(value: str) -> datetime.date:
-    try:
-        return datetime.datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError as exc:
-        raise CommandError(f"--period-end must be a date as YYYY-MM-DD; got {value!r}") from exc
 
 
 class Command(BaseCommand):
@@ -54,7 +47,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         dry_run = bool(options["dry_run"])
         try:
-            period = briefing_period(briefing_type=options["briefing_type"], period_end=_date(options["period_end"]))
+            period = briefing_period(
+                briefing_type=options["briefing_type"], period_end=day_option("--period-end", options["period_end"])
+            )
             writer: SummaryWriter = TemplateWriter() if dry_run else summary_writer_from_settings()
             with atomic_scope(service_scope()):
                 shops = briefing_shop_domains(only=options["shop"])

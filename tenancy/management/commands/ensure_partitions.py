@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tenancy.management.options import day_option, today_utc
 from tenancy.partitions import DEFAULT_MONTHS_AHEAD, partitions_ensure
-
-
-def _day(option: str, value: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(value)
-    except ValueError as exc:
-        raise CommandError(f"{option} must be a date as YYYY-MM-DD, not {value!r}") from exc
 
 
 class Command(BaseCommand):
@@ -45,8 +38,8 @@ class Command(BaseCommand):
         months_ahead = int(options["months_ahead"])
         if not 0 <= months_ahead <= 120:
             raise CommandError(f"--months-ahead must be between 0 and 120, not {months_ahead}")
-        today = _day("--today", options["today"]) if options["today"] else datetime.datetime.now(datetime.UTC).date()
-        since = _day("--since", options["since"]) if options["since"] else None
+        today = day_option("--today", options["today"]) if options["today"] else today_utc()
+        since = day_option("--since", options["since"]) if options["since"] else None
         if since is not None and since > today:
             raise CommandError(f"--since ({since}) must not be after today ({today})")
         dry_run = bool(options["dry_run"])

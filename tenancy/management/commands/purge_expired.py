@@ -10,14 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from tenancy.management.options import day_option, today_utc
 from tenancy.retention import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, RETENTION, expired_rows_purge
-
-
-def _date(value: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(value)
-    except ValueError as exc:
-        raise CommandError(f"--today must be a date as YYYY-MM-DD, not {value!r}") from exc
 
 
 class Command(BaseCommand):
@@ -46,7 +40,7 @@ class Command(BaseCommand):
         batch_size = int(options["batch_size"])
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise CommandError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}")
-        today = _date(options["today"]) if options["today"] else datetime.datetime.now(datetime.UTC).date()
+        today = day_option("--today", options["today"]) if options["today"] else today_utc()
         dry_run = bool(options["dry_run"])
         started = time.monotonic()
         # Bars go to stderr: tqdm redraws its line with carriage returns, which Django's
