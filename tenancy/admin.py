@@ -7,7 +7,7 @@ cannot break the invariants the database enforces (copied `shop_domain`, generat
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib import admin
@@ -18,6 +18,9 @@ from django.http import HttpRequest
 
 from .models import AuditedModel, Shop, ShopMembership, User
 from .scope import BACK_OFFICE, active_scope
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 # Who wrote a row and when: maintained by the database and the ORM, never typed by staff.
 AUDIT_FIELDS = ("created_by", "created_at", "updated_at")
@@ -38,7 +41,9 @@ def visible_shops(queryset: QuerySet[Any], field: str = "domain") -> QuerySet[An
 class ShopListFilter(admin.RelatedFieldListFilter):
     """The "By shop" filter, listing only the shops the staff member may see."""
 
-    def field_choices(self, field: Any, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def field_choices(
+        self, field: Any, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> list[tuple[str, StrOrPromise]]:
         shops = visible_shops(Shop.objects.order_by("domain"))
         return [(str(shop.pk), str(shop)) for shop in shops]
 
