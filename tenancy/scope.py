@@ -107,14 +107,20 @@ _NO_ROLE = "none"
 
 
 @contextmanager
-def enter_scope(scope: Scope, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]:
-    """Act as `scope` until the block exits; must run inside `transaction.atomic()`."""
+def enter_scope(scope: Scope, *, using: str = DEFAULT_DB_ALIAS, ends_transaction: bool = False) -> Iterator[Scope]:
+    """Act as `scope` until the block exits; must run inside `transaction.atomic()`.
+
+    `ends_transaction`: the caller commits or rolls back the transaction as soon as the block
+    exits, with nothing in between. If the scope was entered at the transaction's outermost
+    level (not in a savepoint), its SET LOCALs end with the transaction and are not restored.
+    """
     connection = connections[using]
     if not connection.in_atomic_block:
         raise ScopeError(
             "a tenant scope must be entered inside a transaction (transaction.atomic() or "
             "ATOMIC_REQUESTS); outside one SET LOCAL would not hold"
         )
+    restore = not (ends_transaction and len(connection.atomic_blocks) == 1)
     with connection.cursor() as cursor:
         cursor.execute(_ENTER_SQL, [scope.role, *scope.settings()])
         row = cursor.fetchone()
@@ -126,7 +132,8 @@ def enter_scope(scope: Scope, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scop
         yield scope
     finally:
         stack.pop()
-        _restore(using, previous_role, previous_settings)
+        if restore:
+            _restore(using, previous_role, previous_settings)
 
 
 def _restore(using: str, previous_role: str, previous_settings: tuple[str, ...]) -> None:

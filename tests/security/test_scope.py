@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from growth.factories import AdCampaignFactory
@@ -66,6 +67,15 @@ def test_scope_in_a_released_savepoint_does_not_leak(tenant_a: Tenant) -> None:
         with transaction.atomic(), enter_scope(_scope(SHOP_A)):
             pass
         # SET LOCAL inside a savepoint survives RELEASE; the scope's own restore undid it.
+        assert current_scope() == ("app_owner", "")
+
+
+@pytest.mark.django_db
+def test_scope_that_ends_its_transaction_still_restores_inside_a_savepoint(tenant_a: Tenant) -> None:
+    with transaction.atomic():
+        with transaction.atomic(), enter_scope(_scope(SHOP_A), ends_transaction=True):
+            assert current_scope() == ("authenticated", SHOP_A)
+        # The inner atomic block was a savepoint: the transaction goes on, so the scope restored.
         assert current_scope() == ("app_owner", "")
 
 
@@ -231,8 +241,12 @@ def test_api_requests_that_fail_leave_no_role_or_shop_on_the_connection(settings
         ("get", SHOP_B, "/api/v1/ad-campaigns/", None, 200),
     ]
     for method, shop, url, body, status in requests:
-        response = getattr(client, method)(url, body, format="json", HTTP_X_SHOP_DOMAIN=shop)
+        with CaptureQueriesContext(connection) as captured:
+            response = getattr(client, method)(url, body, format="json", HTTP_X_SHOP_DOMAIN=shop)
         assert response.status_code == status, (url, response.content)
+        # The request's own transaction: the scope is entered once and ends with the commit
+        # or rollback, without a restoring statement.
+        assert sum("set_config('role'" in query["sql"] for query in captured.captured_queries) == 1
         if status == 200:
             assert {row["shop_domain"] for row in response.json()["results"]} == {shop}
         assert _connection_state() == clean, f"{method} {url} left its scope on the connection"
