@@ -5,7 +5,9 @@ per row, then for every field `get_attribute`, the None check and `to_representa
 several layers of generic code. For a list, a `RowPlan` reads the same serializer's fields once
 (per serializer class) and keeps for each the dict key it reads and a converter that does what
 that field's `to_representation` does. Rows come from `queryset.values(...)`, so Django's own
-database converters still run (JSON decoded, UUIDs, decimals).
+database converters still run (JSON decoded, UUIDs). Decimals stored at the field's scale and
+timestamps are read as PostgreSQL's text: its numeric text is DRF's string, and parsing ISO
+text costs less than loading the value through psycopg and Django.
 
 Only serializers whose every readable field is a plain model column, rendered by a field class
 whose representation the plan reproduces exactly, get a plan; any other (a method field, a
@@ -25,6 +27,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+from django.db.models import QuerySet
+from django.db.models.functions import Cast
 from django.utils import timezone
 from rest_framework import ISO_8601, fields, relations, serializers
 from rest_framework.settings import api_settings
@@ -41,19 +45,23 @@ def _same_code(field: fields.Field[Any, Any, Any, Any], base: type[fields.Field[
     return kind.to_representation is base.to_representation and kind.get_attribute is base.get_attribute
 
 
+def _stored_at_scale(field: fields.DecimalField, column: models.Field[Any, Any]) -> bool:
+    """Whether the column is numeric(max_digits, decimal_places) of the field: its values
+    already have the scale, and at most the digits, that DRF's quantize() gives them."""
+    stored = column.output_field if isinstance(column, models.GeneratedField) else column
+    return (
+        isinstance(stored, models.DecimalField)
+        and not hasattr(stored, "from_db_value")
+        and (stored.max_digits, stored.decimal_places) == (field.max_digits, field.decimal_places)
+    )
+
+
 def _decimal(field: fields.DecimalField, column: models.Field[Any, Any]) -> ConverterFactory | None:
     coerce = getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
     if not coerce or field.localize or field.normalize_output:
         return None
     places, digits, rounding = field.decimal_places, field.max_digits, field.rounding
-    stored = column.output_field if isinstance(column, models.GeneratedField) else column
-    # A numeric(max_digits, decimal_places) column returns Decimals that already have the scale
-    # and at most the digits DRF's quantize() gives them: formatting is all that is left.
-    already_quantized = (
-        isinstance(stored, models.DecimalField)
-        and not hasattr(stored, "from_db_value")
-        and (stored.max_digits, stored.decimal_places) == (digits, places)
-    )
+    already_quantized = _stored_at_scale(field, column)
 
     def factory() -> Converter:
         exponent = None if places is None else decimal.Decimal(".1") ** places
@@ -171,6 +179,26 @@ def _converter(field: fields.Field[Any, Any, Any, Any], column: models.Field[Any
     return None
 
 
+def _from_text(
+    field: fields.Field[Any, Any, Any, Any], column: models.Field[Any, Any], factory: ConverterFactory
+) -> ConverterFactory | None:
+    """A converter of the column's text, for columns cheaper to read as PostgreSQL's text than
+    as Python objects (psycopg's Decimal, Django's timestamptz loader), or None."""
+    if isinstance(field, fields.DecimalField) and factory is not None and _stored_at_scale(field, column):
+        # numeric(p, s) prints exactly s decimals and never an exponent: DRF's string.
+        return _IDENTITY
+    if isinstance(field, fields.DateTimeField) and type(column) is models.DateTimeField:
+        # ISO text (DateStyle ISO, which psycopg's own loader requires too) with its offset.
+        def parsed() -> Converter | None:
+            convert = factory()
+            if convert is None:
+                return None
+            return lambda text: convert(datetime.datetime.fromisoformat(text))
+
+        return parsed
+    return None
+
+
 def _column(model: type[models.Model], field: fields.Field[Any, Any, Any, Any]) -> models.Field[Any, Any] | None:
     """The model column `field` reads (its attname is the `.values()` key), or None."""
     if len(field.source_attrs) != 1:
@@ -209,12 +237,22 @@ def _loads_as(model_field: models.Field[Any, Any]) -> type | None:
     return None
 
 
+# Suffix of the `.values()` key of a column read as text.
+_TEXT = "_as_text"
+
+
 @dataclass(frozen=True)
 class RowPlan:
-    """What a list reads (`columns`) and how it turns each `.values()` row into JSON."""
+    """What a list reads (`columns`, and `texts` as PostgreSQL's text) and how it turns each
+    `.values()` row into JSON."""
 
     columns: tuple[str, ...]
+    texts: tuple[str, ...]
     fields: tuple[tuple[str, str, ConverterFactory], ...]
+
+    def select(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """`queryset` as the rows `represent` reads."""
+        return queryset.values(*self.columns, **{name + _TEXT: Cast(name, models.TextField()) for name in self.texts})
 
     def represent(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         plan = [(name, column, factory()) for name, column, factory in self.fields]
@@ -255,7 +293,10 @@ def _plan(serializer_class: type[serializers.BaseSerializer[Any]]) -> RowPlan | 
     model: type[models.Model] | None = getattr(getattr(serializer_class, "Meta", None), "model", None)
     if model is None:
         return None
+    names = {f.name for f in model._meta.get_fields()} | {f.attname for f in model._meta.concrete_fields}
     planned: list[tuple[str, str, ConverterFactory]] = []
+    columns: list[str] = []
+    texts: list[str] = []
     for field in serializer_class()._readable_fields:
         column = _column(model, field)
         factory = None if column is None else _converter(field, column)
@@ -264,6 +305,11 @@ def _plan(serializer_class: type[serializers.BaseSerializer[Any]]) -> RowPlan | 
         if factory in (_AS_INT, _AS_STR) and _loads_as(column) is _CASTS[factory]:
             # int(value) / str(value) of what already is an int / a str.
             factory = _IDENTITY
-        planned.append((str(field.field_name), column.attname, factory))
-    columns = tuple(dict.fromkeys(column for _, column, _ in planned))
-    return RowPlan(columns=columns, fields=tuple(planned))
+        from_text = _from_text(field, column, factory)
+        if from_text is not None and column.attname + _TEXT not in names:
+            texts.append(column.attname)
+            planned.append((str(field.field_name), column.attname + _TEXT, from_text))
+        else:
+            columns.append(column.attname)
+            planned.append((str(field.field_name), column.attname, factory))
+    return RowPlan(columns=tuple(dict.fromkeys(columns)), texts=tuple(dict.fromkeys(texts)), fields=tuple(planned))

@@ -30,7 +30,7 @@ def rows_page(
     (no model instances, see tenancy/api/rows.py), else the serializer itself."""
     plan = row_plan(serializer_class)
     if plan is not None and not getattr(queryset, "_prefetch_related_lookups", ()):
-        queryset = queryset.values(*plan.columns)
+        queryset = plan.select(queryset)
     else:
         plan = None
     page = None if paginator is None else paginator.paginate_queryset(queryset, view.request, view=view)

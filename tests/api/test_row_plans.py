@@ -44,7 +44,7 @@ def _both(model: type[models.Model], serializer_class: type[BaseSerializer[Any]]
     assert plan is not None
     with atomic_scope(service_scope()):
         instances = list(model._default_manager.order_by("pk"))
-        rows = list(model._default_manager.order_by("pk").values(*plan.columns))
+        rows = list(plan.select(model._default_manager.order_by("pk")))
     assert len(instances) == len(rows) > 0
     return _render(serializer_class(instances, many=True).data), _render(plan.represent(rows))
 
