@@ -247,12 +247,14 @@ class RowPlan:
     `.values()` row into JSON."""
 
     columns: tuple[str, ...]
-    texts: tuple[str, ...]
+    # {key: the column cast to text}. Made once: an expression caches what the ORM asks of it
+    # (its identity goes through inspect.signature), and querysets copy it before use.
+    texts: dict[str, Cast]
     fields: tuple[tuple[str, str, ConverterFactory], ...]
 
     def select(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         """`queryset` as the rows `represent` reads."""
-        return queryset.values(*self.columns, **{name + _TEXT: Cast(name, models.TextField()) for name in self.texts})
+        return queryset.values(*self.columns, **self.texts)
 
     def represent(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         plan = [(name, column, factory()) for name, column, factory in self.fields]
@@ -312,4 +314,8 @@ def _plan(serializer_class: type[serializers.BaseSerializer[Any]]) -> RowPlan | 
         else:
             columns.append(column.attname)
             planned.append((str(field.field_name), column.attname, factory))
-    return RowPlan(columns=tuple(dict.fromkeys(columns)), texts=tuple(dict.fromkeys(texts)), fields=tuple(planned))
+    return RowPlan(
+        columns=tuple(dict.fromkeys(columns)),
+        texts={name + _TEXT: Cast(name, models.TextField()) for name in dict.fromkeys(texts)},
+        fields=tuple(planned),
+    )
