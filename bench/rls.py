@@ -1,7 +1,7 @@
 """RLS overhead: one shop's newest 100 rows of ad_performance, three ways.
 
-(a) `rls`: as `authenticated` in the shop's scope (SET LOCAL ROLE + set_config, what every API
-    request does), with no shop filter in the SQL: the `ad_performance_tenant` policy supplies
+(a) `rls`: as `authenticated` in the shop's scope (set_config of the role and the settings, what
+    every API request does), with no shop filter in the SQL: the `ad_performance_tenant` policy supplies
     `shop_domain = current_setting('app.current_shop', true)`.
 (b) `explicit`: the same SELECT with an explicit `WHERE shop_domain = %s`, as `service_role`.
     That role is not BYPASSRLS; its policy is `USING (true)`, which the planner folds away, so
@@ -194,7 +194,7 @@ def run(options: Options, dataset: Dataset) -> BenchResult:
             "initplan": "diagnostic: WHERE shop_domain = (SELECT current_setting('app.current_shop', true)) as "
             "service_role with the shop set: what (a) would cost if the policy wrapped current_setting() in a "
             "sub-select, which PostgreSQL evaluates once per statement instead of once per row. Timed like (a).",
-            "scope": "BEGIN; enter_scope(shop_scope) (3 statements); restore (2 statements); COMMIT",
+            "scope": "BEGIN; enter_scope(shop_scope) (1 statement); restore (1 statement); COMMIT",
         },
         "sql": {"rls": sql_rls, "explicit": sql_explicit, "initplan": sql_initplan, "api_statements": api_queries},
         "stats": {name: vars(value) for name, value in stats.items()},

@@ -1,8 +1,8 @@
 """The tenant scope: which database role and which shop/subject a transaction acts as.
 
 Row level security policies read `app.current_shop`, `request.jwt.claim.sub` (through
-`auth.uid()`) and `app.current_role`. They are set with `set_config(..., true)` and the role
-with `SET LOCAL ROLE`, so they end with the transaction: a pooled or persistent connection
+`auth.uid()`) and `app.current_role`. They and the role are set with `set_config(..., true)` (for
+`role` the same as `SET LOCAL ROLE`), so they end with the transaction: a pooled or persistent connection
 cannot carry one request's shop into the next. A scope also restores the previous role and
 settings when it exits, because `SET LOCAL` inside a savepoint survives `RELEASE SAVEPOINT`
 and would otherwise leak into the code after a nested scope.
@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.backends.utils import CursorWrapper
 from psycopg.pq import TransactionStatus
 
 # The NOLOGIN roles of the bootstrap. `app_owner` may SET ROLE to them but inherits none.
@@ -92,44 +91,49 @@ def service_scope(*, subject: str | None = None, shop: str | None = None) -> Sco
     return Scope(role=SERVICE_ROLE, shop=shop, subject=subject)
 
 
-def _quote_role(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+# `role` through set_config is SET ROLE (the SQL command sets the same variable; PostgREST
+# switches roles this way): one statement sets the role and every setting, with the role
+# name as a bound parameter instead of a quoted identifier. 'none' is SET ROLE NONE.
+_SET_ALL = ", ".join(["set_config('role', %s, true)", *(f"set_config('{name}', %s, true)" for name in SETTINGS)])
+# The previous role and settings are read in the same statement, before it changes them: the
+# MATERIALIZED CTE is evaluated before the outer target list that calls set_config.
+_ENTER_SQL = (
+    "WITH previous AS MATERIALIZED (SELECT current_user::text AS role, "
+    + ", ".join(f"coalesce(current_setting('{name}', true), '')" for name in SETTINGS)
+    + f") SELECT previous.*, {_SET_ALL} FROM previous"
+)
+_SET_SQL = f"SELECT {_SET_ALL}"
+_NO_ROLE = "none"
 
 
 @contextmanager
-def enter_scope(scope: Scope, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Scope]:
-    """Act as `scope` until the block exits; must run inside `transaction.atomic()`."""
+def enter_scope(scope: Scope, *, using: str = DEFAULT_DB_ALIAS, ends_transaction: bool = False) -> Iterator[Scope]:
+    """Act as `scope` until the block exits; must run inside `transaction.atomic()`.
+
+    `ends_transaction`: the caller commits or rolls back the transaction as soon as the block
+    exits, with nothing in between. If the scope was entered at the transaction's outermost
+    level (not in a savepoint), its SET LOCALs end with the transaction and are not restored.
+    """
     connection = connections[using]
     if not connection.in_atomic_block:
         raise ScopeError(
             "a tenant scope must be entered inside a transaction (transaction.atomic() or "
             "ATOMIC_REQUESTS); outside one SET LOCAL would not hold"
         )
+    restore = not (ends_transaction and len(connection.atomic_blocks) == 1)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_user, " + ", ".join("coalesce(current_setting(%s, true), '')" for _ in SETTINGS),
-            list(SETTINGS),
-        )
+        cursor.execute(_ENTER_SQL, [scope.role, *scope.settings()])
         row = cursor.fetchone()
-        assert row is not None
-        previous_role, previous_settings = str(row[0]), tuple(str(v) for v in row[1:])
-        _apply(cursor, scope.role, scope.settings())
+    assert row is not None
+    previous_role, previous_settings = str(row[0]), tuple(str(v) for v in row[1 : 1 + len(SETTINGS)])
     stack: list[tuple[str, Scope]] = _local.__dict__.setdefault("stack", [])
     stack.append((using, scope))
     try:
         yield scope
     finally:
         stack.pop()
-        _restore(using, previous_role, previous_settings)
-
-
-def _apply(cursor: CursorWrapper, role: str, values: tuple[str, ...]) -> None:
-    # Role names come from SCOPE_ROLES or from current_user; they are quoted, never formatted raw.
-    cursor.execute(f"SET LOCAL ROLE {_quote_role(role)}")
-    cursor.execute(
-        "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in SETTINGS),
-        [item for pair in zip(SETTINGS, values, strict=True) for item in pair],
-    )
+        if restore:
+            _restore(using, previous_role, previous_settings)
 
 
 def _restore(using: str, previous_role: str, previous_settings: tuple[str, ...]) -> None:
@@ -140,15 +144,10 @@ def _restore(using: str, previous_role: str, previous_settings: tuple[str, ...])
         # follow (of the transaction or of a savepoint taken before this scope) undoes the
         # scope's SET LOCAL as well. Running SQL now would only mask the original error.
         return
+    # Outside any scope the connection acts as its login role (SET ROLE NONE).
+    role = previous_role if previous_role in SCOPE_ROLES else _NO_ROLE
     with connection.cursor() as cursor:
-        if previous_role in SCOPE_ROLES:
-            _apply(cursor, previous_role, previous_settings)
-        else:
-            cursor.execute("SET LOCAL ROLE NONE")
-            cursor.execute(
-                "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in SETTINGS),
-                [item for pair in zip(SETTINGS, previous_settings, strict=True) for item in pair],
-            )
+        cursor.execute(_SET_SQL, [role, *previous_settings])
 
 
 def current_scope(*, using: str = DEFAULT_DB_ALIAS) -> tuple[str, str]:

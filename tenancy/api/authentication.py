@@ -15,6 +15,8 @@ from rest_framework.request import Request
 
 from tenancy.models import User
 
+from .scoping import active_user, requested_shop
+
 ALGORITHM = "HS256"
 
 
@@ -63,7 +65,7 @@ class JWTAuthentication(authentication.BaseAuthentication):
             subject = uuid.UUID(str(claims["sub"]))
         except ValueError as exc:
             raise exceptions.AuthenticationFailed("Token subject is not a user id.") from exc
-        user = User.objects.filter(pk=subject, is_active=True).first()
+        user = active_user(subject, shop=requested_shop(request))
         if user is None:
             raise exceptions.AuthenticationFailed("No active user for this token.")
         return user, claims

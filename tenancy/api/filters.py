@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import django_filters
 from django import forms
 from django.db import models
+from django.db.models import QuerySet
 from django_filters.filterset import FILTER_FOR_DBFIELD_DEFAULTS
+from django_filters.rest_framework import DjangoFilterBackend
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 
 class UTCDateTimeField(forms.DateTimeField):
@@ -62,3 +68,30 @@ class TenantFilterSet(django_filters.FilterSet):
     def get_form_class(self) -> type[forms.Form]:
         form_class: type[forms.Form] = super().get_form_class()
         return type(form_class.__name__, (form_class, OrderedRangesForm), {"ordered_ranges": self.ordered_ranges})
+
+
+def _inert_without_data(filterset_class: type[django_filters.FilterSet]) -> bool:
+    """Whether a FilterSet given no data of its own returns the queryset unchanged: no
+    required filter, and only django-filter's own filtering, which skips empty values."""
+    if filterset_class.filter_queryset is not django_filters.FilterSet.filter_queryset:
+        return False
+    return all(
+        not filter_.extra.get("required") and type(filter_).filter.__module__ == django_filters.filters.__name__
+        for filter_ in filterset_class.base_filters.values()
+    )
+
+
+class TenantFilterBackend(DjangoFilterBackend):
+    """DjangoFilterBackend that does not build and validate a FilterSet form when the query
+    names none of its filters (a plain list or next page): filtering nothing is the queryset."""
+
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: APIView) -> QuerySet[Any]:
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is None:
+            return queryset
+        names = set(filterset_class.base_filters)
+        if not any(key in names or key.startswith(tuple(names)) for key in request.query_params) and (
+            _inert_without_data(filterset_class)
+        ):
+            return queryset
+        return super().filter_queryset(request, queryset, view)

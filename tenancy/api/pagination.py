@@ -30,7 +30,12 @@ class TimeSeriesPagination(CursorPagination):
 
     def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: APIView | None = None) -> Any:
         ordering = self.get_ordering(request, queryset, view)  # type: ignore[arg-type]
-        for term in ordering if isinstance(ordering, list | tuple) else (ordering,):
+        terms = ordering if isinstance(ordering, list | tuple) else (ordering,)
+        selected = (*queryset.query.values_select, *queryset.query.annotation_select)
+        if queryset.query.values_select and str(terms[0]).lstrip("-") not in selected:
+            # A page of `.values()` rows: the cursor is read from each row's first ordering field.
+            queryset = queryset.values(*selected, str(terms[0]).lstrip("-"))
+        for term in terms:
             name = str(term).lstrip("-")
             field = next((f for f in queryset.model._meta.concrete_fields if f.name == name), None)
             # A generated column is nullable through its output field.

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import models
 from django.db.models import QuerySet
 from rest_framework import viewsets
+from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -15,10 +16,41 @@ from rest_framework.viewsets import GenericViewSet
 from tenancy.services import row_create, row_update
 
 from .pagination import FixedOrderCursorPagination
+from .rows import row_plan
 from .scoping import TenantScopedViewMixin
 
 
-class TenantViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
+def rows_page(
+    queryset: QuerySet[Any],
+    serializer_class: type[BaseSerializer[Any]],
+    paginator: BasePagination | None,
+    view: GenericViewSet,
+) -> Response:
+    """A list response: `.values()` rows through the serializer's row plan when it has one
+    (no model instances, see tenancy/api/rows.py), else the serializer itself."""
+    plan = row_plan(serializer_class)
+    if plan is not None and not getattr(queryset, "_prefetch_related_lookups", ()):
+        queryset = plan.select(queryset)
+    else:
+        plan = None
+    page = None if paginator is None else paginator.paginate_queryset(queryset, view.request, view=view)
+    rows = queryset if page is None else page
+    data = (
+        plan.represent(rows) if plan else serializer_class(rows, many=True, context=view.get_serializer_context()).data
+    )
+    return Response(data) if paginator is None or page is None else paginator.get_paginated_response(data)
+
+
+class RowListMixin:
+    """`list` through `rows_page`: the same JSON as ListModelMixin, without model instances."""
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        view: GenericViewSet = self  # type: ignore[assignment]
+        queryset = view.filter_queryset(view.get_queryset())
+        return rows_page(queryset, view.get_serializer_class(), view.paginator, view)
+
+
+class TenantViewSet(RowListMixin, TenantScopedViewMixin, viewsets.ModelViewSet):
     """CRUD on one tenant table for the scope's shop (and user, for per-user tables).
 
     Row level security decides what the queryset can see; `owner_fields` says which of the
@@ -57,11 +89,8 @@ def nested_list(
     ordering: tuple[str, ...],
 ) -> Response:
     """A cursor-paginated list of a parent's children (a campaign's performance, ...)."""
-    paginator = FixedOrderCursorPagination(ordering)
-    page = paginator.paginate_queryset(queryset, view.request, view=view)
-    serializer = serializer_class(page, many=True, context=view.get_serializer_context())
-    return paginator.get_paginated_response(serializer.data)
+    return rows_page(queryset, serializer_class, FixedOrderCursorPagination(ordering), view)
 
 
-class TenantReadOnlyViewSet(TenantScopedViewMixin, viewsets.ReadOnlyModelViewSet):
+class TenantReadOnlyViewSet(RowListMixin, TenantScopedViewMixin, viewsets.ReadOnlyModelViewSet):
     """List and retrieve only (rows written by jobs, e.g. generated briefings)."""

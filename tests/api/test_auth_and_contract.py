@@ -90,6 +90,23 @@ def test_unknown_shop_and_foreign_shop_give_the_same_403(owner_a: Actor, owner_b
     assert foreign["code"] == missing["code"]
 
 
+def test_membership_of_an_inactive_shop_is_refused(owner_a: Actor) -> None:
+    owner_a.shop.is_active = False
+    owner_a.shop.save(update_fields=["is_active"])
+    assert_error(owner_a.client.get(CAMPAIGNS), 403, code="not_a_member")
+
+
+def test_session_login_resolves_the_membership_too(owner_a: Actor, owner_b: Actor) -> None:
+    # Without a token the user comes from the session: the membership is read on its own.
+    AdCampaignFactory(shop=owner_a.shop)
+    client = APIClient()
+    client.force_login(owner_a.user)
+    response = client.get(CAMPAIGNS, HTTP_X_SHOP_DOMAIN=SHOP_A)
+    assert response.status_code == 200, response.content
+    assert [row["shop_domain"] for row in response.json()["results"]] == [SHOP_A]
+    assert_error(client.get(CAMPAIGNS, HTTP_X_SHOP_DOMAIN=SHOP_B), 403, code="not_a_member")
+
+
 def test_me_lists_the_users_shops_and_roles(owner_a: Actor, owner_b: Actor) -> None:
     from tenancy.factories import ShopMembershipFactory
 

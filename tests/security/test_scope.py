@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import random
 import threading
 from collections.abc import Callable
@@ -9,11 +10,15 @@ from typing import Any
 
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from growth.factories import AdCampaignFactory
 from growth.models import AdCampaign
-from tenancy.factories import ShopFactory
+from tenancy.api.authentication import token_mint
+from tenancy.factories import ShopFactory, ShopMembershipFactory, UserFactory
 from tenancy.scope import (
+    SETTINGS,
     Scope,
     ScopeError,
     active_scope,
@@ -62,6 +67,15 @@ def test_scope_in_a_released_savepoint_does_not_leak(tenant_a: Tenant) -> None:
         with transaction.atomic(), enter_scope(_scope(SHOP_A)):
             pass
         # SET LOCAL inside a savepoint survives RELEASE; the scope's own restore undid it.
+        assert current_scope() == ("app_owner", "")
+
+
+@pytest.mark.django_db
+def test_scope_that_ends_its_transaction_still_restores_inside_a_savepoint(tenant_a: Tenant) -> None:
+    with transaction.atomic():
+        with transaction.atomic(), enter_scope(_scope(SHOP_A), ends_transaction=True):
+            assert current_scope() == ("authenticated", SHOP_A)
+        # The inner atomic block was a savepoint: the transaction goes on, so the scope restored.
         assert current_scope() == ("app_owner", "")
 
 
@@ -193,3 +207,46 @@ def test_shop_scoped_list_uses_an_index_on_shop_domain(db: None, in_scope: Calla
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Seq Scan" not in plan, plan
     assert "Index Cond" in plan and "shop_domain" in plan, plan
+
+
+def _connection_state() -> tuple[Any, ...]:
+    """Backend pid, role and every scope setting of the connection, outside any transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_backend_pid(), current_user, "
+            + ", ".join("coalesce(current_setting(%s, true), '')" for _ in SETTINGS),
+            list(SETTINGS),
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+@pytest.mark.usefixtures("two_shops_committed")
+def test_api_requests_that_fail_leave_no_role_or_shop_on_the_connection(settings: Any) -> None:
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 600
+    user = UserFactory()
+    for domain in (SHOP_A, SHOP_B):
+        ShopMembershipFactory(user=user, shop_id=domain, role="owner")
+    token = token_mint(user=user, ttl=datetime.timedelta(minutes=5))
+    client = APIClient(HTTP_AUTHORIZATION=f"Bearer {token}")
+    clean = _connection_state()
+    assert clean[1:] == ("app_owner", *("" for _ in SETTINGS))
+    requests: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
+        ("get", SHOP_A, "/api/v1/ad-campaigns/", None, 200),
+        # Refused inside the scope (bad cursor, bad body): the transaction is rolled back.
+        ("get", SHOP_A, "/api/v1/ad-performance/?cursor=not-a-cursor", None, 404),
+        ("post", SHOP_A, "/api/v1/ad-campaigns/", {"campaign_name": ""}, 400),
+        ("post", SHOP_A, "/api/v1/ad-performance/bulk/", {"rows": [{"campaign_id": 10**9}]}, 400),
+        ("get", SHOP_B, "/api/v1/ad-campaigns/", None, 200),
+    ]
+    for method, shop, url, body, status in requests:
+        with CaptureQueriesContext(connection) as captured:
+            response = getattr(client, method)(url, body, format="json", HTTP_X_SHOP_DOMAIN=shop)
+        assert response.status_code == status, (url, response.content)
+        # The request's own transaction: the scope is entered once and ends with the commit
+        # or rollback, without a restoring statement.
+        assert sum("set_config('role'" in query["sql"] for query in captured.captured_queries) == 1
+        if status == 200:
+            assert {row["shop_domain"] for row in response.json()["results"]} == {shop}
+        assert _connection_state() == clean, f"{method} {url} left its scope on the connection"
