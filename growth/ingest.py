@@ -172,8 +172,11 @@ def metrics_import(
     created = updated = 0
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT clock_timestamp()")
-        # updated_at of every row this run writes: a conflict with a row carrying it is a key
-        # repeated in the file (the statement itself catches repeats within one batch only).
+        # The run's timestamp: updated_at of every row it writes, created_at of the rows it
+        # inserts. A conflict with a row carrying it is a key repeated in the file (the
+        # statement itself catches repeats within one batch only), and `created_at = marker`
+        # tells inserted rows from updated ones without system columns, which partitioned
+        # tables cannot return.
         (marker,) = _one(cursor)
         staged = ", ".join(f"{c.name} text" for c in columns)
         cursor.execute(f"CREATE TEMP TABLE {STAGING} (line bigint NOT NULL, {staged}) ON COMMIT DROP")
@@ -242,8 +245,8 @@ def _typed(column: _Column, target: Target) -> str:
 
 def _projection(target: Target, columns: Sequence[_Column]) -> tuple[list[str], list[str], list[Any]]:
     """(columns, SQL expressions, parameters) of the row each staging row becomes."""
-    names = ["shop_domain", "updated_at"]
-    exprs = ["%s", "%s"]
+    names = ["shop_domain", "created_at", "updated_at"]
+    exprs = ["%s", "%s", "%s"]
     params: list[Any] = []
     for column in columns:
         names.append(column.name)
@@ -268,16 +271,17 @@ def _upsert_sql(
 ) -> tuple[str, list[Any]]:
     names, exprs, params = _projection(target, columns)
     key = natural_key(target.model)
-    updates = [f"{name} = EXCLUDED.{name}" for name in names if name not in key and name != "shop_domain"]
+    kept = {*key, "shop_domain", "created_at"}
+    updates = [f"{name} = EXCLUDED.{name}" for name in names if name not in kept]
     sql = (
         f"WITH written AS (INSERT INTO {target.table} ({', '.join(names)}) "
         f"SELECT {', '.join(exprs)} FROM {_source(target)} "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(updates)} "
         f"WHERE {target.table}.updated_at IS DISTINCT FROM %s "
-        "RETURNING (xmax = 0) AS created) "
+        f"RETURNING {target.table}.created_at = %s AS created) "
         "SELECT count(*) FILTER (WHERE created), count(*) FROM written"
     )
-    return sql, [shop, marker, *params, marker]
+    return sql, [shop, marker, marker, *params, marker, marker]
 
 
 # Reading files: each yields (line, value per column of `_columns`) with None for empty values.
@@ -374,6 +378,7 @@ class _Run:
         return f"(SELECT s.line, {select} FROM {_source(self.target, rules=False)}) t", [
             self.shop,
             self.marker,
+            self.marker,
             *params,
         ]
 
@@ -399,13 +404,21 @@ def _first(cursor: CursorWrapper, sql: str, params: Sequence[Any] = ()) -> list[
 
 
 def _bad_values(cursor: CursorWrapper, run: _Run) -> list[Problem]:
+    """Empty required values, and values their column's type refuses (with PostgreSQL's reason).
+
+    pg_input_is_valid() needs PostgreSQL 16; on 15 a type error is reported with the
+    database's own message, without its line."""
     values = ", ".join(f"('{c.name}', s.{c.name}, '{c.sql_type}', {c.required})" for c in run.columns)
+    typed = int(getattr(connection, "pg_version", 0) or 0) >= 160000
+    invalid = "NOT pg_input_is_valid(v.val, v.typ)" if typed else "false"
+    reason = "'invalid value ' || quote_literal(v.val) || ': ' || (pg_input_error_info(v.val, v.typ)).message"
+    if not typed:
+        reason = "''"
     return _first(
         cursor,
-        "SELECT s.line, v.col, CASE WHEN v.val IS NULL THEN 'a value is required' "
-        "ELSE 'invalid value ' || quote_literal(v.val) || ': ' || (pg_input_error_info(v.val, v.typ)).message END "
-        f"FROM {STAGING} s CROSS JOIN LATERAL (VALUES {values}) v(col, val, typ, required) "
-        "WHERE CASE WHEN v.val IS NULL THEN v.required ELSE NOT pg_input_is_valid(v.val, v.typ) END",
+        f"SELECT s.line, v.col, CASE WHEN v.val IS NULL THEN 'a value is required' ELSE {reason} "
+        f"END FROM {STAGING} s CROSS JOIN LATERAL (VALUES {values}) v(col, val, typ, required) "
+        f"WHERE CASE WHEN v.val IS NULL THEN v.required ELSE {invalid} END",
     )
 
 
