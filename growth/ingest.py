@@ -89,10 +89,9 @@ TARGETS: dict[str, Target] = {
 class MetricsFileError(ValueError):
     """A row (or the header) of the file is not valid: where, which column and why."""
 
-    def __init__(self, *, line: int, column: str | None, reason: str, record: bool = False) -> None:
+    def __init__(self, *, line: int, column: str | None, reason: str) -> None:
         self.line, self.column, self.reason = line, column, reason
-        where = f"record {line}" if record else f"line {line}"
-        super().__init__(f"{where}" + (f", column {column!r}" if column else "") + f": {reason}")
+        super().__init__(f"line {line}" + (f", column {column!r}" if column else "") + f": {reason}")
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ def metrics_import(
 ) -> ImportResult:
     """Upsert every row of `stream` into `table` for `shop`, all or nothing.
 
-    Raises MetricsFileError (line/record, column, reason) for any invalid row and LookupError
+    Raises MetricsFileError (line, column, reason) for any invalid row and LookupError
     for an unknown table or shop. `on_batch` receives the running count of rows moved.
     """
     target = TARGETS.get(table)
@@ -289,51 +288,69 @@ def _upsert_sql(
 Row = tuple[Any, ...]
 
 
-def _check_columns(names: Sequence[str], target: Target, *, line: int, record: bool) -> None:
+def _check_columns(names: Sequence[str], target: Target, *, line: int) -> None:
     allowed = (*target.inputs, SHOP_COLUMN)
-    for name in names:
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise MetricsFileError(line=line, column=name, reason="the column appears twice")
         if name not in allowed:
             reason = f"unknown column; {target.table} takes {', '.join(allowed)}"
-            raise MetricsFileError(line=line, column=name, reason=reason, record=record)
+            raise MetricsFileError(line=line, column=name, reason=reason)
     for name in required_columns(target):
         if name not in names:
-            raise MetricsFileError(line=line, column=name, reason="required column is missing", record=record)
+            raise MetricsFileError(line=line, column=name, reason="required column is missing")
 
 
-def _check_shop(value: Any, shop: str, *, line: int, record: bool) -> None:
+def _check_shop(value: Any, shop: str, *, line: int) -> None:
     if value not in (None, "", shop):
         reason = f"the row belongs to shop {value!r}, not to --shop {shop!r}"
-        raise MetricsFileError(line=line, column=SHOP_COLUMN, reason=reason, record=record)
+        raise MetricsFileError(line=line, column=SHOP_COLUMN, reason=reason)
 
 
 def _csv_rows(stream: IO[str], *, target: Target, shop: str) -> Iterator[Row]:
-    reader = csv.reader(stream)
+    reader = csv.reader(_lines(stream))
     header = next(reader, None)
     if header is None:
         return
     header = [name.strip() for name in header]
-    _check_columns(header, target, line=1, record=False)
+    _check_columns(header, target, line=1)
     positions = [header.index(name) if name in header else None for name in target.inputs]
     shop_at = header.index(SHOP_COLUMN) if SHOP_COLUMN in header else None
     width = len(header)
     line = reader.line_num + 1
-    for values in reader:
-        if not values:
+    try:
+        for values in reader:
+            if not values:
+                line = reader.line_num + 1
+                continue
+            if len(values) != width:
+                reason = f"{len(values)} values for the header's {width} columns"
+                raise MetricsFileError(line=line, column=None, reason=reason)
+            if shop_at is not None:
+                _check_shop(values[shop_at], shop, line=line)
+            yield (line, *[values[i] or None if i is not None else None for i in positions])
             line = reader.line_num + 1
-            continue
-        if len(values) != width:
-            reason = f"{len(values)} values for the header's {width} columns"
-            raise MetricsFileError(line=line, column=None, reason=reason)
-        if shop_at is not None:
-            _check_shop(values[shop_at], shop, line=line, record=False)
-        yield (line, *[values[i] or None if i is not None else None for i in positions])
-        line = reader.line_num + 1
+    except csv.Error as exc:
+        raise MetricsFileError(line=line, column=None, reason=f"not valid CSV: {exc}") from exc
+
+
+def _lines(stream: IO[str]) -> Iterator[str]:
+    line = 1
+    try:
+        for text in stream:
+            yield text
+            line += 1
+    except UnicodeDecodeError as exc:
+        # The stream decodes ahead in blocks: the bad byte is on this line or a later one.
+        raise MetricsFileError(
+            line=line + 1, column=None, reason=f"not UTF-8 text here or below ({exc.reason})"
+        ) from exc
 
 
 def _ndjson_rows(stream: IO[str], *, target: Target, shop: str) -> Iterator[Row]:
     allowed = {*target.inputs, SHOP_COLUMN}
     required = required_columns(target)
-    for line, text in enumerate(stream, start=1):
+    for line, text in enumerate(_lines(stream), start=1):
         if not text.strip():
             continue
         try:
@@ -343,8 +360,8 @@ def _ndjson_rows(stream: IO[str], *, target: Target, shop: str) -> Iterator[Row]
         if not isinstance(record, dict):
             raise MetricsFileError(line=line, column=None, reason="expected a JSON object")
         if not allowed.issuperset(record) or not all(name in record for name in required):
-            _check_columns(list(record), target, line=line, record=False)
-        _check_shop(record.get(SHOP_COLUMN), shop, line=line, record=False)
+            _check_columns(list(record), target, line=line)
+        _check_shop(record.get(SHOP_COLUMN), shop, line=line)
         yield (line, *[_text(record.get(name), line=line, column=name) for name in target.inputs])
 
 

@@ -261,6 +261,13 @@ def test_unknown_and_missing_columns(tmp_path: Path, existing: AdPerformance) ->
     assert "line 1, column 'date': required column is missing" in message
 
 
+def test_unreadable_files(tmp_path: Path, existing: AdPerformance) -> None:
+    path = tmp_path / "ads.csv"
+    path.write_bytes(b"campaign_id,date\n1,2025-01-01\n\xff\xfe,2025-01-02\n")
+    assert "not UTF-8 text" in refused(path)
+    assert "column 'date': the column appears twice" in refused(write_csv(path, "campaign_id,date,date"))
+
+
 def test_ndjson_refusals(tmp_path: Path, existing: AdPerformance) -> None:
     good = {"campaign_id": existing.campaign_id, "date": "2025-01-05"}
     path = tmp_path / "ads.ndjson"
