@@ -50,7 +50,7 @@ class Target:
     inputs: tuple[str, ...]
     # Column -> SQL computing it when a row leaves it out (`s` is the staging row).
     derived: dict[str, str]
-    # A parent joined to each row: (table, join condition, column it supplies -> SQL).
+    # A parent joined to each row (`p`), for a column `derived` takes from it: (table, condition).
     join: tuple[str, str] | None = None
     # SQL a typed row must satisfy beyond the table's CHECKs: (condition, column, reason).
     rules: tuple[tuple[str, str, str], ...] = ()
@@ -400,19 +400,27 @@ class _Run:
         ]
 
 
-def _diagnose(cursor: CursorWrapper, run: _Run, cause: DatabaseError | None) -> Exception:
-    """The first problem of the staged batch, as a MetricsFileError (or `cause` if none is found).
+def _diagnose(cursor: CursorWrapper, run: _Run, cause: DatabaseError | None) -> MetricsFileError:
+    """The first problem of the staged batch, as a MetricsFileError.
 
     Checks run from the coarsest (a value of the wrong type) to the finest (a repeated key),
     each only when the previous ones found nothing, since e.g. a CHECK cannot be evaluated on
     a value that does not parse."""
-    with enter_scope(shop_scope(shop=run.shop, subject=None, member_role=None)):
-        for check in (_bad_values, _missing_parents, _broken_rules, _repeated_keys):
-            found = check(cursor, run)
-            if found:
-                line, column, reason = min(found)
-                return MetricsFileError(line=line, column=column, reason=reason)
-    return cause or RuntimeError("the batch moved fewer rows than it staged, for no reason found")
+    try:
+        with transaction.atomic(), enter_scope(shop_scope(shop=run.shop, subject=None, member_role=None)):
+            for check in (_bad_values, _missing_parents, _broken_rules, _repeated_keys):
+                found = check(cursor, run)
+                if found:
+                    line, column, reason = min(found)
+                    return MetricsFileError(line=line, column=column, reason=reason)
+    except DatabaseError:
+        # A check could not evaluate this batch (on PostgreSQL 15, a value that does not parse).
+        pass
+    cursor.execute(f"SELECT min(line), max(line) FROM {STAGING}")
+    first, last = _one(cursor)
+    # Not a problem the checks know: still an error of these lines, with the database's words.
+    reason = str(cause).strip() if cause else "the database wrote fewer rows than the batch holds"
+    return MetricsFileError(line=int(first), column=None, reason=f"a row of lines {first}-{last} was refused: {reason}")
 
 
 def _first(cursor: CursorWrapper, sql: str, params: Sequence[Any] = ()) -> list[Problem]:
