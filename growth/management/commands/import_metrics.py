@@ -51,6 +51,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = str(options["file"])
+        name = "<stdin>" if path == "-" else path
         file_format = options["format"] or _format_of(path)
         table = str(options["table"])
         started = last = time.monotonic()
@@ -75,7 +76,7 @@ class Command(BaseCommand):
                 on_batch=progress,
             )
         except MetricsFileError as exc:
-            raise CommandError(f"{path}: {exc}; nothing was written") from exc
+            raise CommandError(f"{name}: {exc}; nothing was written") from exc
         except (LookupError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         finally:
@@ -84,7 +85,7 @@ class Command(BaseCommand):
         seconds = time.monotonic() - started
         verb = "would be" if result.dry_run else "were"
         self.stdout.write(
-            f"{table}: {result.rows:,} rows from {path} in {seconds:.1f} s ({result.rows / max(seconds, 1e-9):,.0f} "
+            f"{table}: {result.rows:,} rows from {name} in {seconds:.1f} s ({result.rows / max(seconds, 1e-9):,.0f} "
             f"rows/s): {result.created:,} {verb} created, {result.updated:,} {verb} updated"
             + (" (dry run, nothing written)" if result.dry_run else "")
         )
