@@ -116,10 +116,18 @@ class _Column:
 
 def natural_key(model: type[models.Model]) -> tuple[str, ...]:
     """Columns of the model's unique constraint (its ingestion key), the ON CONFLICT target."""
-    (constraint,) = [c for c in model._meta.constraints if isinstance(c, models.UniqueConstraint)]
-    names = list(constraint.fields) or [_field_of(expression) for expression in constraint.expressions]
     columns = {field.name: field.column for field in model._meta.concrete_fields}
-    return tuple(columns[name] for name in names)
+    pk = model._meta.pk.name if model._meta.pk is not None else None
+    keys = []
+    for constraint in model._meta.constraints:
+        if isinstance(constraint, models.UniqueConstraint):
+            names = list(constraint.fields) or [_field_of(e) for e in constraint.expressions]
+            # A key with the id (e.g. a partitioned table's (id, date)) identifies rows, not facts.
+            if pk not in names:
+                keys.append(names)
+    if len(keys) != 1:
+        raise TypeError(f"{model.__name__} needs exactly one unique constraint without its id, has {keys}")
+    return tuple(columns[name] for name in keys[0])
 
 
 def _field_of(expression: Any) -> str:

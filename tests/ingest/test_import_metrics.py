@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 from django.db import models
 
 from growth.factories import AdCampaignFactory, AdPerformanceFactory, SocialPostFactory
+from growth.ingest import natural_key
 from growth.models import AdCampaign, AdPerformance, SeoRanking, SocialAnalytics, SocialPost
 from tenancy.factories import ShopFactory
 from tenancy.scope import atomic_scope, service_scope
@@ -54,6 +55,12 @@ def run(*args: str, **options: Any) -> str:
     out, err = io.StringIO(), io.StringIO()
     call_command("import_metrics", *args, stdout=out, stderr=err, **options)
     return out.getvalue()
+
+
+def test_natural_keys_come_from_the_models() -> None:
+    assert natural_key(AdPerformance) == ("campaign_id", "date")
+    assert natural_key(SeoRanking) == ("shop_domain", "keyword", "search_engine", "location", "tracked_on")
+    assert natural_key(SocialAnalytics) == ("social_post_id", "measured_at")
 
 
 def test_ad_performance_csv(tmp_path: Path, campaign: AdCampaign) -> None:
