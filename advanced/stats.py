@@ -240,7 +240,10 @@ def welch_t_test(
     if variance == 0 or not math.isfinite(variance):
         return None
     t = (treatment_mean - control_mean) / math.sqrt(variance)
-    degrees = variance**2 / (share_t**2 / (treatment_size - 1) + share_c**2 / (control_size - 1))
+    # Welch-Satterthwaite written with each side's share of the variance (they sum to 1), so
+    # tiny variances cannot underflow the denominator to zero (squares of ~1e-170 do).
+    weight_t, weight_c = share_t / variance, share_c / variance
+    degrees = 1 / (weight_t**2 / (treatment_size - 1) + weight_c**2 / (control_size - 1))
     p_value = _finite(2 * float(_scipy.t.sf(abs(t), degrees)))
     return None if p_value is None else min(1.0, p_value)
 
