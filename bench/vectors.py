@@ -261,12 +261,16 @@ def run(options: Options, dataset: Dataset) -> BenchResult:
         )
     for phase in ("before", "after"):
         state = phases[phase]["index"]
-        settings_text = ", ".join(f"{k}={v}" for k, v in state.get("search_settings", {}).items())
+        index_settings = {**state.get("search_settings", {}), **state.get("planner_settings", {})}
+        settings_text = ", ".join(f"{k}={v}" for k, v in index_settings.items())
         result.add(
             f"{phase} rebuild: IVFFlat lists",
             state.get("lists"),
             "",
-            note=f"{settings_text}; exact up to {state.get('exact_search_max_candidates'):,} candidates",
+            note=(
+                f"index branch: {settings_text}; exact up to {state.get('exact_search_max_candidates'):,} "
+                f"candidates ({state.get('rows'):,} rows indexed)"
+            ),
         )
         for run_ in phases[phase]["runs"]:
             service = run_["mode"] == SERVICE

@@ -490,3 +490,12 @@ def test_below_the_limit_the_search_is_exact_computing_each_distance_once(settin
     [ranked] = [sql for sql in statements if "<=>" in sql]
     # One distance per candidate: the ORDER BY names the selected expression.
     assert ranked.count("<=>") == 1
+
+
+@pytest.mark.usefixtures("large_table")
+def test_the_candidate_count_can_be_an_index_only_scan() -> None:
+    """knowledge_base_searchable_idx (migration 0008) holds exactly what the count reads."""
+    with in_shop(SHOP_A), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)")
+        plan = KnowledgeDocument.objects.searchable().order_by()[:1001].values("pk").explain()
+    assert "Index Only Scan using knowledge_base_searchable_idx" in plan
