@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.models import Avg, Count, ExpressionWrapper, F, FloatField, Q
+from django.db.models import Avg, Count, ExpressionWrapper, FloatField, Q
 from pgvector.django import CosineDistance
 
 from tenancy.querysets import ShopQuerySet
@@ -65,14 +65,16 @@ class KnowledgeDocumentQuerySet(ShopQuerySet["KnowledgeDocument"]):
         """Annotated with cosine `distance` to `vector`, nearest first.
 
         `exact=False` orders by the bare `embedding <=> vector`, the one shape the IVFFlat
-        index can serve. `exact=True` orders by `distance + 0`: an expression no index
-        matches, so the planner must compute every candidate's distance and sort them (an
-        exact search), whatever its cost estimates say; `id` breaks ties.
+        index can serve. `exact=True` annotates and orders by `(embedding <=> vector) + 0`: an
+        expression no index matches, so the planner must compute every candidate's distance
+        and sort them (an exact search), whatever its cost estimates say. The ORDER BY names
+        the selected expression, so each distance is computed once; `id` breaks ties.
         """
-        queryset = self.annotate(distance=CosineDistance("embedding", list(vector)))
+        distance = CosineDistance("embedding", list(vector))
         if exact:
-            return queryset.order_by(ExpressionWrapper(F("distance") + 0.0, output_field=FloatField()), "id")
-        return queryset.order_by("distance")
+            annotated = self.annotate(distance=ExpressionWrapper(distance + 0.0, output_field=FloatField()))
+            return annotated.order_by("distance", "id")
+        return self.annotate(distance=distance).order_by("distance")
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,13 @@ queries run:
 - `exact`: the ground truth, an exact k-NN in the shop's scope (`ORDER BY (embedding <=> q) + 0,
   id`, which no index serves), timed as a reference;
 - `service`: `advanced.services.knowledge.knowledge_search(vector=q, k=k)` as configured: exact
-  up to KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES candidates, above it its index branch (IVFFlat
-  settings, iterative scan), where the planner still picks the plan;
+  up to `exact_search_limit` candidates (KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES, or the
+  break-even computed from the physical index), above it its index branch (IVFFlat settings,
+  iterative scan, and planner settings that leave the IVFFlat scan as the plan);
 - `index path`: the same service with that threshold at 0, so every shop takes the index branch
   (skipped for shops above the threshold: it is `service` again);
+- `exact path`: the same service with that threshold out of reach, so every shop takes the
+  exact branch (skipped for shops at or below the threshold: it is `service` again);
 - `IVFFlat plan`: the index branch with seq scans, bitmap scans and sorts disabled for the
   transaction, so the plan is the IVFFlat scan: what the index itself returns at each size.
 
@@ -36,6 +39,8 @@ from django.test.utils import CaptureQueriesContext, override_settings
 
 from advanced.services.knowledge import (
     INDEX_NAME,
+    INDEX_PLAN_SETTINGS,
+    exact_search_limit,
     ivfflat_index_state,
     ivfflat_search_settings,
     knowledge_search,
@@ -48,8 +53,11 @@ from .harness import BenchError, BenchResult, Options, Stats, explain, log
 TARGET_RECALL = 0.95
 SERVICE = "service"
 INDEX_PATH = "index path"
+EXACT_PATH = "exact path"
 IVFFLAT_PLAN = "IVFFlat plan"
-MODES = (SERVICE, INDEX_PATH, IVFFLAT_PLAN)
+MODES = (SERVICE, INDEX_PATH, EXACT_PATH, IVFFLAT_PLAN)
+# A threshold no shop reaches: the exact branch for everyone.
+NO_INDEX = 10**9
 # Planner settings that leave the ordered IVFFlat scan as the only plan without a disabled node.
 STEER_OFF = ("enable_seqscan", "enable_bitmapscan", "enable_sort")
 EXACT_SQL = (
@@ -96,8 +104,11 @@ def _index_state() -> dict[str, Any]:
         "index": INDEX_NAME,
         "lists": state.lists,
         "pgvector": ".".join(map(str, state.pgvector_version)),
+        "rows": state.rows,
         "search_settings": ivfflat_search_settings(state),
-        "exact_search_max_candidates": settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES,
+        "planner_settings": INDEX_PLAN_SETTINGS,
+        "exact_search_max_candidates": exact_search_limit(state),
+        "exact_search_max_candidates_setting": settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES,
         "index_bytes": size,
     }
 
@@ -113,7 +124,7 @@ def _measure_shop(
     mode: str,
 ) -> dict[str, Any]:
     scope = shop_scope(shop=shop.domain, subject=dataset.user_id, member_role="owner")
-    threshold = settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES if mode == SERVICE else 0
+    threshold = {SERVICE: settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES, EXACT_PATH: NO_INDEX}.get(mode, 0)
     expected = min(options.k, shop.documents)
     samples: list[int] = []
     recalls: list[float] = []
@@ -203,24 +214,29 @@ def run(options: Options, dataset: Dataset) -> BenchResult:
             log("vectors: manage.py rebuild_knowledge_index")
             out = io.StringIO()
             started = time.monotonic()
-            # The default maintenance_work_mem (64MB) is too small for k-means on 1536-d vectors
-            # from about 200 lists; the command's own option raises it for the build only.
-            call_command("rebuild_knowledge_index", maintenance_work_mem=options.maintenance_work_mem, stdout=out)
+            # An empty --maintenance-work-mem leaves the command to size it (what production does).
+            memory = options.maintenance_work_mem or None
+            call_command("rebuild_knowledge_index", maintenance_work_mem=memory, stdout=out)
             rebuild_seconds = round(time.monotonic() - started, 2)
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE knowledge_base")
             phases["rebuild"] = {
                 "seconds": rebuild_seconds,
-                "command": f"manage.py rebuild_knowledge_index --maintenance-work-mem {options.maintenance_work_mem}",
+                "command": "manage.py rebuild_knowledge_index"
+                + (f" --maintenance-work-mem {memory}" if memory else " (maintenance_work_mem sized by the command)"),
                 "output": out.getvalue().splitlines(),
             }
         state = _index_state()
-        log(f"vectors: {phase} rebuild, lists={state.get('lists')}, settings {state.get('search_settings')}")
+        limit = state.get("exact_search_max_candidates", 0)
+        log(
+            f"vectors: {phase} rebuild, lists={state.get('lists')}, settings {state.get('search_settings')}, "
+            f"exact up to {limit} candidates"
+        )
         runs = []
         for shop in shops:
             for mode in MODES:
-                if mode == INDEX_PATH and shop.documents > settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES:
-                    # Above the threshold the service takes its index path anyway: same as SERVICE.
+                if (mode == INDEX_PATH and shop.documents > limit) or (mode == EXACT_PATH and shop.documents <= limit):
+                    # The branch the service takes anyway: same as SERVICE.
                     continue
                 runs.append(
                     _measure_shop(
@@ -245,12 +261,16 @@ def run(options: Options, dataset: Dataset) -> BenchResult:
         )
     for phase in ("before", "after"):
         state = phases[phase]["index"]
-        settings_text = ", ".join(f"{k}={v}" for k, v in state.get("search_settings", {}).items())
+        index_settings = {**state.get("search_settings", {}), **state.get("planner_settings", {})}
+        settings_text = ", ".join(f"{k}={v}" for k, v in index_settings.items())
         result.add(
             f"{phase} rebuild: IVFFlat lists",
             state.get("lists"),
             "",
-            note=f"{settings_text}; exact up to {state.get('exact_search_max_candidates'):,} candidates",
+            note=(
+                f"index branch: {settings_text}; exact up to {state.get('exact_search_max_candidates'):,} "
+                f"candidates ({state.get('rows'):,} rows indexed)"
+            ),
         )
         for run_ in phases[phase]["runs"]:
             service = run_["mode"] == SERVICE
@@ -295,6 +315,8 @@ def run(options: Options, dataset: Dataset) -> BenchResult:
             INDEX_PATH: "knowledge_search with KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES=0: always the service's index "
             "branch (IVFFlat settings applied); the planner still chooses the plan. Skipped where the shop has more "
             "candidates than the threshold (identical to service).",
+            EXACT_PATH: f"knowledge_search with KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES={NO_INDEX}: always the exact "
+            "branch. Skipped where the shop has at most the threshold's candidates (identical to service).",
             IVFFLAT_PLAN: "as index path, with enable_seqscan, enable_bitmapscan and enable_sort off in the "
             "transaction, so the planner takes the IVFFlat index scan: what the index itself returns",
             "plan": "plan_uses_ivfflat: whether EXPLAIN of the search statement shows knowledge_base_embedding_idx",

@@ -191,8 +191,16 @@ EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "text-embedding-3-small")
 KNOWLEDGE_EMBEDDING_BATCH_SIZE = env_int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", 100)
 KNOWLEDGE_EMBEDDING_TIMEOUT = env_int("KNOWLEDGE_EMBEDDING_TIMEOUT", 30)
 # A search whose filtered candidates are at most this many scans them exactly; larger ones
-# use the IVFFlat index with iterative scans (docs/api.md, Knowledge search).
-KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES = env_int("KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES", 20_000)
+# use the IVFFlat index with iterative scans (docs/api.md, Knowledge search). Unset: the
+# measured break-even for the physical index (advanced.services.knowledge.exact_search_limit:
+# probes x rows / lists / 4, at least 1,000; 3,500 at 200,000 rows after the rebuild).
+KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES: int | None = (
+    env_int("KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES", 0)
+    if os.environ.get("KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES")
+    else None
+)
+# rebuild_knowledge_index sizes maintenance_work_mem for k-means itself, up to this (MB).
+KNOWLEDGE_INDEX_BUILD_MAX_MEMORY_MB = env_int("KNOWLEDGE_INDEX_BUILD_MAX_MEMORY_MB", 2048)
 # 0: probes = round(sqrt(lists)) of the physical index; max_probes 0: every list.
 KNOWLEDGE_IVFFLAT_PROBES = env_int("KNOWLEDGE_IVFFLAT_PROBES", 0)
 KNOWLEDGE_IVFFLAT_MAX_PROBES = env_int("KNOWLEDGE_IVFFLAT_MAX_PROBES", 0)

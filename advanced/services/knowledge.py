@@ -16,21 +16,26 @@ new version whose title and content equal an earlier version's reuses that vecto
 provider's model made it; a partial edit (PATCH) of other fields keeps the current vector.
 
 Search. `knowledge_search` returns the k current versions nearest to a text or a vector, with
-tag and type filters, always `min(k, matching)` rows:
+tag and type filters, always `min(k, matching)` rows, in the active scope (as `authenticated`
+for a shop: the policies filter every plan):
 
-- The filtered candidates are counted first (bounded: at most
-  `KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES + 1` rows are counted). Up to that threshold the
-  search is exact: it orders by `distance + 0`, which no index can serve, so every
-  candidate's distance is computed. Row level security and the filters make the candidate set
-  of most shops small, and an approximate index scan over a table shared by every shop then
-  returns too few rows (IVFFlat filters *after* probing a few lists, so a shop's documents
-  may simply not be in them) and is no faster than scanning the few thousand candidates.
+- The filtered candidates are counted first, in no order and bounded: at most
+  `exact_search_limit() + 1` rows are counted. Up to that limit the search is exact: it
+  selects and orders by `distance + 0`, which no index can serve, so every candidate's
+  distance is computed, once. The limit is KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES when set,
+  else the measured break-even with the index (probes x rows / lists / 4, at least 1,000): an
+  index search reads its probed lists whatever the shop, an exact one every candidate, and
+  for a shop with few rows in a shared table the index also returns too few rows without
+  iterative scans (IVFFlat filters *after* probing).
 - Above it, the IVFFlat index is used with pgvector 0.8's iterative scans
   (`ivfflat.iterative_scan = relaxed_order`), `ivfflat.probes` (KNOWLEDGE_IVFFLAT_PROBES, by
-  default round(sqrt(lists))) and `ivfflat.max_probes` (by default every list), all applied
-  with `set_config(..., true)` and restored afterwards; the relaxed order is re-sorted. With
-  an older pgvector (no iterative scans) every list is probed. If the index still yields fewer
-  than min(k, candidates) rows (a lowered max_probes), the exact search answers instead.
+  default round(sqrt(lists))) and `ivfflat.max_probes` (by default every list), and with
+  sequential scans, bitmap scans, sorts and parallel plans disabled, so that the ordered
+  index scan is the plan (the planner otherwise prices it above scanning the shop's rows);
+  all applied with `set_config(..., true)` and restored afterwards; the relaxed order is
+  re-sorted. With an older pgvector (no iterative scans) every list is probed. If the index
+  still yields fewer than min(k, candidates) rows (a lowered max_probes), the exact search
+  answers instead.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from tenancy.services import constraint_error
 
 from ..embeddings import EmbeddingError, EmbeddingProvider, document_text, embedding_provider
 from ..models import EMBEDDING_DIMENSIONS, DocumentType, KnowledgeDocument
+from ..querysets import KnowledgeDocumentQuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +88,24 @@ SQRT_LISTS_ABOVE_ROWS = 1_000_000
 # pgvector 0.8.0 added iterative index scans.
 ITERATIVE_SCAN_VERSION = (0, 8, 0)
 FLOAT32_MAX = 3.4028234663852886e38
+# The exact/index break-even (bench/vectors.py, 2 shared cores, pgvector 0.8, 1536-d): an exact
+# candidate reads ~4.8 buffers (heap page, TOAST index and chunks; 48,220 for 10,000 rows,
+# 120 ms), a vector the index probes ~1 (its page; 13,000-18,000 for 14 lists of 1,000, 40-52
+# ms): one candidate costs about 4 probed vectors.
+INDEX_VECTORS_PER_CANDIDATE = 4
+# Below this an exact search costs a few milliseconds and is never approximate.
+EXACT_SEARCH_MIN_CANDIDATES = 1000
+# The planner prices an IVFFlat scan that must read whole lists above a bitmap scan of a
+# shop's rows or a parallel sequential scan + top-N sort of the shared table, and then sorts
+# every candidate (540 ms for a 100,000-document shop, against 53 ms on the index). The index
+# branch leaves it the ordered index scan as the only plan without a disabled node; the
+# shop's policy and the filters are then applied to the rows the iterative scan yields.
+INDEX_PLAN_SETTINGS = {
+    "enable_seqscan": "off",
+    "enable_bitmapscan": "off",
+    "enable_sort": "off",
+    "max_parallel_workers_per_gather": "0",
+}
 
 
 class KnowledgeConflict(exceptions.APIException):
@@ -330,6 +354,8 @@ class KnowledgeSearchResult:
 class IvfflatIndexState:
     lists: int
     pgvector_version: tuple[int, ...]
+    # Vectors in the index as the statistics know them (pg_class.reltuples; 0: unknown).
+    rows: int = 0
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -343,9 +369,13 @@ def ivfflat_index_state() -> IvfflatIndexState | None:
         # settings: until then current_setting() would not know them.
         cursor.execute(
             """
-            SELECT e.extversion, c.reloptions, '[1]'::vector IS NOT NULL
+            SELECT e.extversion, c.reloptions, '[1]'::vector IS NOT NULL,
+                   -- -1 until the index is built, vacuumed or analyzed: then the table's.
+                   GREATEST(c.reltuples, t.reltuples, 0)::bigint
               FROM pg_extension e
               JOIN pg_class c ON c.oid = to_regclass(%s)
+              JOIN pg_index i ON i.indexrelid = c.oid
+              JOIN pg_class t ON t.oid = i.indrelid
              WHERE e.extname = 'vector'
             """,
             [INDEX_NAME],
@@ -355,7 +385,9 @@ def ivfflat_index_state() -> IvfflatIndexState | None:
         return None
     options = dict(str(option).split("=", 1) for option in row[1] or [])
     return IvfflatIndexState(
-        lists=int(options.get("lists", IVFFLAT_DEFAULT_LISTS)), pgvector_version=_version_tuple(str(row[0]))
+        lists=int(options.get("lists", IVFFLAT_DEFAULT_LISTS)),
+        pgvector_version=_version_tuple(str(row[0])),
+        rows=int(row[3]),
     )
 
 
@@ -364,10 +396,15 @@ def recommended_probes(lists: int) -> int:
     return max(1, min(lists, round(math.sqrt(lists))))
 
 
+def search_probes(state: IvfflatIndexState) -> int:
+    """Lists an index search probes first: KNOWLEDGE_IVFFLAT_PROBES, else sqrt(lists)."""
+    return min(state.lists, settings.KNOWLEDGE_IVFFLAT_PROBES or recommended_probes(state.lists))
+
+
 def ivfflat_search_settings(state: IvfflatIndexState) -> dict[str, str]:
-    """The session settings an index search runs with."""
+    """The pgvector settings an index search runs with."""
     lists = state.lists
-    probes = min(lists, settings.KNOWLEDGE_IVFFLAT_PROBES or recommended_probes(lists))
+    probes = search_probes(state)
     if state.pgvector_version < ITERATIVE_SCAN_VERSION:
         # No iterative scans: only probing every list guarantees k rows after filtering.
         return {"ivfflat.probes": str(lists)}
@@ -377,6 +414,21 @@ def ivfflat_search_settings(state: IvfflatIndexState) -> dict[str, str]:
         "ivfflat.iterative_scan": "relaxed_order",
         "ivfflat.max_probes": str(max_probes),
     }
+
+
+def exact_search_limit(state: IvfflatIndexState) -> int:
+    """The most candidates an exact search scans; with more the index answers.
+
+    KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES when set. Otherwise the break-even of the two costs:
+    the exact search reads every candidate (heap row + TOASTed vector), the index search reads
+    `probes` lists of rows / lists vectors whichever shop asks (see INDEX_VECTORS_PER_CANDIDATE),
+    and never fewer than EXACT_SEARCH_MIN_CANDIDATES.
+    """
+    configured = settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES
+    if configured is not None:
+        return int(configured)
+    probed = search_probes(state) * state.rows / state.lists
+    return max(EXACT_SEARCH_MIN_CANDIDATES, round(probed / INDEX_VECTORS_PER_CANDIDATE))
 
 
 @contextmanager
@@ -444,24 +496,30 @@ def knowledge_search(
         document_type=document_type,
         embedding_model=embedding_model,
     ).defer("embedding")
-    threshold = settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES
     with transaction.atomic():
-        # Counting stops at threshold + 1 rows: the decision costs at most that many index entries.
-        count = candidates[: threshold + 1].count()
+        state = ivfflat_index_state()
+        if state is None:
+            return KnowledgeSearchResult(documents=_exact_nearest(candidates, target, k), scan="exact")
+        limit = exact_search_limit(state)
+        # Counting stops at limit + 1 rows, in no order: the decision costs at most that many
+        # index entries (the model's default ordering would sort them first).
+        count = candidates.order_by()[: limit + 1].count()
         if count == 0:
             return KnowledgeSearchResult(documents=[], scan="exact")
-        state = ivfflat_index_state() if count > threshold else None
-        if state is None:
-            return KnowledgeSearchResult(documents=_ranked(candidates.nearest(target, exact=True)[:k]), scan="exact")
-        with _local_settings(ivfflat_search_settings(state)):
+        if count <= limit:
+            return KnowledgeSearchResult(documents=_exact_nearest(candidates, target, k), scan="exact")
+        with _local_settings({**ivfflat_search_settings(state), **INDEX_PLAN_SETTINGS}):
             found = _ranked(candidates.nearest(target, exact=False)[:k])
-        # `count` stopped at threshold + 1: it proves k candidates exist only when it reached k.
-        wanted = k if count >= k else candidates[:k].count()
+        # `count` stopped at limit + 1: it proves k candidates exist only when it reached k.
+        wanted = k if count >= k else candidates.order_by()[:k].count()
         if len(found) < wanted:
             logger.warning("knowledge search: the index gave %d of %d rows; answering exactly", len(found), wanted)
-            exact = _ranked(candidates.nearest(target, exact=True)[:k])
-            return KnowledgeSearchResult(documents=exact, scan="ivfflat+exact")
+            return KnowledgeSearchResult(documents=_exact_nearest(candidates, target, k), scan="ivfflat+exact")
         return KnowledgeSearchResult(documents=found, scan="ivfflat")
+
+
+def _exact_nearest(candidates: KnowledgeDocumentQuerySet, target: list[float], k: int) -> list[KnowledgeDocument]:
+    return _ranked(candidates.nearest(target, exact=True)[:k])
 
 
 def _distance(document: KnowledgeDocument) -> float:
@@ -484,6 +542,56 @@ def recommended_lists(rows: int) -> int:
     return max(IVFFLAT_MIN_LISTS, min(IVFFLAT_MAX_LISTS, lists))
 
 
+# pgvector's k-means (ivfkmeans.c) samples 50 rows a list, at least 10,000, and checks that the
+# samples, centers and bounds fit maintenance_work_mem before it starts.
+KMEANS_SAMPLES_PER_LIST = 50
+KMEANS_MIN_SAMPLES = 10_000
+# Our estimate leaves room for what pgvector's own sum omits (allocator overhead, the tuple
+# being sampled).
+BUILD_MEMORY_HEADROOM = 1.1
+BUILD_MEMORY_EXTRA_MB = 8
+MB = 1024 * 1024
+
+
+def ivfflat_build_memory_mb(lists: int, dimensions: int = EMBEDDING_DIMENSIONS) -> int:
+    """maintenance_work_mem (MB) pgvector's k-means needs to build `lists` lists of vectors of
+    `dimensions`, with headroom: its own memory check, summed as ivfkmeans.c does (an upper
+    bound: a small table is sampled with fewer rows)."""
+    item = 8 + 4 * dimensions  # VECTOR_SIZE(dimensions)
+    samples = max(KMEANS_MIN_SAMPLES, lists * KMEANS_SAMPLES_PER_LIST)
+    needed = (
+        samples * item  # the samples
+        + 2 * lists * item  # centers and new centers
+        + 4 * lists * dimensions  # their sums
+        + 4 * samples * (lists + 2)  # lower bounds, upper bounds, closest center
+        + 4 * lists * (lists + 3)  # center distances, counts, s, new distances
+    )
+    return math.ceil(needed * BUILD_MEMORY_HEADROOM / MB) + BUILD_MEMORY_EXTRA_MB
+
+
+def build_maintenance_work_mem(lists: int) -> str:
+    """The maintenance_work_mem to build `lists` lists with: the session's when it is enough
+    (a server configured with more keeps its value), else the estimate; ValueError above
+    KNOWLEDGE_INDEX_BUILD_MAX_MEMORY_MB, before anything changes."""
+    needed = ivfflat_build_memory_mb(lists)
+    cap = settings.KNOWLEDGE_INDEX_BUILD_MAX_MEMORY_MB
+    if needed > cap:
+        raise ValueError(
+            f"Building {lists} lists of {EMBEDDING_DIMENSIONS}-d vectors needs about {needed} MB of "
+            f"maintenance_work_mem, above KNOWLEDGE_INDEX_BUILD_MAX_MEMORY_MB={cap}: give the memory "
+            "explicitly (--maintenance-work-mem) or build fewer lists (--lists)."
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('maintenance_work_mem'), "
+            "pg_size_bytes(current_setting('maintenance_work_mem')) >= %s",
+            [needed * MB],
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return str(row[0]) if row[1] else f"{needed}MB"
+
+
 @dataclass(frozen=True)
 class IndexRebuild:
     """What `knowledge_index_rebuild` found and did."""
@@ -493,6 +601,8 @@ class IndexRebuild:
     lists_after: int
     probes: int
     action: str  # "reindex" (same lists), "recreate" (new lists) or "none" (dry run)
+    # What the build runs with: the server's setting when it is enough, else the estimate.
+    maintenance_work_mem: str
 
 
 def knowledge_index_rebuild(
@@ -508,6 +618,9 @@ def knowledge_index_rebuild(
     only: the migration state keeps lists=100, so `makemigrations --check` is unaffected and
     a fresh database starts at 100 again.
 
+    The build runs with `maintenance_work_mem` when given (e.g. "1GB"), else with
+    `build_maintenance_work_mem(lists)`, set for its transaction only.
+
     Runs as the table's owner (`app_owner`): it must be called outside any scope.
     """
     if active_scope() is not None:
@@ -521,18 +634,21 @@ def knowledge_index_rebuild(
         before = ivfflat_index_state()
     target = lists or recommended_lists(rows)
     lists_before = before.lists if before else None
+    # k-means holds 50 sampled vectors a list in memory: sized for the build, in its transaction.
+    memory = maintenance_work_mem or build_maintenance_work_mem(target)
     if dry_run:
         return IndexRebuild(
-            rows=rows, lists_before=lists_before, lists_after=target, probes=recommended_probes(target), action="none"
+            rows=rows,
+            lists_before=lists_before,
+            lists_after=target,
+            probes=recommended_probes(target),
+            action="none",
+            maintenance_work_mem=memory,
         )
     model_index = next(index for index in KnowledgeDocument._meta.indexes if index.name == INDEX_NAME)
     _path, args, kwargs = model_index.deconstruct()
     rebuilt = type(model_index)(*args, **{**kwargs, "lists": target})
-    with transaction.atomic():
-        if maintenance_work_mem:
-            # k-means samples 50 rows per list: large lists values need more than the default.
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('maintenance_work_mem', %s, true)", [maintenance_work_mem])
+    with transaction.atomic(), _local_settings({"maintenance_work_mem": memory}):
         if before is not None and before.lists == target:
             with connection.cursor() as cursor:
                 cursor.execute(f"REINDEX INDEX {connection.ops.quote_name(INDEX_NAME)}")
@@ -551,4 +667,5 @@ def knowledge_index_rebuild(
         lists_after=after.lists,
         probes=recommended_probes(after.lists),
         action=action,
+        maintenance_work_mem=memory,
     )

@@ -9,10 +9,12 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from advanced.factories import KnowledgeDocumentFactory
 from advanced.services.knowledge import (
     IvfflatIndexState,
+    ivfflat_build_memory_mb,
     ivfflat_index_state,
     ivfflat_search_settings,
     knowledge_index_rebuild,
@@ -65,7 +67,8 @@ def test_dry_run_reports_and_changes_nothing() -> None:
     out = rebuild("--dry-run")
     assert "35" not in out and "30 rows with an embedding" in out
     assert "knowledge_base_embedding_idx has lists=100" in out
-    assert "Dry run: would rebuild with lists=1; nothing changed." in out
+    memory = f"{ivfflat_build_memory_mb(1)}MB"
+    assert f"Dry run: would rebuild with lists=1 (maintenance_work_mem {memory}); nothing changed." in out
     assert "Probes: searches will use 1" in out
     assert index_definition() == before == f"{INDEX_DEF} WITH (lists='100')"
 
@@ -140,3 +143,49 @@ def test_the_rebuild_leaves_the_migration_state_alone() -> None:
     rebuild("--lists", "2")
     # The autodetector compares models with migrations, never with the physical index.
     call_command("makemigrations", "advanced", "--check", "--dry-run", stdout=StringIO())
+
+
+def maintenance_work_mem() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('maintenance_work_mem')")
+        return str(cursor.fetchone()[0])
+
+
+def test_build_memory_follows_pgvectors_kmeans_check() -> None:
+    # pgvector refused lists=200 at 200,000 rows with 64MB: "memory required is 71 MB".
+    assert 71 < ivfflat_build_memory_mb(200) < 100
+    # 10,000 samples at least (61.5 MB of 1536-d vectors), then 50 a list.
+    assert ivfflat_build_memory_mb(1) == ivfflat_build_memory_mb(3) == 73
+    assert 500 < ivfflat_build_memory_mb(1000) < 700
+    assert ivfflat_build_memory_mb(1000, dimensions=768) < ivfflat_build_memory_mb(1000)
+
+
+@pytest.mark.usefixtures("documents")
+def test_the_build_runs_with_memory_sized_for_it_and_restores_the_session() -> None:
+    before = maintenance_work_mem()
+    with CaptureQueriesContext(connection) as captured:
+        result = knowledge_index_rebuild(lists=3)
+    assert result.maintenance_work_mem == f"{ivfflat_build_memory_mb(3)}MB"
+    sizing = [q["sql"] for q in captured.captured_queries if "set_config" in q["sql"] and "maintenance" in q["sql"]]
+    assert f"'{result.maintenance_work_mem}'" in sizing[0]
+    assert maintenance_work_mem() == before
+
+
+@pytest.mark.usefixtures("documents")
+def test_a_server_with_more_memory_keeps_its_setting_and_the_option_overrides() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
+    assert knowledge_index_rebuild(lists=2, dry_run=True).maintenance_work_mem == "1GB"
+    assert "lists 100 -> 2." in rebuild("--lists", "2", "--maintenance-work-mem", "200MB")
+    assert knowledge_index_rebuild(lists=2, maintenance_work_mem="300MB").maintenance_work_mem == "300MB"
+
+
+@pytest.mark.usefixtures("documents")
+def test_memory_above_the_cap_is_refused_with_advice_unless_given(settings: Any) -> None:
+    settings.KNOWLEDGE_INDEX_BUILD_MAX_MEMORY_MB = 50
+    needed = ivfflat_build_memory_mb(2)
+    message = f"needs about {needed} MB of maintenance_work_mem, above KNOWLEDGE_INDEX_BUILD_MAX_MEMORY_MB=50"
+    with pytest.raises(CommandError, match=message):
+        rebuild("--lists", "2")
+    assert index_definition() == f"{INDEX_DEF} WITH (lists='100')"
+    assert "lists 100 -> 2." in rebuild("--lists", "2", "--maintenance-work-mem", "100MB")

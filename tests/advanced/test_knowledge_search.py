@@ -10,11 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from advanced.factories import KnowledgeDocumentFactory, unit_vector
 from advanced.models import KnowledgeDocument
 from advanced.services.knowledge import (
+    IvfflatIndexState,
     KnowledgeSearchResult,
+    exact_search_limit,
     ivfflat_index_state,
     knowledge_document_save,
     knowledge_index_rebuild,
@@ -412,3 +415,87 @@ def test_index_search_restores_the_sessions_ivfflat_settings(settings: Any) -> N
 def test_search_with_no_candidates_is_empty(owner_a: Actor) -> None:
     assert search(vector=QUERY, k=10).documents == []
     assert search(vector=QUERY, k=10, tags=["nothing"]).scan == "exact"
+
+
+@contextmanager
+def search_plans() -> Iterator[list[str]]:
+    """EXPLAIN of every search statement (the one ordering by distance) the service runs,
+    taken just before it executes: with the settings the service applied for it."""
+    plans: list[str] = []
+
+    def explain(execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        if "<=>" in sql and "ORDER BY" in sql:
+            with context["connection"].connection.cursor() as cursor:
+                cursor.execute("EXPLAIN " + sql, params)
+                plans.append("\n".join(row[0] for row in cursor.fetchall()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explain):
+        yield plans
+
+
+def test_the_exact_search_limit_is_the_measured_break_even(settings: Any) -> None:
+    settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES = None
+    version = (0, 8, 6)
+    # 200,000 rows after the rebuild: 14 probes of 200 lists read ~14,000 vectors, the cost of
+    # an exact scan of ~3,500 candidates.
+    assert exact_search_limit(IvfflatIndexState(lists=200, pgvector_version=version, rows=200_000)) == 3500
+    # Before it (lists=100, probes 10): 20,000 vectors probed.
+    assert exact_search_limit(IvfflatIndexState(lists=100, pgvector_version=version, rows=200_000)) == 5000
+    # Small tables (and unknown statistics) stay exact up to 1,000 candidates.
+    assert exact_search_limit(IvfflatIndexState(lists=20, pgvector_version=version, rows=20_000)) == 1000
+    assert exact_search_limit(IvfflatIndexState(lists=100, pgvector_version=version)) == 1000
+    settings.KNOWLEDGE_IVFFLAT_PROBES = 50
+    assert exact_search_limit(IvfflatIndexState(lists=200, pgvector_version=version, rows=200_000)) == 12500
+    settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES = 20_000
+    assert exact_search_limit(IvfflatIndexState(lists=200, pgvector_version=version, rows=200_000)) == 20_000
+
+
+@pytest.mark.usefixtures("clustered_index")
+def test_above_the_limit_the_search_runs_on_the_ivfflat_index_whatever_the_planner_prefers(settings: Any) -> None:
+    """On a table this small the planner would scan it (the bitmap scan of A's rows is cheaper
+    than reading lists); the index branch still gets the index scan, with the shop's policy
+    and the filters applied to what it yields, and k rows of shop A only."""
+    settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES = 0
+    assert "knowledge_base_embedding_idx" not in _plan(exact=False, tags=["returns"])
+    with search_plans() as plans:
+        result = search(vector=QUERY, k=10, tags=["returns"])
+    assert result.scan == "ivfflat"
+    [plan] = plans
+    assert "Index Scan using knowledge_base_embedding_idx" in plan
+    assert "Seq Scan" not in plan and "Sort" not in plan and "Gather" not in plan
+    # The policy's shop filter (an InitPlan reading app.current_shop) and the tag filter.
+    assert "shop_domain" in plan and "tags @>" in plan
+    assert len(result.documents) == 10
+    assert {d.pk for d in result.documents} <= set(exact_order(SHOP_A, vector=QUERY, k=100, tags=["returns"]))
+    # Shop B's documents are nearer to the query and in the probed lists; still never A's answer.
+    b_result = search(SHOP_B, vector=QUERY, k=10, tags=["returns"])
+    assert b_result.scan == "ivfflat" and all(d.shop_id == SHOP_B for d in b_result.documents)
+    assert {d.pk for d in b_result.documents}.isdisjoint(d.pk for d in result.documents)
+
+
+@pytest.mark.usefixtures("clustered_index")
+def test_below_the_limit_the_search_is_exact_computing_each_distance_once(settings: Any) -> None:
+    settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES = None  # the break-even: at least 1,000
+    with search_plans() as plans, CaptureQueriesContext(connection) as captured:
+        result = search(vector=QUERY, k=10, tags=["returns"])
+    assert result.scan == "exact"
+    assert [d.pk for d in result.documents] == exact_order(SHOP_A, vector=QUERY, k=10, tags=["returns"])
+    [plan] = plans
+    assert "knowledge_base_embedding_idx" not in plan
+    statements = [q["sql"] for q in captured.captured_queries]
+    [count] = [sql for sql in statements if sql.startswith("SELECT COUNT(*)")]
+    # Counting the candidates does not sort them (the model's default ordering).
+    assert "ORDER BY" not in count
+    [ranked] = [sql for sql in statements if "<=>" in sql]
+    # One distance per candidate: the ORDER BY names the selected expression.
+    assert ranked.count("<=>") == 1
+
+
+@pytest.mark.usefixtures("large_table")
+def test_the_candidate_count_can_be_an_index_only_scan() -> None:
+    """knowledge_base_searchable_idx (migration 0008) holds exactly what the count reads."""
+    with in_shop(SHOP_A), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)")
+        plan = KnowledgeDocument.objects.searchable().order_by()[:1001].values("pk").explain()
+    assert "Index Only Scan using knowledge_base_searchable_idx" in plan

@@ -7,8 +7,10 @@ Counts the rows with an embedding (all shops, as service_role), computes lists =
 `knowledge_base_embedding_idx` as the table owner: REINDEX when lists is unchanged, else DROP
 and CREATE in one transaction under the same name. Searches then probe round(sqrt(lists))
 lists unless KNOWLEDGE_IVFFLAT_PROBES says otherwise; --probes checks a value against the new
-lists and prints the setting to use. The migration state keeps lists=100 (a fresh database
-starts there); this command changes the physical index only.
+lists and prints the setting to use. The build's maintenance_work_mem (k-means keeps 50
+sampled vectors a list in memory) is sized from lists x dimensions for its transaction, up to
+KNOWLEDGE_INDEX_BUILD_MAX_MEMORY_MB; --maintenance-work-mem overrides it. The migration state
+keeps lists=100 (a fresh database starts there); this command changes the physical index only.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Print what would be done and change nothing.")
         parser.add_argument(
             "--maintenance-work-mem",
-            help="maintenance_work_mem for the build, e.g. 1GB (large lists values need memory for k-means).",
+            help="maintenance_work_mem for the build, e.g. 1GB; default: sized from lists x dimensions.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -50,19 +52,26 @@ class Command(BaseCommand):
         if probes is not None and probes < 1:
             raise CommandError(f"--probes must be at least 1; got {probes}.")
         dry_run: bool = options["dry_run"]
-        plan = knowledge_index_rebuild(lists=lists, dry_run=True)
+        memory: str | None = options["maintenance_work_mem"]
+        try:
+            plan = knowledge_index_rebuild(lists=lists, dry_run=True, maintenance_work_mem=memory)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         if probes is not None and probes > plan.lists_after:
             raise CommandError(f"--probes {probes} exceeds the index's {plan.lists_after} lists.")
         self.stdout.write(f"{plan.rows} rows with an embedding; {INDEX_NAME} has lists={plan.lists_before}.")
         if dry_run:
-            self.stdout.write(f"Dry run: would rebuild with lists={plan.lists_after}; nothing changed.")
+            self.stdout.write(
+                f"Dry run: would rebuild with lists={plan.lists_after} "
+                f"(maintenance_work_mem {plan.maintenance_work_mem}); nothing changed."
+            )
             result = plan
         else:
-            self.stdout.write(f"Rebuilding with lists={plan.lists_after} ...")
+            self.stdout.write(
+                f"Rebuilding with lists={plan.lists_after} (maintenance_work_mem {plan.maintenance_work_mem}) ..."
+            )
             try:
-                result = knowledge_index_rebuild(
-                    lists=plan.lists_after, maintenance_work_mem=options["maintenance_work_mem"]
-                )
+                result = knowledge_index_rebuild(lists=plan.lists_after, maintenance_work_mem=plan.maintenance_work_mem)
             except DatabaseError as exc:
                 raise CommandError(f"Rebuilding {INDEX_NAME} failed: {exc}") from exc
             verb = "Reindexed" if result.action == "reindex" else "Recreated"
