@@ -231,6 +231,13 @@ class KnowledgeDocument(ShopScopedModel):
             ),
             models.Index(fields=["shop", "document_type"], name="knowledge_base_shop_type_idx"),
             GinIndex(fields=["tags"], name="knowledge_base_tags_idx"),
+            # What knowledge_search counts to choose exact or index search: an index-only scan
+            # that stops at the limit (1 ms instead of 10-35 ms through the shop/type index).
+            models.Index(
+                fields=["shop", "id"],
+                name="knowledge_base_searchable_idx",
+                condition=Q(is_current=True, embedding__isnull=False),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
