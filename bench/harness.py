@@ -45,7 +45,7 @@ class Options:
     repeats: int
     warmup: int
     seed: int
-    maintenance_work_mem: str = "1GB"
+    maintenance_work_mem: str = ""
     only: tuple[str, ...] = BENCHMARKS
 
     def runs(self, name: str) -> bool:
