@@ -75,7 +75,7 @@ def retention_rule(table: str) -> RetentionRule | None:
 
 def delete_statements(rule: RetentionRule) -> tuple[str, str]:
     """(count statement, delete-one-batch statement) of a rule; names are quoted identifiers
-    from the models, values are bound parameters."""
+    from the models, values are bound parameters (`cutoff`, and `batch` for the delete)."""
     assert rule.column is not None
     quote = connection.ops.quote_name
     table = quote(rule.table)
@@ -83,11 +83,13 @@ def delete_statements(rule: RetentionRule) -> tuple[str, str]:
     assert isinstance(field, models.Field) and field.column is not None
     column = quote(field.column)
     pk = quote(rule.model._meta.pk.column)
-    count = f"SELECT count(*) FROM {table} WHERE {column} < %s"
-    # (pk, column): on a partitioned table the key prunes the lookup to the partition.
+    count = f"SELECT count(*) FROM {table} WHERE {column} < %(cutoff)s"
+    # On a partitioned table both conditions on the key matter: the sub-select's prunes the
+    # search for a batch, the outer one the partitions the DELETE joins against (without it
+    # every batch scanned every partition: 2.85 s instead of ~0.4 s for a month of 1M rows).
     delete = (
-        f"DELETE FROM {table} WHERE ({pk}, {column}) IN "
-        f"(SELECT {pk}, {column} FROM {table} WHERE {column} < %s LIMIT %s)"
+        f"DELETE FROM {table} WHERE {column} < %(cutoff)s AND ({pk}, {column}) IN "
+        f"(SELECT {pk}, {column} FROM {table} WHERE {column} < %(cutoff)s LIMIT %(batch)s)"
     )
     return count, delete
 
@@ -115,7 +117,7 @@ def expired_rows_purge(
         count_sql, delete_sql = delete_statements(rule)
         cutoff = rule.cutoff(today)
         with atomic_scope(service_scope()), connection.cursor() as cursor:
-            cursor.execute(count_sql, [cutoff])
+            cursor.execute(count_sql, {"cutoff": cutoff})
             row = cursor.fetchone()
         expired = int(row[0]) if row else 0
         done = 0
@@ -135,7 +137,7 @@ def expired_rows_purge(
         if not dry_run:
             while True:
                 with atomic_scope(service_scope()), connection.cursor() as cursor:
-                    cursor.execute(delete_sql, [cutoff, batch_size])
+                    cursor.execute(delete_sql, {"cutoff": cutoff, "batch": batch_size})
                     deleted = cursor.rowcount
                 done += deleted
                 report(rule.table, done, expired)
