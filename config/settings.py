@@ -73,11 +73,22 @@ if not DATABASE_URL:
     )
     DATABASE_ADMIN_URL = env_str("EMBEDDED_DATABASE_SUPERUSER_URL", "")
 
+_database = dj_database_url.parse(DATABASE_URL)
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DATABASES = {
     "default": {
-        **dj_database_url.parse(DATABASE_URL),
-        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 0),
+        **_database,
+        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
+        # Server-side binding lets psycopg prepare a statement after its 5th run on a connection,
+        # so PostgreSQL can reuse the plan: planning an unpruned query over the monthly
+        # partitions costs ~2 ms, more than running it (bench: list page 2.9 -> 1.5 ms). Off
+        # behind a transaction-mode pooler, which cannot keep prepared statements.
+        "OPTIONS": {
+            **_database.get("OPTIONS", {}),
+            "server_side_binding": DATABASE_PREPARED_STATEMENTS,
+            "prepare_threshold": 5 if DATABASE_PREPARED_STATEMENTS else None,
+        },
         # Every request is one transaction: the tenant scope (SET LOCAL) lives inside it.
         "ATOMIC_REQUESTS": True,
     }
