@@ -78,6 +78,8 @@ DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DATABASES = {
     "default": {
         **_database,
+        # Django's backend with batches capped to the bind-parameter limit (config/postgresql).
+        "ENGINE": "config.postgresql",
         "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
         # Server-side binding lets psycopg prepare a statement after its 5th run on a connection,
