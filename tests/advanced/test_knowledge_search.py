@@ -22,6 +22,7 @@ from advanced.services.knowledge import (
     knowledge_document_save,
     knowledge_index_rebuild,
     knowledge_search,
+    search_probes,
 )
 from tenancy.scope import atomic_scope, service_scope, shop_scope
 from tests.advanced.test_knowledge_embeddings import FakeOpenAI, fake_openai
@@ -440,8 +441,8 @@ def test_the_exact_search_limit_is_the_measured_break_even(settings: Any) -> Non
     # 200,000 rows after the rebuild: 14 probes of 200 lists read ~14,000 vectors, the cost of
     # an exact scan of ~3,500 candidates.
     assert exact_search_limit(IvfflatIndexState(lists=200, pgvector_version=version, rows=200_000)) == 3500
-    # Before it (lists=100, probes 10): 20,000 vectors probed.
-    assert exact_search_limit(IvfflatIndexState(lists=100, pgvector_version=version, rows=200_000)) == 5000
+    # Before it (lists=100 for 200,000 rows: not fitted, 20 probes): 40,000 vectors probed.
+    assert exact_search_limit(IvfflatIndexState(lists=100, pgvector_version=version, rows=200_000)) == 10_000
     # Small tables (and unknown statistics) stay exact up to 1,000 candidates.
     assert exact_search_limit(IvfflatIndexState(lists=20, pgvector_version=version, rows=20_000)) == 1000
     assert exact_search_limit(IvfflatIndexState(lists=100, pgvector_version=version)) == 1000
@@ -449,6 +450,21 @@ def test_the_exact_search_limit_is_the_measured_break_even(settings: Any) -> Non
     assert exact_search_limit(IvfflatIndexState(lists=200, pgvector_version=version, rows=200_000)) == 12500
     settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES = 20_000
     assert exact_search_limit(IvfflatIndexState(lists=200, pgvector_version=version, rows=200_000)) == 20_000
+
+
+def test_an_index_not_fitted_to_its_rows_probes_a_fifth_of_its_lists(settings: Any) -> None:
+    settings.KNOWLEDGE_IVFFLAT_PROBES = 0
+    version = (0, 8, 6)
+    # Fitted (what rebuild_knowledge_index chooses, within a factor of 2): sqrt(lists).
+    assert search_probes(IvfflatIndexState(lists=200, pgvector_version=version, rows=200_000)) == 14
+    assert search_probes(IvfflatIndexState(lists=20, pgvector_version=version, rows=30_000)) == 4
+    # The migration's 100 lists for 20,000 or 200,000 rows, or statistics not known yet.
+    assert search_probes(IvfflatIndexState(lists=100, pgvector_version=version, rows=20_000)) == 20
+    assert search_probes(IvfflatIndexState(lists=100, pgvector_version=version, rows=200_000)) == 20
+    assert search_probes(IvfflatIndexState(lists=100, pgvector_version=version)) == 20
+    # An explicit setting wins.
+    settings.KNOWLEDGE_IVFFLAT_PROBES = 7
+    assert search_probes(IvfflatIndexState(lists=100, pgvector_version=version, rows=20_000)) == 7
 
 
 @pytest.mark.usefixtures("clustered_index")
