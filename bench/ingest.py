@@ -230,6 +230,8 @@ def run(options: Options, dataset: Dataset) -> BenchResult:
             "campaign_id bigint, shop_domain varchar(253), date date, impressions integer, clicks integer, "
             "conversions numeric(12,2), cost numeric(12,2), revenue numeric(12,2), created_by text"
         )
+        # Left behind by a run that failed half-way.
+        cursor.execute(f"DROP TABLE IF EXISTS {COPY_TARGET}, {COPY_INDEXED}")
         cursor.execute(f"CREATE UNLOGGED TABLE {COPY_TARGET} ({columns})")
         cursor.execute(
             f"CREATE TABLE {COPY_INDEXED} (LIKE ad_performance INCLUDING DEFAULTS INCLUDING IDENTITY "
