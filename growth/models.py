@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from tenancy.db import choices_check, nonnegative_checks, range_checks, ratio_field
-from tenancy.models import ShopScopedModel
+from tenancy.models import ShopScopedModel, shop_key_without_constraint
 
 from .querysets import (
     AdCampaignQuerySet,
@@ -217,6 +217,8 @@ class AdCampaign(ShopScopedModel):
 class AdPerformance(ShopScopedModel):
     """One day of a campaign's delivery and results; ratios are generated from the inputs."""
 
+    # The composite key to the campaign (campaign_id, shop_domain) proves the shop.
+    shop = shop_key_without_constraint()
     campaign = models.ForeignKey(
         AdCampaign,
         on_delete=models.CASCADE,
@@ -310,6 +312,8 @@ class SocialPost(ShopScopedModel):
 class SocialAnalytics(ShopScopedModel):
     """A snapshot of a social post's reach and engagement at one moment."""
 
+    # The composite key to the post (social_post_id, shop_domain, platform) proves the shop.
+    shop = shop_key_without_constraint()
     social_post = models.ForeignKey(
         SocialPost,
         on_delete=models.CASCADE,

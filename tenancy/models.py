@@ -136,3 +136,18 @@ class ShopScopedModel(AuditedModel):
     @property
     def shop_domain(self) -> str:
         return self.shop_id
+
+
+def shop_key_without_constraint() -> models.ForeignKey[Shop, Shop]:
+    """`shop` for a child row whose composite foreign key to its parent (campaign, post)
+    includes `shop_domain`: the parent's own key to `shops` already proves the shop exists, so
+    the database keeps no second constraint. That one was deferred, a queued check a row run at
+    commit: a quarter of an import's time (bench: import_metrics 37,000 -> 50,000 rows/s)."""
+    return models.ForeignKey(
+        Shop,
+        on_delete=models.CASCADE,
+        db_column="shop_domain",
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )

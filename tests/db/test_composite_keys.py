@@ -200,3 +200,24 @@ def test_deleting_a_previous_version_keeps_its_successor(shops: tuple[Shop, Shop
     assert list(
         KnowledgeDocument.objects.filter(document_key="returns-policy").values_list("pk", "previous_version")
     ) == [(new.pk, None)]
+
+
+@pytest.mark.parametrize(
+    "relation", [r for r in RELATIONS if r.child_table in {"ad_performance", "social_analytics"}], ids=str
+)
+def test_a_child_naming_a_shop_that_does_not_exist_is_rejected_by_its_composite_key(
+    relation: Relation, shops: tuple[Shop, Shop]
+) -> None:
+    # These tables keep no foreign key of their own to shops (it cost an import a quarter of
+    # its time); the composite key to the parent, whose own key proves the shop, refuses it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f' "
+            "AND confrelid = 'shops'::regclass",
+            [relation.child_table],
+        )
+        assert cursor.fetchone() == (0,)
+    parent = relation.make_parent(shops[0])
+    child = relation.make_child(parent, shops[0])
+    move = type(child)._base_manager.filter(pk=child.pk)
+    assert refused_by(lambda: move.update(shop_id="nowhere.myshopify.com")) == relation.constraint
