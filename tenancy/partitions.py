@@ -20,6 +20,7 @@ partitions (see tenancy/retention.py).
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -163,19 +164,35 @@ def is_partitioned(spec: PartitionedTable, *, using: str = DEFAULT_DB_ALIAS) -> 
     return bool(row and row[0])
 
 
-def _default_months(spec: PartitionedTable, *, using: str) -> list[datetime.date]:
+def default_rows_condition(spec: PartitionedTable, months: list[datetime.date]) -> tuple[str, list[Any]]:
+    """A WHERE condition on the key for the ranges no monthly partition covers, so that a
+    query through the parent is pruned to the DEFAULT partition alone (a `tableoid` test is
+    not pruned: it would read every partition). `months`: the monthly partitions attached."""
+    key = _quote(spec.column)
+    if not months:
+        return "true", []
+    ranges: list[str] = [f"{key} < %s"]
+    params: list[Any] = [spec.bound(months[0])]
+    for month, following in itertools.pairwise(months):
+        if next_month(month) != following:
+            ranges.append(f"({key} >= %s AND {key} < %s)")
+            params += [spec.bound(next_month(month)), spec.bound(following)]
+    ranges.append(f"{key} >= %s")
+    params.append(spec.bound(next_month(months[-1])))
+    return " OR ".join(ranges), params
+
+
+def _default_months(spec: PartitionedTable, months: list[datetime.date], *, using: str) -> list[datetime.date]:
     """Months that have rows in the DEFAULT partition, read through the parent (the partition
-    itself shows nothing: no policy)."""
+    itself shows nothing: no policy) with a condition that prunes to that partition."""
     column = _quote(spec.column)
     if spec.timestamped:
         month_of = f"date_trunc('month', {column} AT TIME ZONE 'UTC')::date"
     else:
         month_of = f"date_trunc('month', {column})::date"
+    condition, params = default_rows_condition(spec, months)
     with atomic_scope(service_scope(), using=using), connections[using].cursor() as cursor:
-        cursor.execute(
-            f"SELECT DISTINCT {month_of} FROM {_quote(spec.table)} WHERE tableoid = %s::regclass",
-            [spec.default_partition],
-        )
+        cursor.execute(f"SELECT DISTINCT {month_of} FROM {_quote(spec.table)} WHERE {condition}", params)
         return sorted(row[0] for row in cursor.fetchall())
 
 
@@ -232,7 +249,7 @@ def partitions_ensure(
         with transaction.atomic(using=using):
             _lock(spec, using=using)
             existing = monthly_partitions(spec, using=using)
-            in_default = _default_months(spec, using=using)
+            in_default = _default_months(spec, sorted(existing), using=using)
             missing = [month for month in wanted if month not in existing]
             to_move = [month for month in in_default if first <= month <= last]
             report = EnsureReport(

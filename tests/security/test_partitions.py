@@ -4,6 +4,7 @@ partition-ahead job and retention by dropping partitions (tenancy/partitions.py)
 from __future__ import annotations
 
 import datetime
+import re
 from io import StringIO
 from typing import Any
 
@@ -18,6 +19,7 @@ from tenancy.partitions import (
     DEFAULT_MONTHS_AHEAD,
     PARTITIONED,
     PartitionedTable,
+    default_rows_condition,
     month_start,
     monthly_partitions,
     months_between,
@@ -305,3 +307,12 @@ def test_purge_drops_wholly_expired_partitions_and_deletes_the_partial_month(ten
     with atomic_scope(service_scope()):
         dates = AdPerformance.objects.filter(campaign=campaign).values_list("date", flat=True)
         assert sorted(str(day) for day in dates) == ["2024-07-15", "2024-08-02"]
+
+
+@pytest.mark.parametrize("spec", PARTITIONED, ids=lambda spec: spec.table)
+def test_reading_the_default_partitions_months_scans_that_partition_only(spec: PartitionedTable) -> None:
+    condition, params = default_rows_condition(spec, sorted(monthly_partitions(spec)))
+    with atomic_scope(service_scope()):
+        plan = "\n".join(row[0] for row in fetch(f"EXPLAIN SELECT * FROM {spec.table} WHERE {condition}", params))
+    scanned = set(re.findall(rf"\bon ({spec.table}_\w+)", plan))
+    assert scanned == {spec.default_partition}, plan
