@@ -59,6 +59,17 @@ _MEMBERSHIP_CACHE = "_requested_membership"
 
 def _shop_header(request: HttpRequest | Request) -> tuple[str, str]:
     raw = request.headers.get(SHOP_HEADER, "").strip()
+    # --- Hook: Shopify session tokens (shopify/session_tokens.py, issue 16) -----------------
+    # A session token names its shop (`dest`); the authenticator keeps it on the request. It
+    # wins over the header, and a header naming another shop is refused.
+    token_shop: str | None = getattr(request, "shopify_token_shop", None)
+    if token_shop:
+        if raw and raw.lower() != token_shop:
+            raise exceptions.ValidationError(
+                {SHOP_HEADER: [f"{raw!r} does not match the session token's shop {token_shop!r}."]}
+            )
+        return token_shop, token_shop
+    # --- End of hook ---------------------------------------------------------------------
     return raw, raw.lower()
 
 
