@@ -106,7 +106,7 @@ def _at(day: datetime.date) -> datetime.datetime:
 
 
 @pytest.fixture
-def filled(tenant_a: Tenant, tenant_b: Tenant) -> tuple[Tenant, Tenant]:
+def filled(tenant_a: Tenant, tenant_b: Tenant) -> tuple[Tenant, Tenant]:  # noqa: F811
     fill_shop(tenant_a)
     fill_shop(tenant_b)
     return tenant_a, tenant_b
