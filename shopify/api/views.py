@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.types import OpenApiTypes
@@ -77,6 +78,13 @@ class ShopExportView(APIView):
             "Send X-Shop-Domain with a project token; a Shopify session token names its shop itself."
         ),
     )
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # Authentication and the membership check run in a transaction of their own (DRF marks
+        # the enclosing one for rollback on an error); the archive is read after it, while the
+        # response streams, in the transaction shop_export_chunks opens.
+        with transaction.atomic():
+            return super().dispatch(request, *args, **kwargs)
+
     def get(self, request: Request) -> StreamingHttpResponse:
         membership = resolve_membership(request, required=True)
         assert membership is not None
