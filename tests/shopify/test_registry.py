@@ -110,3 +110,14 @@ def test_an_unreviewed_table_counts_as_customer_data(monkeypatch: pytest.MonkeyP
 def test_unknown_shop_export_is_refused() -> None:
     with pytest.raises(ArchiveError, match="no shop"), open("/dev/null", "wb") as sink:
         shop_export_write(shop_domain="nobody.myshopify.com", target=sink)
+
+
+def test_the_tenant_api_role_has_no_privilege_on_the_lifecycle_records() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
+            "WHERE grantee IN ('authenticated', 'anon', 'PUBLIC') AND table_name LIKE 'shopify\\_%%'"
+        )
+        assert cursor.fetchall() == []
