@@ -212,7 +212,11 @@ def test_an_owner_downloads_the_archive_of_their_shop(filled: tuple[Tenant, Tena
     assert {row["shop_domain"] for rows in files.values() for row in rows} == {SHOP_A}
 
 
-def test_a_session_token_owner_downloads_without_a_shop_header(filled: tuple[Tenant, Tenant], token_client) -> None:
+def test_a_session_token_owner_downloads_without_a_shop_header(
+    filled: tuple[Tenant, Tenant], token_client: Any
+) -> None:
+    filled: tuple[Tenant, Tenant], token_client: Any
+) -> None:
     fresh = "fresh.myshopify.com"
     client = token_client(session_token(fresh, "1"))
     response = client.get("/api/v1/shop-export/")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -51,7 +52,7 @@ def test_a_body_signed_with_another_secret_is_refused(tenant_a: Tenant) -> None:
     assert Shop.objects.get(domain=SHOP_A).is_active
 
 
-def test_without_a_configured_secret_every_webhook_is_refused(tenant_a: Tenant, settings) -> None:
+def test_without_a_configured_secret_every_webhook_is_refused(tenant_a: Tenant, settings: Any) -> None:
     settings.SHOPIFY_API_SECRET = ""
     body = b"{}"
     response = post_webhook(Client(), "app/uninstalled", SHOP_A, body=body, signature=sign(body, ""))
