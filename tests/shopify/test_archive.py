@@ -215,8 +215,6 @@ def test_an_owner_downloads_the_archive_of_their_shop(filled: tuple[Tenant, Tena
 def test_a_session_token_owner_downloads_without_a_shop_header(
     filled: tuple[Tenant, Tenant], token_client: Any
 ) -> None:
-    filled: tuple[Tenant, Tenant], token_client: Any
-) -> None:
     fresh = "fresh.myshopify.com"
     client = token_client(session_token(fresh, "1"))
     response = client.get("/api/v1/shop-export/")

@@ -114,8 +114,6 @@ def test_a_failing_erasure_changes_nothing_and_running_it_again_finishes_it(
 def test_erasure_deletes_children_before_their_parents(
     filled: tuple[Tenant, Tenant], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    filled: tuple[Tenant, Tenant], monkeypatch: pytest.MonkeyPatch
-) -> None:
     order: list[str] = []
     real_delete = erasure_module._delete
 
