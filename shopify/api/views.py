@@ -11,13 +11,13 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from tenancy.api.errors import error_body
-from tenancy.api.scoping import OPTIONAL_SHOP_HEADER_PARAMETER, resolve_membership
+from tenancy.api.scoping import SHOP_HEADER, resolve_membership
 from tenancy.models import MembershipRole
 
 from ..archive import export_filename, shop_export_chunks
@@ -26,6 +26,13 @@ from ..webhooks import WebhookInvalid, webhook_deliver, webhook_headers, webhook
 logger = logging.getLogger(__name__)
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
+EXPORT_SHOP_PARAMETER = OpenApiParameter(
+    name=SHOP_HEADER,
+    type=OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="The shop to export (required with a project token; a Shopify session token names its shop).",
+)
 
 
 def _error(status: int, code: str, detail: str, field: str | None = None) -> JsonResponse:
@@ -68,16 +75,10 @@ def shopify_webhook(request: HttpRequest) -> JsonResponse:
 class ShopExportView(APIView):
     """GET /api/v1/shop-export/: the shop's archive, for its owners only (streamed)."""
 
-    @extend_schema(
-        operation_id="shop_export",
-        parameters=[OPTIONAL_SHOP_HEADER_PARAMETER],
-        responses={(200, "application/zip"): OpenApiTypes.BINARY},
-        description=(
-            "A zip of one NDJSON file per table of the shop's data and a manifest (row counts, schema "
-            "version, checksum), read under the shop's own row level security policies. Owners only. "
-            "Send X-Shop-Domain with a project token; a Shopify session token names its shop itself."
-        ),
-    )
+    # Not a list: no filters, ordering or pagination (and no serializer for the schema to guess).
+    filter_backends: list[Any] = []
+    pagination_class = None
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         # Authentication and the membership check run in a transaction of their own (DRF marks
         # the enclosing one for rollback on an error); the archive is read after it, while the
@@ -85,6 +86,17 @@ class ShopExportView(APIView):
         with transaction.atomic():
             return super().dispatch(request, *args, **kwargs)
 
+    @extend_schema(
+        operation_id="shop_export",
+        request=None,
+        parameters=[EXPORT_SHOP_PARAMETER],
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        description=(
+            "A zip of one NDJSON file per table of the shop's data and a manifest (row counts, schema "
+            "version, checksum), read under the shop's own row level security policies. Owners only. "
+            "Send X-Shop-Domain with a project token; a Shopify session token names its shop itself."
+        ),
+    )
     def get(self, request: Request) -> StreamingHttpResponse:
         membership = resolve_membership(request, required=True)
         assert membership is not None
