@@ -60,7 +60,6 @@ class ShopErasureAdmin(ReadOnlyRecordAdmin):
     search_fields = ("shop_domain",)
     date_hierarchy = "started_at"
     ordering = ("-started_at", "-id")
-    list_select_related = ("delivery",)
 
     @admin.display(description="rows deleted")
     def total_rows(self, obj: ShopErasure) -> int:
