@@ -65,6 +65,10 @@ class ShopErasureAdmin(ReadOnlyRecordAdmin):
     def total_rows(self, obj: ShopErasure) -> int:
         return sum(int(n) for n in (obj.rows_deleted or {}).values())
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra = {**(extra_context or {}), "can_export_shops": request.user.has_perm(EXPORT_PERMISSION)}
+        return super().changelist_view(request, extra_context=extra)
+
     def get_urls(self) -> list[URLPattern]:
         return [
             path("export/", self.admin_site.admin_view(self.export_list_view), name="shopify_shop_export"),

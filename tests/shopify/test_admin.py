@@ -73,6 +73,7 @@ def test_staff_limited_to_one_shop_see_only_its_records(records: None, filled: t
 
 def test_export_needs_the_permission(filled: tuple[Tenant, Tenant]) -> None:
     client = staff("view_shoperasure")
+    assert EXPORTS not in client.get(ERASURES).content.decode()
     assert client.get(EXPORTS).status_code == 403
     assert client.get(f"{EXPORTS}{SHOP_A}/").status_code == 403
 
@@ -80,6 +81,7 @@ def test_export_needs_the_permission(filled: tuple[Tenant, Tenant]) -> None:
 def test_staff_export_a_shop_they_may_see_and_not_another(filled: tuple[Tenant, Tenant]) -> None:
     tenant_a, _ = filled
     client = staff("view_shoperasure", "export_shop_data", shop=tenant_a)
+    assert f'href="{EXPORTS}"' in client.get(ERASURES).content.decode()
     listing = client.get(EXPORTS).content.decode()
     assert f"{EXPORTS}{SHOP_A}/" in listing
     assert SHOP_B not in listing
