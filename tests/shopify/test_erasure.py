@@ -138,3 +138,23 @@ def test_erasing_a_shop_never_seen_records_an_empty_erasure() -> None:
     assert erasure.status == ErasureStatus.COMPLETED
     assert sum(erasure.rows_deleted.values()) == 0
     assert not Shop.objects.filter(domain="never-seen.myshopify.com").exists()
+
+
+def test_erase_shop_command_refuses_bad_input_and_asks_before_erasing(
+    filled: tuple[Tenant, Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="not a shop domain"):
+        call_command("erase_shop", "Not A Shop", "--yes")
+    with pytest.raises(CommandError, match="name a DOMAIN"):
+        call_command("erase_shop", "--yes")
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    with pytest.raises(CommandError, match="nothing erased"):
+        call_command("erase_shop", SHOP_A)
+    assert all(shop_rows(SHOP_A).values())
+    with atomic_scope(service_scope()):
+        assert not ShopErasure.objects.exists()
+    monkeypatch.setattr("builtins.input", lambda prompt: "yes")
+    call_command("erase_shop", SHOP_A, stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert all(rows == [] for rows in shop_rows(SHOP_A).values())

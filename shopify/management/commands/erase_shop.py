@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from shopify.erasure import shop_erasure_run
 from shopify.models import ErasureStatus, ShopErasure
+from tenancy.models import shop_domain_validator
 from tenancy.scope import atomic_scope, service_scope
 
 
@@ -27,6 +29,10 @@ class Command(BaseCommand):
             domains = unfinished_erasures()
         elif options["domain"]:
             domains = [options["domain"].strip().lower()]
+            try:
+                shop_domain_validator(domains[0])
+            except ValidationError as exc:
+                raise CommandError(f"{options['domain']!r} is not a shop domain") from exc
         else:
             raise CommandError("name a DOMAIN or pass --unfinished")
         if not domains:
