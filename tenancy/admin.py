@@ -313,6 +313,13 @@ class UserAdmin(VisibleChoicesAdmin, DjangoUserAdmin):
     def get_list_filter(self, request: HttpRequest) -> Any:
         return without_privileges(request, super().get_list_filter(request))
 
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # Django allows a changelist filter on any local field (?is_superuser__exact=1): that
+        # would tell a non-superuser who among their shops' members holds privileges.
+        if request is not None and not request.user.is_superuser and lookup.split("__")[0] in PRIVILEGE_FIELDS:
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         # A new account belongs to no shop yet: only staff who see every shop would see it again.
         return super().has_add_permission(request) and scope_shops() is None

@@ -36,7 +36,7 @@ def test_every_admin_form_field_to_a_shop_or_user_offers_only_the_staff_users_sh
     for case in TABLE_CASES:
         case.make(tenant_a)
         case.make(tenant_b)
-    staff = UserFactory(username="alpha-staff", is_staff=True)
+    staff: User = UserFactory.create(username="alpha-staff", is_staff=True)
     ShopMembershipFactory(user=staff, shop=tenant_a.shop, role="member")
     # Every model permission there is, so every form and inline is built (the grant of every
     # shop aside: this staff user is limited to shop A).
@@ -100,7 +100,7 @@ DOCUMENT = {"document_key": "returns", "title": "Returns", "content": "30 days."
 
 
 def limited_client(tenant: Tenant) -> Client:
-    staff = UserFactory(username="alpha-staff", is_staff=True)
+    staff: User = UserFactory.create(username="alpha-staff", is_staff=True)
     ShopMembershipFactory(user=staff, shop=tenant.shop, role="member")
     staff.user_permissions.add(
         *Permission.objects.filter(
@@ -133,7 +133,7 @@ def test_admin_add_form_pointing_at_another_shop_or_its_users_is_a_form_error(
 ) -> None:
     client = limited_client(tenant_a)
     users = {"A": tenant_a.owner.pk, "B": tenant_b.owner.pk}
-    data = {name: users[value] if name == "user" else value for name, value in form.items()}
+    data = {name: users[str(value)] if name == "user" else value for name, value in form.items()}
 
     response = client.post(url, data)
 

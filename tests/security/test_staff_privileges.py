@@ -336,6 +336,9 @@ def test_user_form_of_shop_limited_staff_has_no_privilege_fields_and_ignores_the
     assert fields.isdisjoint({"is_staff", "is_superuser", "groups", "user_permissions"})
     assert "is_active" in fields
     assert "column-is_superuser" not in listing and "is_staff__exact" not in listing
+    # Nor filtered by them by hand: that would tell who among the members holds privileges.
+    for lookup in ("is_superuser__exact", "is_staff", "groups__name", "user_permissions__codename"):
+        assert client.get(USERS, {lookup: "1"}).status_code == 400, lookup
     assert response.status_code == 302
     owner.refresh_from_db()
     assert owner.email == "new@example.com"
