@@ -150,7 +150,7 @@ def test_no_scope_role_can_address_a_partition_directly(tenant_a: Tenant, role: 
     partition = where(AdPerformance, row.pk)
     scope = {
         "authenticated": tenant_a.scope(),
-        "back_office": back_office_scope(subject=None),
+        "back_office": back_office_scope(subject=None, shops=None),
         "service_role": service_scope(),
     }[role]
     with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic(), enter_scope(scope):
