@@ -52,7 +52,7 @@ def test_a_session_request_reads_the_membership_once(owner_a: Actor) -> None:
 
 def test_the_header_is_parsed_once_per_request(owner_a: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    parse = ShopHeader.of.__func__  # type: ignore[attr-defined]
+    parse = ShopHeader.of.__func__
 
     def counting(cls: type[ShopHeader], request: object) -> ShopHeader:
         calls.append("parsed")
