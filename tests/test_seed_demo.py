@@ -20,7 +20,7 @@ from growth.factories import KEYWORDS
 from growth.models import AdCampaign, AdPerformance, SeoAudit, SeoRanking, SocialAnalytics, SocialPost
 from onboarding.factories import ONBOARDING_STEPS
 from onboarding.models import FeatureTour, OnboardingProgress, StepStatus
-from tenancy.demo import demo_row_counts
+from tenancy.demo import DemoStep, demo_row_counts, demo_steps
 from tenancy.models import MembershipRole, Shop, ShopMembership, User
 from tenancy.scope import atomic_scope, service_scope
 
@@ -61,6 +61,15 @@ def test_the_schema_tables_include_each_apps_tables() -> None:
         _schema_tables()
     )
     assert "django_admin_log" not in _schema_tables()
+
+
+def test_each_app_seeds_its_own_tables_in_installed_apps_order() -> None:
+    steps = demo_steps()
+    assert all(isinstance(step, DemoStep) for step in steps)
+    modules = list(dict.fromkeys(step.seed.__module__ for step in steps))
+    assert modules == ["growth.demo", "onboarding.demo", "advanced.demo"]
+    labels = [step.label for step in steps]
+    assert labels.index("seo audits") < labels.index("onboarding progress") < labels.index("ceo briefings")
 
 
 def test_every_table_gets_rows(seeded: str) -> None:
