@@ -2,7 +2,8 @@
 database catalog, in the order erasure and import need.
 
 Nothing here lists a domain table by name. `registered_tenant_tables` is the one place that
-knows where the project's registry lives (today `tenancy.rls.TABLES`); `shop_data_plan` then
+knows where the project's registry lives (`tenancy.tables.declared_tables`, the models'
+`tenancy = TenantTable(...)` declarations); `shop_data_plan` then
 asks PostgreSQL which tables carry a `shop_domain` column and refuses to run while one of them
 is neither registered, a directory table, nor one of this app's records. A new table with a
 `shop_domain` column therefore stops every erasure and export until it is registered (and
@@ -34,13 +35,13 @@ DIRECTORY_TABLES = frozenset({SHOPS_TABLE, MEMBERSHIPS_TABLE})
 
 
 def registered_tenant_tables() -> frozenset[str]:
-    """Every tenant table the project's registry declares.
+    """Every tenant table the project's registry declares (the models' `tenancy =
+    TenantTable(...)`, collected from the app registry).
 
-    The single dependency on where the registry lives: when the registry moves (per-model
-    declarations collected from the app registry), only this function changes."""
-    from tenancy.rls import TABLES
+    The single dependency on where the registry lives: if it moves, only this function changes."""
+    from tenancy.tables import declared_tables
 
-    return frozenset(TABLES)
+    return frozenset(declared.table for declared in declared_tables())
 
 
 class CoverageError(RuntimeError):

@@ -4,7 +4,9 @@ An embedded app's front end sends `Authorization: Bearer <session token>`: HS256
 the app's client secret (SHOPIFY_API_SECRET), `aud` = the app's client id (SHOPIFY_API_KEY),
 `dest` = `https://{shop}.myshopify.com`, `iss` = `https://{shop}.myshopify.com/admin`, `sub` =
 the Shopify user id, about a minute of life. The shop comes from `dest`, so no X-Shop-Domain
-header is needed; if one is sent it must name the same shop (tenancy/api/scoping.py).
+header is needed; if one is sent it must name the same shop. The authenticator returns the
+project's `TokenAuth` with the token's shop as the looked-up header, so the tenant context
+(tenancy/api/scoping.py) needs no change to use it.
 
 Linking rule (docs/security.md, "Shopify session tokens"):
 - the Shopify user `sub` is the project user whose id is uuid5(SHOPIFY_USER_NAMESPACE, sub)
@@ -36,7 +38,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from tenancy.api.scoping import active_user
+from tenancy.api.scoping import SHOP_HEADER, MembershipLookup, ShopHeader, TokenAuth, active_user
 from tenancy.models import MembershipRole, Shop, ShopMembership, User, shop_domain_validator
 
 logger = logging.getLogger(__name__)
@@ -46,8 +48,6 @@ ALGORITHM = "HS256"
 # few seconds of skew. Ten keeps a token at most 70 s usable.
 LEEWAY_SECONDS = 10
 SHOPIFY_USER_NAMESPACE = uuid.UUID("0b7f5ae2-61a5-5b6f-9d0e-7a1c55c1a0d6")
-# Where the resolved shop is kept on the request for tenancy.api.scoping.
-TOKEN_SHOP_ATTRIBUTE = "shopify_token_shop"
 SHOP_SUFFIX = ".myshopify.com"
 
 
@@ -138,7 +138,7 @@ class ShopifySessionTokenAuthentication(authentication.BaseAuthentication):
 
     keyword = "Bearer"
 
-    def authenticate(self, request: Request) -> tuple[User, dict[str, Any]] | None:
+    def authenticate(self, request: Request) -> tuple[User, TokenAuth] | None:
         header = authentication.get_authorization_header(request).decode("latin-1")
         parts = header.split()
         if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
@@ -151,16 +151,23 @@ class ShopifySessionTokenAuthentication(authentication.BaseAuthentication):
             return None
         claims = session_token_claims(parts[1])
         shop = str(claims["shop"])
+        # The token names the shop: X-Shop-Domain is not needed, and one naming another shop
+        # is refused (a 400 on the header, before anything is read for it).
+        named = ShopHeader.of(request)
+        if named.raw and named.raw.lower() != shop:
+            raise exceptions.ValidationError(
+                {SHOP_HEADER: [f"{named.raw!r} does not match the session token's shop {shop!r}."]}
+            )
         linked = shopify_user_link(shop_domain=shop, sub=str(claims["sub"]))
-        # Read the way every API request reads its user: active, with the shop's membership
-        # (of an active shop) in the same statement.
-        user = active_user(uuid.UUID(str(linked.pk)), shop=shop)
-        if user is None:
+        # Read the way every API request reads its user: active, with the role in the shop (of
+        # an active shop) in the same statement. The tenant context then takes the shop from
+        # this lookup, not from the header.
+        found = active_user(uuid.UUID(str(linked.pk)), shop=shop)
+        if found is None:
             raise exceptions.AuthenticationFailed("No active user for this token.")
-        # tenancy.api.scoping prefers this shop to the X-Shop-Domain header (and refuses a
-        # header that names another one).
-        setattr(request._request, TOKEN_SHOP_ATTRIBUTE, shop)
-        return user, claims
+        user, role = found
+        lookup = MembershipLookup(header=ShopHeader(raw=shop, domain=shop), role=role)
+        return user, TokenAuth(claims=claims, membership=lookup)
 
     def authenticate_header(self, request: Request) -> str:
         # The first authentication class answers WWW-Authenticate, which makes DRF send 401.

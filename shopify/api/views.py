@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from tenancy.api.errors import error_body
-from tenancy.api.scoping import SHOP_HEADER, resolve_membership
+from tenancy.api.scoping import SHOP_HEADER, tenant_context
 from tenancy.models import MembershipRole
 
 from ..archive import export_filename, shop_export_chunks
@@ -98,11 +98,10 @@ class ShopExportView(APIView):
         ),
     )
     def get(self, request: Request) -> StreamingHttpResponse:
-        membership = resolve_membership(request, required=True)
-        assert membership is not None
-        if membership.role != MembershipRole.OWNER:
+        tenant = tenant_context(request, required=True)
+        if tenant.member_role != MembershipRole.OWNER:
             raise exceptions.PermissionDenied("Only the shop's owners may export its data.")
-        shop = membership.shop_id
+        shop = tenant.required_shop
         logger.info("shop export of %s by %s", shop, request.user.pk)
         response = StreamingHttpResponse(shop_export_chunks(shop_domain=shop), content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{export_filename(shop)}"'
