@@ -16,7 +16,7 @@ eq. 9 with the rho (here r) of eq. 161), as GrowthBook's gbstats uses it:
 where n is the number of participants of the comparison (both variants), s² = n · Var(estimate)
 the per-participant variance of the estimator, and N* the tuning parameter: the sample size at
 which the sequence is tightest (GrowthBook's default 5,000). The always-valid p-value is the
-reciprocal of the e-value of the same mixture (eq. 155): with t² = estimate² · n / s²,
+reciprocal of the e-value of the same mixture (eq. 155): with t² = n · estimate² / Var(estimate),
 
     e = exp( r² t² / (2(nr² + 1)) ) / sqrt(nr² + 1),  p = min(1, 1/e),
 
@@ -63,7 +63,7 @@ def p_value(estimate: float, variance: float, n: int, alpha: float, tuning: floa
     if n <= 0 or not variance > 0 or not math.isfinite(variance) or not math.isfinite(estimate):
         return None
     r2 = rho(alpha, tuning) ** 2
-    t2 = estimate * estimate / variance  # = estimate² · n / s²
+    t2 = n * estimate * estimate / variance
     spread = n * r2 + 1
     # In logs: e itself overflows for |t| beyond ~40 at large n.
     log_e = r2 * t2 / (2 * spread) - 0.5 * math.log(spread)
