@@ -347,60 +347,69 @@ def lift_history(
     return tuple(points)
 
 
-@transaction.atomic
-def experiment_analyze(*, experiment: Experiment, as_of: datetime.date | None = None) -> AnalysisResult:
-    """Compute the experiment's statistics from each variant's latest snapshot (on or before
-    `as_of`), store them on those snapshot rows, update the decision, and return it all."""
-    locked = _locked(experiment)
-    errors = variant_errors(locked.variants, check_weight_total=False)
+@dataclass(frozen=True)
+class _Computed:
+    statistics: stats.ExperimentStatistics
+    latest: dict[str, ExperimentResult]
+    declared: dict[str, dict[str, Any]]
+    design: stats.Design
+    dates: list[datetime.date]
+    winner: str | None
+    level: float | None
+    state: str
+    reasons: list[str]
+
+
+def _compute(experiment: Experiment, as_of: datetime.date | None) -> _Computed:
+    errors = variant_errors(experiment.variants, check_weight_total=False)
     if errors:
         raise ValidationError({"variants": errors})
-    snapshots = ExperimentResult.objects.filter(experiment=locked)
+    snapshots = ExperimentResult.objects.filter(experiment=experiment)
     if as_of is not None:
         snapshots = snapshots.filter(snapshot_date__lte=as_of)
     latest = {row.variant_key: row for row in snapshots.latest_per_variant()}
-    declared: dict[str, dict[str, Any]] = {str(v["key"]): v for v in locked.variants}
+    declared: dict[str, dict[str, Any]] = {str(v["key"]): v for v in experiment.variants}
     dates = [row.snapshot_date for key, row in latest.items() if key in declared]
-    design = experiment_design(locked, on=as_of or (max(dates) if dates else None))
-
-    confidence = float(locked.confidence_threshold)
+    design = experiment_design(experiment, on=as_of or (max(dates) if dates else None))
     computed = stats.experiment_statistics(
         [_figures(variant, latest.get(key)) for key, variant in declared.items()],
-        confidence=confidence,
-        min_sample_size=locked.min_sample_size,
+        confidence=float(experiment.confidence_threshold),
+        min_sample_size=experiment.min_sample_size,
         design=design,
     )
     winner, level, state = computed.winner, computed.confidence_level, computed.state
     reasons = list(computed.reasons)
-    if locked.primary_metric != DECIDING_METRIC and winner is not None:
+    if experiment.primary_metric != DECIDING_METRIC and winner is not None:
         reasons.append(
-            f"primary_metric is {locked.primary_metric!r}; only {DECIDING_METRIC} declares a winner automatically "
-            "(complete the experiment with the winner you choose)."
+            f"primary_metric is {experiment.primary_metric!r}; only {DECIDING_METRIC} declares a winner "
+            "automatically (complete the experiment with the winner you choose)."
         )
         winner = level = None
         state = stats.INCONCLUSIVE
+    return _Computed(computed, latest, declared, design, dates, winner, level, state, reasons)
 
-    updated = _store_statistics(computed, latest)
-    _record_decision(locked, winner, level)
+
+def _result(experiment: Experiment, found: _Computed, *, as_of: datetime.date | None, updated: int) -> AnalysisResult:
+    computed, design = found.statistics, found.design
     return AnalysisResult(
-        experiment_id=locked.pk,
-        experiment_key=locked.experiment_key,
-        status=locked.status,
-        primary_metric=locked.primary_metric,
+        experiment_id=experiment.pk,
+        experiment_key=experiment.experiment_key,
+        status=experiment.status,
+        primary_metric=experiment.primary_metric,
         as_of=as_of,
-        snapshot_date=max(dates) if dates else None,
-        confidence_threshold=confidence,
+        snapshot_date=max(found.dates) if found.dates else None,
+        confidence_threshold=computed.confidence,
         alpha=computed.alpha,
-        min_sample_size=locked.min_sample_size,
+        min_sample_size=experiment.min_sample_size,
         control=computed.control,
-        variants=tuple(_variant_analysis(v, declared[v.key], latest.get(v.key)) for v in computed.variants),
+        variants=tuple(_variant_analysis(v, found.declared[v.key], found.latest.get(v.key)) for v in computed.variants),
         sample_ratio_mismatch=computed.sample_ratio_mismatch,
-        winner=winner,
-        confidence_level=level,
-        winning_variant=locked.winning_variant,
-        recorded_confidence_level=_optional_float(locked.confidence_level),
-        reasons=tuple(reasons),
-        warnings=tuple(_snapshot_warnings(list(declared), latest)),
+        winner=found.winner,
+        confidence_level=found.level,
+        winning_variant=experiment.winning_variant,
+        recorded_confidence_level=_optional_float(experiment.confidence_level),
+        reasons=tuple(found.reasons),
+        warnings=tuple(_snapshot_warnings(list(found.declared), found.latest)),
         results_updated=updated,
         stats_engine=design.engine,
         multiple_testing_correction=design.correction,
@@ -409,8 +418,25 @@ def experiment_analyze(*, experiment: Experiment, as_of: datetime.date | None = 
         prior_mean=design.prior_mean,
         prior_variance=design.prior_variance,
         guardrail_metrics=design.guardrails,
-        state=state,
+        state=found.state,
         power=computed.power,
         cuped_theta=computed.cuped_theta,
-        lift_history=lift_history(locked, as_of=as_of, design=design),
+        lift_history=lift_history(experiment, as_of=as_of, design=design),
     )
+
+
+def experiment_review(*, experiment: Experiment, as_of: datetime.date | None = None) -> AnalysisResult:
+    """What `experiment_analyze` would answer, computed without writing anything (the review
+    screen shows it on every page view; only the daily analysis records decisions)."""
+    return _result(experiment, _compute(experiment, as_of), as_of=as_of, updated=0)
+
+
+@transaction.atomic
+def experiment_analyze(*, experiment: Experiment, as_of: datetime.date | None = None) -> AnalysisResult:
+    """Compute the experiment's statistics from each variant's latest snapshot (on or before
+    `as_of`), store them on those snapshot rows, update the decision, and return it all."""
+    locked = _locked(experiment)
+    found = _compute(locked, as_of)
+    updated = _store_statistics(found.statistics, found.latest)
+    _record_decision(locked, found.winner, found.level)
+    return _result(locked, found, as_of=as_of, updated=updated)

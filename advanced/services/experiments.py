@@ -273,3 +273,6 @@ from .experiment_analysis import (  # noqa: E402
 from .experiment_analysis import (  # noqa: E402
     experiment_analyze as experiment_analyze,
 )
+from .experiment_analysis import (  # noqa: E402
+    experiment_review as experiment_review,
+)
