@@ -22,6 +22,11 @@ from tenancy.charts import IntervalRow, Series, interval_chart, line_chart
 from .models import Experiment
 from .services.experiment_analysis import AnalysisResult, VariantAnalysis, experiment_review
 
+SHORT_BANDS = {
+    "sequential": "confidence sequence",
+    "fixed_horizon": "confidence interval",
+    "bayesian": "credible interval",
+}
 ENGINE_BANDS = {
     "sequential": "confidence sequence (valid at every look)",
     "fixed_horizon": "confidence interval (valid at the planned sample only)",
@@ -74,7 +79,7 @@ def _treatment(variant: VariantAnalysis) -> TreatmentRow:
 
 def lift_chart(result: AnalysisResult) -> SafeString:
     """Each treatment's relative lift with the engine's interval; 0 (no change) is the reference."""
-    band = ENGINE_BANDS.get(result.stats_engine, "interval")
+    band = SHORT_BANDS.get(result.stats_engine, "interval")
     return interval_chart(
         rows=[
             IntervalRow(
@@ -105,18 +110,18 @@ def history_chart(result: AnalysisResult) -> SafeString:
         if variant.is_control:
             continue
         points = {p.snapshot_date: p for p in result.lift_history if p.variant_key == variant.key}
-        for name, attribute in (("lift", "lift"), ("lower", "lower"), ("upper", "upper")):
+        for name, attribute in (("lift", "lift"), ("lower bound", "lower"), ("upper bound", "upper")):
             series.append(
                 Series(
                     f"{variant.key} {name}",
                     [getattr(points[day], attribute) if day in points else None for day in days],
                 )
             )
-    band = ENGINE_BANDS.get(result.stats_engine, "interval")
+    band = SHORT_BANDS.get(result.stats_engine, "interval")
     return line_chart(
         series=series,
         x_labels=labels,
-        title=f"Cumulative relative lift by day, with the {band} of each day",
+        title=f"Cumulative lift by day with that day's {band}",
         y_label="relative lift",
         value_format=signed_percent,
     )

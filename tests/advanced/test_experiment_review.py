@@ -64,7 +64,7 @@ def test_the_review_shows_the_lift_chart_and_the_band_over_time_without_writing(
     assert len([g for g in lift.iter() if g.get("class") == "interval-row"]) == 1
     (history,) = svgs(body, "line-chart")
     names = {g.get("data-series") for g in history.iter() if g.get("class") == "series"}
-    assert names == {"treatment lift", "treatment lower", "treatment upper"}
+    assert names == {"treatment lift", "treatment lower bound", "treatment upper bound"}
     # One point per day on each line.
     lift_line = next(g for g in history.iter() if g.get("data-series") == "treatment lift")
     assert len([c for c in lift_line.iter() if c.tag.endswith("circle")]) == 7
