@@ -358,12 +358,45 @@ class _Computed:
     level: float | None
     state: str
     reasons: list[str]
+    notes: list[str]
+    # The day analysed: as asked, or the fixed horizon's plan day.
+    analysed_as_of: datetime.date | None
+
+
+def _plan_day(experiment: Experiment, as_of: datetime.date | None) -> datetime.date | None:
+    """Fixed horizon: the first snapshot day (up to `as_of`) on which the plan was reached,
+    every variant at planned_sample_size or the planned end date passed; None before."""
+    if experiment.stats_engine != stats.FIXED_HORIZON:
+        return None
+    keys = [str(v["key"]) for v in experiment.variants]
+    snapshots = ExperimentResult.objects.filter(experiment=experiment).order_by("snapshot_date")
+    if as_of is not None:
+        snapshots = snapshots.filter(snapshot_date__lte=as_of)
+    participants: dict[str, int] = {}
+    for day, key, count in snapshots.values_list("snapshot_date", "variant_key", "participants"):
+        participants[key] = count
+        planned = experiment.planned_sample_size
+        by_sample = planned is not None and all(participants.get(k, 0) >= planned for k in keys)
+        by_date = experiment.planned_end_date is not None and day >= experiment.planned_end_date
+        if by_sample or by_date:
+            return day
+    return None
 
 
 def _compute(experiment: Experiment, as_of: datetime.date | None) -> _Computed:
     errors = variant_errors(experiment.variants, check_weight_total=False)
     if errors:
         raise ValidationError({"variants": errors})
+    notes: list[str] = []
+    # A fixed-horizon test is valid at one look: the plan's. Later snapshots would make every
+    # daily analysis after it another test (the inflation this engine exists to avoid).
+    plan_day = _plan_day(experiment, as_of)
+    if plan_day is not None and (as_of is None or plan_day < as_of):
+        notes.append(
+            f"Fixed horizon: analysed as of {plan_day}, the day the plan was reached; later snapshots do not "
+            "change the decision."
+        )
+        as_of = plan_day
     snapshots = ExperimentResult.objects.filter(experiment=experiment)
     if as_of is not None:
         snapshots = snapshots.filter(snapshot_date__lte=as_of)
@@ -386,7 +419,7 @@ def _compute(experiment: Experiment, as_of: datetime.date | None) -> _Computed:
         )
         winner = level = None
         state = stats.INCONCLUSIVE
-    return _Computed(computed, latest, declared, design, dates, winner, level, state, reasons)
+    return _Computed(computed, latest, declared, design, dates, winner, level, state, reasons, notes, as_of)
 
 
 def _result(experiment: Experiment, found: _Computed, *, as_of: datetime.date | None, updated: int) -> AnalysisResult:
@@ -409,7 +442,7 @@ def _result(experiment: Experiment, found: _Computed, *, as_of: datetime.date | 
         winning_variant=experiment.winning_variant,
         recorded_confidence_level=_optional_float(experiment.confidence_level),
         reasons=tuple(found.reasons),
-        warnings=tuple(_snapshot_warnings(list(found.declared), found.latest)),
+        warnings=tuple(found.notes + _snapshot_warnings(list(found.declared), found.latest)),
         results_updated=updated,
         stats_engine=design.engine,
         multiple_testing_correction=design.correction,
@@ -421,7 +454,7 @@ def _result(experiment: Experiment, found: _Computed, *, as_of: datetime.date | 
         state=found.state,
         power=computed.power,
         cuped_theta=computed.cuped_theta,
-        lift_history=lift_history(experiment, as_of=as_of, design=design),
+        lift_history=lift_history(experiment, as_of=found.analysed_as_of, design=design),
     )
 
 

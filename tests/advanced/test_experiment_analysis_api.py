@@ -376,3 +376,16 @@ def test_existing_experiments_become_sequential_and_keep_analysing() -> None:
             Experiment.objects.filter(experiment_key="legacy").delete()
         with atomic_scope(service_scope()):
             Shop.objects.filter(domain="old.myshopify.com").delete()
+
+
+def test_fixed_horizon_decides_on_the_day_its_plan_was_reached_not_on_later_looks(owner_a: Actor) -> None:
+    experiment = ExperimentFactory(shop=owner_a.shop, stats_engine="fixed_horizon", planned_sample_size=10_000)
+    snapshots(experiment, {"control": (5_000, 250), "treatment": (5_000, 250)}, day=DAY)
+    snapshots(experiment, {"control": (10_000, 500), "treatment": (10_000, 520)}, day=DAY + datetime.timedelta(1))
+    # A later day that, read on its own, would be significant: it must not decide.
+    snapshots(experiment, {"control": (15_000, 700), "treatment": (15_000, 900)}, day=DAY + datetime.timedelta(2))
+    body = analyze(owner_a, experiment)
+    assert body["snapshot_date"] == "2026-03-02" and body["winner"] is None and body["state"] == "inconclusive"
+    assert [v["participants"] for v in body["variants"]] == [10_000, 10_000]
+    assert any("analysed as of 2026-03-02, the day the plan was reached" in w for w in body["warnings"])
+    assert [p["snapshot_date"] for p in body["lift_history"]] == ["2026-03-01", "2026-03-02"]
