@@ -285,6 +285,102 @@ def _power(design: Design, variants: Sequence[VariantFigures], control: VariantF
     )
 
 
+@dataclass
+class _EngineView:
+    """A treatment's figures under the engine (all None for control or without data)."""
+
+    z: float | None = None
+    p_value: float | None = None
+    lift: float | None = None
+    lift_stddev: float | None = None
+    lift_interval: Interval | None = None
+    decision_interval: Interval | None = None
+    chance_to_win: float | None = None
+    expected_loss: float | None = None
+    expected_loss_control: float | None = None
+    variance_reduction: float | None = None
+
+
+@dataclass(frozen=True)
+class _Means:
+    treatment: cuped.Mean
+    control: cuped.Mean
+    plain_treatment: cuped.Mean | None
+    plain_control: cuped.Mean | None
+    adjusted: bool
+
+
+def _engine_view(
+    variant: VariantFigures, control: VariantFigures, means: _Means, *, design: Design, confidence: float
+) -> _EngineView:
+    alpha = 1 - confidence
+    n_c, x_c = control.participants, control.conversions
+    relative = cuped.relative_effect(means.treatment, means.control)
+    absolute = cuped.absolute_effect(means.treatment, means.control)
+    n = variant.participants + n_c
+    view = _EngineView()
+    test = two_proportion_z_test(variant.participants, variant.conversions, n_c, x_c)
+    view.z = None if test is None else test.statistic
+    if relative is not None:
+        view.lift, view.lift_stddev = relative.estimate, math.sqrt(relative.variance)
+        plain_treatment, plain_control = means.plain_treatment, means.plain_control
+        plain_relative = (
+            cuped.relative_effect(plain_treatment, plain_control) if plain_treatment and plain_control else None
+        )
+        if means.adjusted and plain_relative is not None and plain_relative.variance > 0:
+            view.variance_reduction = 1 - relative.variance / plain_relative.variance
+    if design.engine == FIXED_HORIZON:
+        if means.adjusted and absolute is not None and absolute.variance > 0:
+            view.z = absolute.estimate / math.sqrt(absolute.variance)
+            view.p_value = min(1.0, 2 * float(_scipy.norm.sf(abs(view.z))))
+        elif test is not None:
+            view.p_value = test.p_value
+        view.lift_interval = _wald(relative, confidence)
+        view.decision_interval = (
+            _wald(absolute, confidence)
+            if means.adjusted
+            else absolute_lift_interval(variant.participants, variant.conversions, n_c, x_c, confidence)
+        )
+    elif design.engine == SEQUENTIAL:
+        tuning = design.sequential_tuning
+        if relative is not None and alpha > 0:
+            view.p_value = sequential.p_value(relative.estimate, relative.variance, n, alpha, tuning)
+            view.lift_interval = sequential.interval(relative.estimate, relative.variance, n, alpha, tuning)
+        if absolute is not None and alpha > 0:
+            view.decision_interval = sequential.interval(absolute.estimate, absolute.variance, n, alpha, tuning)
+    else:
+        prior = design.prior_mean is not None and design.prior_variance is not None
+        if relative is not None:
+            posterior = bayesian.gaussian_effect(
+                relative.estimate,
+                relative.variance,
+                confidence=confidence,
+                prior_mean=design.prior_mean,
+                prior_variance=design.prior_variance,
+            )
+            if posterior is not None:
+                view.lift, view.lift_stddev, view.lift_interval = posterior.mean, posterior.stddev, posterior.interval
+                view.chance_to_win = posterior.chance_to_win
+                view.expected_loss = posterior.expected_loss
+                view.expected_loss_control = posterior.expected_loss_control
+        if absolute is not None:
+            # The same prior on the absolute scale: the relative one times control's rate.
+            scale = means.control.mean
+            scaled = prior and scale > 0 and design.prior_mean is not None and design.prior_variance is not None
+            absolute_posterior = bayesian.gaussian_effect(
+                absolute.estimate,
+                absolute.variance,
+                confidence=confidence,
+                prior_mean=design.prior_mean * scale if scaled and design.prior_mean is not None else None,
+                prior_variance=design.prior_variance * scale**2
+                if scaled and design.prior_variance is not None
+                else None,
+            )
+            view.decision_interval = None if absolute_posterior is None else absolute_posterior.interval
+    view.p_value = _finite(view.p_value)
+    return view
+
+
 def experiment_statistics(
     variants: Sequence[VariantFigures], *, confidence: float, min_sample_size: int, design: Design | None = None
 ) -> ExperimentStatistics:
@@ -305,89 +401,27 @@ def experiment_statistics(
     plain_means = [cuped.conversion_mean(v.participants, v.conversions) for v in variants]
     control_mean, plain_control = means[control_index], plain_means[control_index]
 
-    engine_rows: list[dict[str, object]] = []
-    p_values: list[float | None] = []
+    views: list[_EngineView] = []
     for variant, mean, plain in zip(variants, means, plain_means, strict=True):
         if variant.is_control or mean is None or control_mean is None:
-            engine_rows.append({})
-            p_values.append(None)
+            views.append(_EngineView())
             continue
-        relative = cuped.relative_effect(mean, control_mean)
-        absolute = cuped.absolute_effect(mean, control_mean)
-        n = variant.participants + n_c
-        row: dict[str, object] = {}
-        if relative is not None:
-            row["lift"], row["lift_stddev"] = relative.estimate, math.sqrt(relative.variance)
-            plain_relative = cuped.relative_effect(plain, plain_control) if plain and plain_control else None
-            if adjusted and plain_relative is not None and plain_relative.variance > 0:
-                row["variance_reduction"] = 1 - relative.variance / plain_relative.variance
-        p: float | None = None
-        if design.engine == FIXED_HORIZON:
-            if adjusted and absolute is not None and absolute.variance > 0:
-                z = absolute.estimate / math.sqrt(absolute.variance)
-                p = min(1.0, 2 * float(_scipy.norm.sf(abs(z))))
-                row["z"] = z
-            else:
-                test = two_proportion_z_test(variant.participants, variant.conversions, n_c, x_c)
-                if test is not None:
-                    p, row["z"] = test.p_value, test.statistic
-            row["lift_interval"] = _wald(relative, confidence)
-            row["decision_interval"] = (
-                _wald(absolute, confidence)
-                if adjusted
-                else absolute_lift_interval(variant.participants, variant.conversions, n_c, x_c, confidence)
+        views.append(
+            _engine_view(
+                variant,
+                control,
+                _Means(mean, control_mean, plain, plain_control, adjusted),
+                design=design,
+                confidence=confidence,
             )
-        elif design.engine == SEQUENTIAL:
-            test = two_proportion_z_test(variant.participants, variant.conversions, n_c, x_c)
-            row["z"] = None if test is None else test.statistic
-            if relative is not None and alpha > 0:
-                p = sequential.p_value(relative.estimate, relative.variance, n, alpha, design.sequential_tuning)
-                row["lift_interval"] = sequential.interval(
-                    relative.estimate, relative.variance, n, alpha, design.sequential_tuning
-                )
-            if absolute is not None and alpha > 0:
-                row["decision_interval"] = sequential.interval(
-                    absolute.estimate, absolute.variance, n, alpha, design.sequential_tuning
-                )
-        else:
-            test = two_proportion_z_test(variant.participants, variant.conversions, n_c, x_c)
-            row["z"] = None if test is None else test.statistic
-            if relative is not None:
-                posterior = bayesian.gaussian_effect(
-                    relative.estimate,
-                    relative.variance,
-                    confidence=confidence,
-                    prior_mean=design.prior_mean,
-                    prior_variance=design.prior_variance,
-                )
-                if posterior is not None:
-                    row["lift"], row["lift_stddev"] = posterior.mean, posterior.stddev
-                    row["lift_interval"] = posterior.interval
-                    row["chance_to_win"] = posterior.chance_to_win
-                    row["expected_loss"] = posterior.expected_loss
-                    row["expected_loss_control"] = posterior.expected_loss_control
-            if absolute is not None:
-                # The same prior on the absolute scale: the relative one times control's rate.
-                scale = control_mean.mean
-                prior = design.prior_mean is not None and design.prior_variance is not None
-                absolute_posterior = bayesian.gaussian_effect(
-                    absolute.estimate,
-                    absolute.variance,
-                    confidence=confidence,
-                    prior_mean=design.prior_mean * scale if prior and design.prior_mean is not None else None,
-                    prior_variance=design.prior_variance * scale**2
-                    if prior and design.prior_variance is not None and scale > 0
-                    else None,
-                )
-                row["decision_interval"] = None if absolute_posterior is None else absolute_posterior.interval
-        engine_rows.append(row)
-        p_values.append(_finite(p))
+        )
+    p_values = [view.p_value for view in views]
     correct = holm if design.correction == HOLM else benjamini_hochberg
     corrected = correct(p_values)
 
     weight_total = sum(v.weight for v in variants)
     rows: list[VariantStatistics] = []
-    for variant, extra, p, adjusted_p in zip(variants, engine_rows, p_values, corrected, strict=True):
+    for variant, view, adjusted_p in zip(variants, views, corrected, strict=True):
         n, x = variant.participants, variant.conversions
         treatment = not variant.is_control
         revenue_lift = revenue_p = None
@@ -420,26 +454,26 @@ def experiment_statistics(
                 absolute_lift_interval=absolute_lift_interval(n, x, n_c, x_c, confidence) if treatment else None,
                 relative_lift=relative_lift(n, x, n_c, x_c) if treatment else None,
                 relative_lift_interval=relative_lift_interval(n, x, n_c, x_c, confidence) if treatment else None,
-                z_statistic=_finite(extra.get("z")),  # type: ignore[arg-type]
-                p_value=p,
+                z_statistic=_finite(view.z),
+                p_value=view.p_value,
                 adjusted_p_value=adjusted_p,
                 revenue_per_user=variant.revenue_per_user,
                 revenue_per_user_lift=revenue_lift,
                 revenue_p_value=revenue_p,
                 meets_min_sample_size=n >= min_sample_size and n > 0,
-                lift=_finite(extra.get("lift")),  # type: ignore[arg-type]
-                lift_stddev=_finite(extra.get("lift_stddev")),  # type: ignore[arg-type]
-                lift_interval=extra.get("lift_interval"),  # type: ignore[arg-type]
-                decision_interval=extra.get("decision_interval"),  # type: ignore[arg-type]
-                chance_to_win=_finite(extra.get("chance_to_win")),  # type: ignore[arg-type]
-                expected_loss=_finite(extra.get("expected_loss")),  # type: ignore[arg-type]
-                variance_reduction=_finite(extra.get("variance_reduction")),  # type: ignore[arg-type]
+                lift=_finite(view.lift),
+                lift_stddev=_finite(view.lift_stddev),
+                lift_interval=view.lift_interval,
+                decision_interval=view.decision_interval,
+                chance_to_win=_finite(view.chance_to_win),
+                expected_loss=_finite(view.expected_loss),
+                variance_reduction=_finite(view.variance_reduction),
                 guardrails=guardrails,
             )
         )
     srm = sample_ratio_mismatch([v.participants for v in variants], [v.weight for v in variants])
     power_figures = _power(design, variants, control, alpha)
-    control_losses = [extra.get("expected_loss_control") for extra in engine_rows if extra]
+    control_losses = [view.expected_loss_control for view in views if view.expected_loss_control is not None]
     winner, level, reasons, state = _decide(
         rows,
         srm,
@@ -448,7 +482,7 @@ def experiment_statistics(
         confidence=confidence,
         min_sample_size=min_sample_size,
         plan_reached=power_figures.plan_reached,
-        control_losses=[float(loss) for loss in control_losses if isinstance(loss, float)],
+        control_losses=control_losses,
     )
     return ExperimentStatistics(
         control=control.key,
