@@ -9,7 +9,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Func, Q
+from django.db.models import F, Func, Q, Value
 from django.db.models.lookups import Exact
 from pgvector.django import IvfflatIndex, VectorField
 
@@ -151,12 +151,14 @@ class Experiment(ShopScopedModel):
         validators=PROBABILITY_VALIDATORS,
         help_text="Bayesian: the largest expected loss (relative lift) a winner may carry.",
     )
-    guardrail_metrics = ArrayField(
-        models.CharField(max_length=50, choices=GuardrailMetric.choices),
+    # jsonb, not text[]: the API's row plans render JSON columns directly (an array column
+    # would send experiment lists back through the serializer), and CHECKs keep it a list of
+    # known metrics.
+    guardrail_metrics = models.JSONField(
         default=default_guardrails,
-        db_default=["revenue_per_user"],
+        db_default=Value(["revenue_per_user"], output_field=models.JSONField()),
         blank=True,
-        help_text="Metrics a winner must not make significantly worse.",
+        help_text="Metrics a winner must not make significantly worse: a list of revenue_per_user.",
     )
 
     objects = ExperimentQuerySet.as_manager()
@@ -211,7 +213,8 @@ class Experiment(ShopScopedModel):
                 name="%(app_label)s_%(class)s_planned_sample_positive",
             ),
             models.CheckConstraint(
-                condition=Q(guardrail_metrics__contained_by=[m.value for m in GuardrailMetric]),
+                condition=_jsonb_type_is("guardrail_metrics", "array")
+                & Q(guardrail_metrics__contained_by=[m.value for m in GuardrailMetric]),
                 name="%(app_label)s_%(class)s_guardrails_known",
             ),
             models.CheckConstraint(

@@ -26,7 +26,7 @@ from rest_framework.exceptions import ValidationError
 
 from tenancy.services import row_update
 
-from ..models import Experiment, ExperimentStatus, StatsEngine
+from ..models import Experiment, ExperimentStatus, GuardrailMetric, StatsEngine
 
 # Weights are shares of traffic: fractions summing to 1, or percentages summing to 100.
 WEIGHT_TOTALS = (1.0, 100.0)
@@ -163,8 +163,15 @@ def design_errors(values: dict[str, Any]) -> dict[str, str]:
             "fixed_horizon needs planned_sample_size or planned_end_date: a fixed-horizon test is valid at one "
             "planned look only. Use sequential to look at any time."
         )
-    guardrails = values.get("guardrail_metrics") or []
-    if len(set(guardrails)) != len(guardrails):
+    guardrails = values.get("guardrail_metrics")
+    known = [metric.value for metric in GuardrailMetric]
+    if guardrails is not None and (
+        not isinstance(guardrails, list) or not all(isinstance(m, str) and m in known for m in guardrails)
+    ):
+        errors["guardrail_metrics"] = (
+            f"Must be a list of guardrail metrics among: {', '.join(known)}; got {guardrails!r}."
+        )
+    elif guardrails and len(set(guardrails)) != len(guardrails):
         errors["guardrail_metrics"] = "Name each guardrail metric once."
     return errors
 

@@ -122,7 +122,7 @@ def test_the_admin_refuses_a_fixed_horizon_draft_without_a_plan(staff_client: Cl
         {
             "stats_engine": "fixed_horizon",
             "variants": form["variants"].value(),
-            "guardrail_metrics": "revenue_per_user",
+            "guardrail_metrics": '["revenue_per_user"]',
             "results-TOTAL_FORMS": 0,
             "results-INITIAL_FORMS": 0,
         }
