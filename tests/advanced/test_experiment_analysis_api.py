@@ -391,3 +391,20 @@ def test_fixed_horizon_decides_on_the_day_its_plan_was_reached_not_on_later_look
     assert [v["participants"] for v in body["variants"]] == [10_000, 10_000]
     assert any("analysed as of 2026-03-02, the day the plan was reached" in w for w in body["warnings"])
     assert [p["snapshot_date"] for p in body["lift_history"]] == ["2026-03-01", "2026-03-02"]
+
+
+def test_the_command_reports_each_experiments_engine_and_bayesian_figures(owner_a: Actor) -> None:
+    from io import StringIO
+
+    bayesian = ExperimentFactory(shop=owner_a.shop, experiment_key="bayes", stats_engine="bayesian")
+    snapshots(bayesian, {"control": (20_000, 1000), "treatment": (20_000, 1100)})
+    interim = ExperimentFactory(
+        shop=owner_a.shop, experiment_key="planned", stats_engine="fixed_horizon", planned_sample_size=50_000
+    )
+    snapshots(interim, {"control": (20_000, 1000), "treatment": (20_000, 1100)})
+    out = StringIO()
+    call_command("analyze_experiments", "--shop", owner_a.shop.domain, stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[1/2] alpha.myshopify.com bayes: bayesian: winner treatment (confidence 0.9")
+    assert "treatment chance to win=0.9" in lines[0] and "expected loss=" in lines[0]
+    assert lines[1].startswith("[2/2] alpha.myshopify.com planned: fixed_horizon: no winner: Interim look")
