@@ -310,6 +310,9 @@ def lift_history(
         "snapshot_date",
         "participants",
         "conversions",
+        # _figures reads these too: left out, each would be a query per row.
+        "revenue_per_user",
+        "revenue_per_user_stddev",
         "covariate_sum",
         "covariate_sum_squares",
         "covariate_cross_sum",
