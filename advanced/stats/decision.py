@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from scipy import stats as _scipy
 
@@ -175,7 +175,6 @@ class ExperimentStatistics:
     state: str = INCONCLUSIVE
     power: PowerFigures | None = None
     cuped_theta: float | None = None
-    notes: tuple[str, ...] = field(default=())
 
 
 def _finite(value: float | None) -> float | None:
