@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -15,6 +16,7 @@ from pgvector.django import IvfflatIndex, VectorField
 
 from tenancy.db import choices_check, nonnegative_checks, range_checks, ratio_field
 from tenancy.models import ShopScopedModel
+from tenancy.tables import PolicyKind, Retention, TenantTable
 
 from .querysets import (
     CeoBriefingQuerySet,
@@ -64,6 +66,8 @@ def default_guardrails() -> list[str]:
 
 class Experiment(ShopScopedModel):
     """An A/B test a shop runs: its variants, lifecycle and, once decided, the winner."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP)
 
     experiment_key = models.SlugField(max_length=100, db_index=False)
     experiment_name = models.CharField(max_length=200)
@@ -234,6 +238,8 @@ class Experiment(ShopScopedModel):
 class ExperimentResult(ShopScopedModel):
     """One variant's cumulative figures and statistics against control on one day."""
 
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP, retention=Retention.forever())
+
     experiment = models.ForeignKey(
         Experiment,
         on_delete=models.CASCADE,
@@ -361,6 +367,8 @@ class DocumentType(models.TextChoices):
 class KnowledgeDocument(ShopScopedModel):
     """One version of a document the shop's AI agents may retrieve, with its embedding."""
 
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP, retention=Retention.forever())
+
     document_key = models.SlugField(max_length=200, db_index=False, help_text="Stable key shared by all versions.")
     title = models.CharField(max_length=500)
     content = models.TextField()
@@ -441,6 +449,8 @@ class BriefingType(models.TextChoices):
 
 class CeoBriefing(ShopScopedModel):
     """A generated executive summary of a shop's period, and staff feedback on its quality."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.CEO, retention=Retention("period_end", days=365))
 
     briefing_type = models.CharField(max_length=16, choices=BriefingType.choices)
     period_start = models.DateField()
