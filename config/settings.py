@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "growth",
     "onboarding",
     "advanced",
+    "shopify",
 ]
 
 MIDDLEWARE = [
@@ -187,6 +188,13 @@ API_BULK_MAX_ROWS = env_int("API_BULK_MAX_ROWS", 10_000)
 # A bulk batch of 10,000 rows is a few MB of JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
 
+# --- Shopify app (shopify/: session tokens, webhooks) -------------------------------------
+# The app's client id (`aud` of App Bridge session tokens) and client secret (signs session
+# tokens and webhook HMACs). Empty: session tokens are refused and every webhook answers 401.
+# Never logged, never echoed in an error.
+SHOPIFY_API_KEY = env_str("SHOPIFY_API_KEY", "")
+SHOPIFY_API_SECRET = env_str("SHOPIFY_API_SECRET", "")
+
 # --- Briefing summaries (manage.py generate_briefings) -----------------------------------
 # "template" (default): a deterministic summary. "openai": a chat completions call, falling
 # back to the template when it fails (advanced/llm.py).
@@ -220,6 +228,9 @@ KNOWLEDGE_IVFFLAT_MAX_PROBES = env_int("KNOWLEDGE_IVFFLAT_MAX_PROBES", 0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: it answers App Bridge session tokens (a `dest` claim) and passes other bearer
+        # tokens on to the project's JWT.
+        "shopify.session_tokens.ShopifySessionTokenAuthentication",
         "tenancy.api.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
