@@ -41,6 +41,10 @@ class RegConfigField(models.CharField):
     def rel_db_type(self, connection: object) -> str:
         return "regconfig"
 
+    def cast_db_type(self, connection: object) -> str:
+        # CharField's would be varchar: Cast(..., RegConfigField()) must be ::regconfig.
+        return "regconfig"
+
 
 PROBABILITY_VALIDATORS = [MinValueValidator(0), MaxValueValidator(1)]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHMARKS = ("rls", "vectors", "storage", "ingest", "retention")
+BENCHMARKS = ("rls", "vectors", "storage", "ingest", "retention", "retrieval")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

