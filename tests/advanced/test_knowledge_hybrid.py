@@ -252,23 +252,23 @@ def test_service_refuses_an_unknown_mode_and_a_vector_in_keyword_mode(owner_a: A
 
     with in_shop(SHOP_A), pytest.raises(ValidationError) as unknown:
         knowledge_search(query="refund", mode="fuzzy")
-    assert "mode" in unknown.value.detail  # type: ignore[operator]
+    assert "mode" in unknown.value.detail
     with in_shop(SHOP_A), pytest.raises(ValidationError) as vector:
         knowledge_search(vector=[1.0] * 1536, mode="keyword")
-    assert "mode" in vector.value.detail  # type: ignore[operator]
+    assert "mode" in vector.value.detail
 
 
 def test_reciprocal_rank_fusion_sums_both_lists_and_keeps_each_side_s_evidence() -> None:
     a, b, _ = (KnowledgeDocument(pk=pk, document_key=key) for pk, key in ((1, "a"), (2, "b"), (3, "c")))
-    a.distance, b.distance = 0.1, 0.2  # type: ignore[attr-defined]
+    a.distance, b.distance = 0.1, 0.2
     b_kw, c_kw = KnowledgeDocument(pk=2, document_key="b"), KnowledgeDocument(pk=3, document_key="c")
-    b_kw.keyword_rank, c_kw.keyword_rank = 0.5, 0.4  # type: ignore[attr-defined]
+    b_kw.keyword_rank, c_kw.keyword_rank = 0.5, 0.4
     fused = reciprocal_rank_fusion([a, b], [b_kw, c_kw])
     # b: 1/62 + 1/61 beats a: 1/61 and c: 1/62.
     assert [d.document_key for d in fused] == ["b", "a", "c"]
-    assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)  # type: ignore[attr-defined]
-    assert (fused[0].distance, fused[0].keyword_rank) == (0.2, 0.5)  # type: ignore[attr-defined]
-    assert (fused[2].distance, fused[2].keyword_rank) == (None, 0.4)  # type: ignore[attr-defined]
+    assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
+    assert (fused[0].distance, fused[0].keyword_rank) == (0.2, 0.5)
+    assert (fused[2].distance, fused[2].keyword_rank) == (None, 0.4)
 
 
 # --- storage ------------------------------------------------------------------------------

@@ -145,4 +145,4 @@ def knowledge_reembed(
 
 def _vector_text(vector: list[float]) -> str:
     # repr() of a float is the shortest text that reads back to the same float32 value.
-    return "[" + ",".join(repr(float(v)) for v in vector) + "]"
+    return "[" + ",".join(map(repr, vector)) + "]"
