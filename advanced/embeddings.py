@@ -258,11 +258,11 @@ class LocalEmbeddingProvider(EmbeddingProvider):
         # Token counts per text (a sparse texts x vocabulary matrix) times the embedding matrix:
         # the sums of each text's token vectors without materialising one 256-float row per
         # token (2000 texts of ~120 tokens: 245 MB gathered, 785 -> ~2,000 texts/s).
-        counts = csr_matrix(
+        occurrences = csr_matrix(
             (np.ones(len(flat), dtype=np.float32), flat, indptr), shape=(len(texts), model.matrix.shape[0])
         )
         # The mean's 1/n cancels in the normalisation: sums suffice.
-        sums = np.asarray(counts @ model.matrix, dtype=np.float32)
+        sums = np.asarray(occurrences @ model.matrix, dtype=np.float32)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         if (norms == 0).any():
             raise EmbeddingError("A text's token vectors cancel out; it has no direction to compare.")

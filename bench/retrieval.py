@@ -235,7 +235,22 @@ def _throughput(result: BenchResult, provider: EmbeddingProvider, texts: list[st
         note=f"{len(sample):,} texts, mean {np.mean([len(t) for t in sample]):.0f} chars",
     )
     log(f"retrieval throughput {provider.model}: {rate:,.0f} docs/s")
-    return {"texts": len(sample), "seconds": round(seconds, 3), "docs_per_second": round(rate, 1)}
+    report = {"texts": len(sample), "seconds": round(seconds, 3), "docs_per_second": round(rate, 1)}
+    if isinstance(provider, LocalEmbeddingProvider):
+        # The model alone: numpy rows, without converting 1536 floats a text to Python lists.
+        started = time.perf_counter()
+        provider.embed_array(sample)
+        array_rate = len(sample) / (time.perf_counter() - started)
+        result.add(
+            f"embedding throughput {provider.model} (numpy rows)",
+            round(array_rate),
+            "docs/s",
+            target=f">= {TARGET_DOCS_PER_SECOND:,} docs/s",
+            met=array_rate >= TARGET_DOCS_PER_SECOND,
+            note="embed_array: the model without the Python list conversion",
+        )
+        report["array_docs_per_second"] = round(array_rate, 1)
+    return report
 
 
 # --- generated product pages (the 10,000-document shop's distractors) ---------------------

@@ -522,4 +522,4 @@ def test_the_candidate_count_can_be_an_index_only_scan() -> None:
     with in_shop(SHOP_A), connection.cursor() as cursor:
         cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)")
         plan = KnowledgeDocument.objects.searchable().order_by()[:1001].values("pk").explain()
-    assert "Index Only Scan using knowledge_base_searchable_idx" in plan
+    assert "Index Only Scan using knowledge_base_searchable_idx" in plan, plan
