@@ -27,7 +27,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from advanced.embeddings import HashingEmbeddingProvider, document_text
+from advanced.embeddings import LocalEmbeddingProvider, document_text
 from advanced.factories import (
     ExperimentFactory,
     ExperimentResultFactory,
@@ -601,9 +601,9 @@ def _seed_knowledge_base(ctx: _ShopContext) -> None:
     # The newest note has not been through the embedding job yet.
     unembedded = DOCUMENTS[-1][0]
 
-    # The offline embedder, always: demo data must not depend on a network or a paid API, and
-    # text search then finds these documents whenever the hashing provider is the one in use.
-    embedder = HashingEmbeddingProvider()
+    # The offline local model, always: demo data must not depend on a network or a paid API,
+    # and semantic search then finds these documents with the default EMBEDDING_PROVIDER.
+    embedder = LocalEmbeddingProvider()
 
     def build(key: str, document_type: str, title: str, tags: list[str], version: int) -> KnowledgeDocument:
         embedded = key != unembedded
