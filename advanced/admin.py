@@ -39,6 +39,7 @@ from tenancy.charts import IntervalRow, interval_chart
 from tenancy.models import User
 
 from . import stats
+from .embeddings import embedding_provider
 from .models import CeoBriefing, Experiment, ExperimentResult, ExperimentStatus, KnowledgeDocument
 from .querysets import CeoBriefingQuerySet, ExperimentResultQuerySet
 from .review import render_review
@@ -54,7 +55,12 @@ from .services.experiments import (
     experiment_start,
     variant_errors,
 )
-from .services.knowledge import knowledge_document_delete, knowledge_document_revise, knowledge_document_save
+from .services.knowledge import (
+    knowledge_document_delete,
+    knowledge_document_revise,
+    knowledge_document_save,
+    knowledge_reembed,
+)
 from .services.reviews import briefing_review, briefing_review_errors, briefings_mark_reviewed
 
 EMPTY = "—"
@@ -598,7 +604,28 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
     ordering = ("shop__domain", "document_key", "-version")
     # A vector(1536) is ~20 kB of text per row: neither the list nor the form loads it, and a
     # form without the field leaves the stored embedding alone.
-    exclude = ("embedding",)
+    exclude = ("embedding", "search_language")
+    actions = ("reembed_shop",)
+
+    @admin.action(description="Re-embed this shop's documents with the current model", permissions=["change"])
+    def reembed_shop(self, request: HttpRequest, queryset: QuerySet[KnowledgeDocument]) -> None:
+        """Every current version of the selected documents' shop (one shop at a time) moved to
+        the configured embedding model and search language, in the admin's own scope."""
+        shops = sorted(set(queryset.values_list("shop_id", flat=True)))
+        if len(shops) != 1:
+            self.message_user(
+                request,
+                f"Select documents of exactly one shop to re-embed it; the selection spans {len(shops)}.",
+                messages.ERROR,
+            )
+            return
+        try:
+            moved = sum(batch.updated for batch in knowledge_reembed(shop_id=shops[0]))
+        except APIException as exc:
+            self.message_user(request, f"Not re-embedded: {exc.detail}", messages.ERROR)
+            return
+        model = embedding_provider().model
+        self.message_user(request, f"Re-embedded {moved} document(s) of {shops[0]} with {model}.", messages.SUCCESS)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[KnowledgeDocument]:
         return (

@@ -132,6 +132,8 @@ GENERATED_COLUMNS = {
     ("ad_performance", "roas"),
     ("social_analytics", "engagement_rate"),
     ("experiment_results", "conversion_rate"),
+    # Keyword search's tsvector of title and content (issue 14).
+    ("knowledge_base", "search_vector"),
 }
 
 
