@@ -518,10 +518,11 @@ def test_below_the_limit_the_search_is_exact_computing_each_distance_once(settin
 
 @pytest.mark.xfail(
     strict=False,
-    reason="Order-dependent since knowledge_base gained search_vector (issue 14): passes alone and with its "
-    "file, but after other knowledge tests the planner does not even offer the index-only path (with "
-    "index and bitmap scans disabled it picks a disabled bitmap scan). Root cause not found; see the "
-    "h-embed report.",
+    reason="Statistics-dependent: after tests/advanced/test_knowledge_index.py commits and analyses a few "
+    "rows, the planner estimates 8 rows for the shop and takes another index of the shop (plain index scan with "
+    "a filter); with fresh ANALYZE it prefers advanced_knowledgedocument_id_shop_uniq, since rows inserted in the "
+    "test transaction are not all-visible and an index-only scan then costs heap fetches too. Not order-safe as "
+    "written; see the closing note of the session that merged issue 14.",
 )
 @pytest.mark.usefixtures("large_table")
 def test_the_candidate_count_can_be_an_index_only_scan() -> None:
