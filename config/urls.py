@@ -18,3 +18,9 @@ urlpatterns = [
     path("api/v1/", include("onboarding.api.urls")),
     path("api/v1/", include("advanced.api.urls")),
 ]
+
+# Under /api/ the one JSON error shape, elsewhere Django's pages (tenancy/api/views.py).
+handler400 = "tenancy.api.views.bad_request"
+handler403 = "tenancy.api.views.permission_denied"
+handler404 = "tenancy.api.views.page_not_found"
+handler500 = "tenancy.api.views.server_error"

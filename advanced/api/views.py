@@ -75,7 +75,8 @@ class ExperimentViewSet(TenantViewSet):
     ordering = ["-created_at", "-id"]
 
     @extend_schema(responses=ExperimentResultSerializer(many=True), filters=False)
-    @action(detail=True, methods=["get"])
+    # The pagination class documents the cursor page shape nested_list returns.
+    @action(detail=True, methods=["get"], pagination_class=TimeSeriesPagination)
     def results(self, request: Request, pk: str | None = None) -> Response:
         """The experiment's result snapshots, newest first (cursor pages)."""
         queryset = ExperimentResult.objects.filter(experiment=self.get_object())
