@@ -256,6 +256,10 @@ REST_FRAMEWORK = {
         "tenancy.api.throttling.AnonThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_RATE, "anon": env_str("API_ANON_THROTTLE_RATE", "60/minute")},
+    # Proxies in front of the server that append to X-Forwarded-For. 0: the anonymous throttle
+    # counts the connecting address (DRF's default, None, trusts a client-sent X-Forwarded-For,
+    # so a new made-up address per request escaped it).
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
     "DEFAULT_SCHEMA_CLASS": "tenancy.api.schema.TenantAutoSchema",
     "EXCEPTION_HANDLER": "tenancy.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
