@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -234,46 +234,51 @@ def test_configured_rates_are_the_throttles_rates() -> None:
     assert configured.DATABASES["cache"]["ATOMIC_REQUESTS"] is False
 
 
-def _with_database_cache(settings: Any, **rates: str) -> None:
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_cache"}}
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **rates},
-    }
+@pytest.fixture
+def database_cache(settings: Any) -> Iterator[Callable[..., None]]:
+    """The configured database cache (not the per-process one of tests/conftest.py), with the
+    given throttle rates; emptied and its connection closed afterwards."""
+    from django.core.cache import cache
+    from django.db import connections
+
+    def use(**rates: str) -> None:
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_cache"}
+        }
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **rates},
+        }
+
+    yield use
+    cache.clear()
+    connections["cache"].close()  # or the test database cannot be dropped at the end
 
 
 @pytest.mark.django_db(databases=["default", "cache"])
-def test_user_throttle_counts_refused_requests_in_the_shared_cache(owner_a: Actor, settings: Any) -> None:
+def test_user_throttle_counts_refused_requests_in_the_shared_cache(
+    owner_a: Actor, database_cache: Callable[..., None]
+) -> None:
     # Through the database cache on its own connection: the request's transaction is rolled
     # back for each 400, and the counts must survive it.
-    from django.core.cache import cache
-
-    _with_database_cache(settings, user="3/minute")
-    try:
-        statuses = [owner_a.client.post(CAMPAIGNS, {"campaign_name": ""}, format="json").status_code for _ in range(4)]
-        assert statuses == [400, 400, 400, 429]
-        body = assert_error(owner_a.client.get(CAMPAIGNS), 429, code="throttled")
-        assert "available in" in body["detail"]
-    finally:
-        cache.clear()
+    database_cache(user="3/minute")
+    statuses = [owner_a.client.post(CAMPAIGNS, {"campaign_name": ""}, format="json").status_code for _ in range(4)]
+    assert statuses == [400, 400, 400, 429]
+    body = assert_error(owner_a.client.get(CAMPAIGNS), 429, code="throttled")
+    assert "available in" in body["detail"]
 
 
 @pytest.mark.django_db(databases=["default", "cache"])
 def test_anonymous_throttle_limits_the_public_schema_by_address_not_by_forwarded_header(
-    client: Client, settings: Any
+    client: Client, database_cache: Callable[..., None]
 ) -> None:
-    from django.core.cache import cache
-
-    _with_database_cache(settings, anon="2/minute")
-    try:
-        statuses = [
-            client.get("/api/schema/", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}", REMOTE_ADDR="198.51.100.7").status_code
-            for n in range(3)
-        ]
-        assert statuses == [200, 200, 429]
-        assert client.get("/api/schema/", REMOTE_ADDR="198.51.100.8").status_code == 200
-    finally:
-        cache.clear()
+    database_cache(anon="2/minute")
+    statuses = [
+        client.get("/api/schema/", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}", REMOTE_ADDR="198.51.100.7").status_code
+        for n in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    assert client.get("/api/schema/", REMOTE_ADDR="198.51.100.8").status_code == 200
 
 
 def test_throttle_counts_are_shared_by_worker_processes() -> None:
