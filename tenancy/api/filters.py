@@ -114,6 +114,14 @@ class OrderedRangesForm(forms.Form):
         return cleaned
 
 
+def _is_integer_column(model: type[models.Model] | None, filter_: django_filters.Filter) -> bool:
+    try:
+        field = model._meta.get_field(filter_.field_name) if model is not None else None
+    except Exception:  # a path across a relation, or an annotation
+        return False
+    return isinstance(field, models.IntegerField)
+
+
 class TenantFilterSet(django_filters.FilterSet):
     """Datetime filters in UTC (see UTCDateTimeField); `ordered_ranges` checked by the form."""
 
@@ -126,6 +134,10 @@ class TenantFilterSet(django_filters.FilterSet):
         super().__init__(*args, **kwargs)
         for filter_ in self.filters.values():
             strict = next((field for kind, field in STRICT_FIELDS.items() if isinstance(filter_, kind)), None)
+            if isinstance(filter_, django_filters.NumberFilter) and _is_integer_column(self._meta.model, filter_):
+                # django-filter reads every number as a decimal, so `?max_score=2.5` was accepted
+                # (and compared) although the column and the OpenAPI document say integer.
+                strict = forms.IntegerField
             if strict is None:
                 continue
             filter_.field_class = strict

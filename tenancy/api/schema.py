@@ -11,6 +11,17 @@ from rest_framework import serializers
 from .scoping import OPTIONAL_SHOP_HEADER_PARAMETER, SHOP_HEADER_PARAMETER, TenantScopedViewMixin
 
 
+def decimal_pattern(field: serializers.DecimalField) -> str:
+    """The strings a DecimalField accepts, strictly: drf-spectacular's own pattern allows ``""``
+    and ``"."`` (refused) and a sign where the column's CHECK has a lower bound of 0."""
+    places = field.decimal_places or 0
+    whole = (field.max_digits - places) if field.max_digits is not None else None
+    digits = f"\\d{{1,{whole}}}" if whole else ("0" if whole == 0 else "\\d+")
+    sign = "" if field.min_value is not None and field.min_value >= 0 else "-?"
+    fraction = f"(?:\\.\\d{{1,{places}}})?" if places else ""
+    return f"^{sign}{digits}{fraction}$"
+
+
 class TenantAutoSchema(AutoSchema):
     def get_request_serializer(self) -> Any:
         # A bulk batch is an array of the resource's rows (1 to API_BULK_MAX_ROWS), each validated
@@ -25,14 +36,8 @@ class TenantAutoSchema(AutoSchema):
         result: dict[str, Any] = super()._map_serializer_field(field, direction, bypass_extensions)
         # A decimal rendered as a string is documented by a pattern that allows a sign; with a
         # lower bound of 0 (the database's CHECK) a negative value is refused, so say so.
-        min_value = getattr(field, "min_value", None)
-        if (
-            isinstance(field, serializers.DecimalField)
-            and min_value is not None
-            and min_value >= 0
-            and str(result.get("pattern", "")).startswith("^-?")
-        ):
-            result["pattern"] = "^" + result["pattern"][3:]
+        if isinstance(field, serializers.DecimalField) and "pattern" in result:
+            result["pattern"] = decimal_pattern(field)
         return result
 
     def get_override_parameters(self) -> list[Any]:
@@ -78,9 +83,13 @@ ERROR_RESPONSES = {
 NUL_FREE_PATTERN = "^[^\\u0000]*$"
 
 
+# Text that is not blank once trimmed (DRF strips whitespace, then refuses an empty value).
+NUL_FREE_NOT_BLANK_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+
+
 def _refuse_nul(schema: dict[str, Any]) -> None:
     if schema.get("type") == "string" and "format" not in schema and "enum" not in schema and "pattern" not in schema:
-        schema["pattern"] = NUL_FREE_PATTERN
+        schema["pattern"] = NUL_FREE_NOT_BLANK_PATTERN if schema.get("minLength", 0) >= 1 else NUL_FREE_PATTERN
 
 
 def document_request_rules(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
@@ -107,6 +116,8 @@ def document_request_rules(result: dict[str, Any], generator: Any, request: Any,
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "query" and isinstance(parameter.get("schema"), dict):
                     _refuse_nul(parameter["schema"])
+                    if isinstance(parameter["schema"].get("items"), dict):  # `status__in=a,b`
+                        _refuse_nul(parameter["schema"]["items"])
     return result
 
 

@@ -40,11 +40,29 @@ class StrictFieldsMixin:
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            known = set(self.fields)  # type: ignore[attr-defined]
-            unknown = sorted(str(key) for key in data if key not in known)
+            fields = self.fields  # type: ignore[attr-defined]
+            unknown = sorted(str(key) for key in data if key not in fields)
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown}, code="unknown_field")
+            not_text = {
+                key: ["Not a valid string."] for key, value in data.items() if _text_expected(fields[key], value)
+            }
+            if not_text:
+                raise serializers.ValidationError(not_text, code="invalid")
         return super().to_internal_value(data)  # type: ignore[misc]
+
+
+def _text_expected(field: serializers.Field[Any, Any, Any, Any], value: Any) -> bool:
+    """Whether a text field (or a list of text) was given something else. DRF's CharField
+    turns a number or a boolean into its text (`"tags": [42]` was the tag "42"), which the
+    OpenAPI document, saying `string`, does not allow."""
+    if field.read_only or value is None:
+        return False
+    if isinstance(field, serializers.CharField):
+        return not isinstance(value, str)
+    if isinstance(field, serializers.ListField) and isinstance(field.child, serializers.CharField):
+        return isinstance(value, list) and any(item is not None and not isinstance(item, str) for item in value)
+    return False
 
 
 def _check_conditions(model: type[models.Model]) -> list[tuple[str, str, Any]]:

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection, transaction
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.urls import is_valid_path
 from django.views import defaults
 from drf_spectacular.utils import extend_schema
 from rest_framework.generics import RetrieveAPIView
@@ -72,7 +73,10 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponseBase:
     if request.path.startswith(API_PREFIX):
-        return _api_error(404, "not_found", "Not found: no API route matches this path.")
+        detail = "Not found: no API route matches this path."
+        if not request.path_info.endswith("/") and is_valid_path(f"{request.path_info}/"):
+            detail += f" Did you mean {request.path}/ (with the trailing slash)?"
+        return _api_error(404, "not_found", detail)
     return defaults.page_not_found(request, exception)
 
 

@@ -180,6 +180,26 @@ def test_mint_token_prints_a_working_token(owner_a: Actor, capsys: pytest.Captur
     assert _client(token).get(CAMPAIGNS).status_code == 200
 
 
+@pytest.mark.parametrize("ttl", ["0", "-5"])
+def test_mint_token_refuses_a_lifetime_that_is_not_positive(owner_a: Actor, ttl: str) -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--ttl must be a positive number of seconds"):
+        call_command("mint_token", owner_a.user.username, "--ttl", ttl)
+
+
+def test_mint_token_refuses_unknown_and_inactive_users(owner_a: Actor, capsys: pytest.CaptureFixture[str]) -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no active user named 'nobody'"):
+        call_command("mint_token", "nobody")
+    owner_a.user.is_active = False
+    owner_a.user.save(update_fields=["is_active"])
+    with pytest.raises(CommandError, match="no active user named 'alpha-owner'"):
+        call_command("mint_token", owner_a.user.username)
+    assert capsys.readouterr().out == ""
+
+
 def _subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "API_"))}
     return {**env, "DJANGO_SETTINGS_MODULE": "config.settings", **extra}

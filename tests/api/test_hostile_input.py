@@ -323,15 +323,21 @@ def test_a_body_larger_than_the_upload_limit_is_413(owner_a: Actor, settings: An
     assert _count(AdCampaign) == 0
 
 
-def test_the_body_limit_holds_a_full_bulk_batch(settings: Any) -> None:
-    # API_BULK_MAX_ROWS rows of the widest bulk resource at realistic sizes fit the body limit.
-    row = {
-        "url": "https://shop.example/" + "p" * 200,
-        "crawled_at": "2026-03-01T00:00:00Z",
-        "issues": [{"code": "missing_alt", "count": 12, "detail": "x" * 200}] * 3,
+def test_the_body_limit_holds_a_full_bulk_batch_of_the_widest_rows(settings: Any) -> None:
+    # From the schema: every bulk row type with each text field at its maxLength (ASCII) and
+    # every other value 25 characters; API_BULK_MAX_ROWS of them must fit the body limit.
+    schema = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    rows = {
+        name: {
+            key: "x" * prop["maxLength"] if "maxLength" in prop else "9" * 25
+            for key, prop in component["properties"].items()
+        }
+        for name, component in schema["components"]["schemas"].items()
+        if name.endswith("RowRequest")
     }
-    batch = json.dumps([row] * settings.API_BULK_MAX_ROWS)
-    assert len(batch.encode()) < settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    assert len(rows) == 4, sorted(rows)
+    sizes = {name: len(json.dumps([row] * settings.API_BULK_MAX_ROWS)) for name, row in rows.items()}
+    assert max(sizes.values()) < settings.DATA_UPLOAD_MAX_MEMORY_SIZE, sizes
 
 
 # --- Free text limits ------------------------------------------------------------------------
@@ -469,6 +475,15 @@ def test_an_unknown_api_path_is_the_json_404(owner_a: Actor, path: str) -> None:
     response = owner_a.client.get(path)
     assert response["Content-Type"] == "application/json"
     assert_error(response, 404, code="not_found")
+
+
+def test_an_api_write_without_the_trailing_slash_is_a_json_404_not_a_redirect_to_a_get(owner_a: Actor) -> None:
+    # A 301 is followed with a GET: the write was lost and the client saw a 200 list.
+    response = owner_a.client.post("/api/v1/ad-campaigns", _campaign(), format="json")
+    body = assert_error(response, 404, code="not_found")
+    assert "/api/v1/ad-campaigns/ (with the trailing slash)" in body["detail"]
+    assert _count(AdCampaign) == 0
+    assert owner_a.client.get("/api/v1/ad-campaigns").status_code == 301
 
 
 def test_unknown_admin_paths_stay_html(client: Client) -> None:
