@@ -173,8 +173,11 @@ class KnowledgeDocumentViewSet(TenantViewSet):
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
-        include = self.request.query_params.get("include", "").split(",")
-        context["include_embedding"] = self.action == "retrieve" and "embedding" in include
+        include = self.request.query_params.get("include")
+        if self.action == "retrieve" and include not in (None, "embedding"):
+            # The contract names one value; anything else was silently ignored.
+            raise exceptions.ValidationError({"include": ["Only `embedding` may be included."]}, code="invalid")
+        context["include_embedding"] = self.action == "retrieve" and include == "embedding"
         return context
 
     @extend_schema(parameters=[INCLUDE_EMBEDDING])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 from base64 import b64decode, b64encode
-from typing import Any
+from typing import Any, NamedTuple
 from urllib import parse
 
 from django.conf import settings
@@ -14,10 +14,17 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.db.models import Q, QuerySet
 from rest_framework import exceptions
-from rest_framework.pagination import Cursor, CursorPagination, PageNumberPagination
+from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
+
+
+class Keyset(NamedTuple):
+    """A decoded cursor: the sort key of the row at a page's edge, and the direction."""
+
+    reverse: bool
+    position: tuple[Any, ...]
 
 
 class InvalidCursor(exceptions.NotFound):
@@ -130,8 +137,8 @@ class TimeSeriesPagination(CursorPagination):
     def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
         return _bounded_page_size(super().get_schema_operation_parameters(view))
 
-    def decode_cursor(self, request: Request) -> Cursor | None:
-        """Cursor(offset=0, reverse, position=(typed value per ordering column)), or InvalidCursor."""
+    def decode_cursor(self, request: Request) -> Keyset | None:  # type: ignore[override]
+        """The request's cursor (a typed value per ordering column), or InvalidCursor."""
         encoded = request.query_params.get(self.cursor_query_param)
         if encoded is None:
             return None
@@ -141,19 +148,19 @@ class TimeSeriesPagination(CursorPagination):
         except (ValueError, KeyError) as exc:  # not base64 / ASCII, or `r` not 0 or 1
             raise InvalidCursor() from exc
         positions = tokens.get("p", [])
-        if len(positions) != len(self.ordering) or set(tokens) - {"r", "p"}:
+        if len(positions) != len(self.key_order) or set(tokens) - {"r", "p"}:
             raise InvalidCursor()
         values = tuple(
-            cursor_position(self._cursor_queryset, str(term).lstrip("-"), position)
-            for term, position in zip(self.ordering, positions, strict=True)
+            cursor_position(self._cursor_queryset, term.lstrip("-"), position)
+            for term, position in zip(self.key_order, positions, strict=True)
         )
-        return Cursor(offset=0, reverse=reverse, position=values)
+        return Keyset(reverse=reverse, position=values)
 
-    def encode_cursor(self, cursor: Cursor) -> str:
+    def encode_cursor(self, cursor: Keyset) -> str:  # type: ignore[override]
         tokens = [("r", "1")] if cursor.reverse else []
         tokens += [("p", str(value)) for value in cursor.position]
         encoded = b64encode(parse.urlencode(tokens, doseq=True).encode("ascii")).decode("ascii")
-        return replace_query_param(self.base_url, self.cursor_query_param, encoded)
+        return replace_query_param(str(self.base_url), self.cursor_query_param, encoded)
 
     def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: APIView | None = None) -> Any:
         self.request = request
@@ -163,7 +170,7 @@ class TimeSeriesPagination(CursorPagination):
         terms = [str(term) for term in (ordering if isinstance(ordering, list | tuple) else (ordering,))]
         if not any(term.lstrip("-") in {"id", "pk"} for term in terms):
             terms.append("-id" if terms[-1].startswith("-") else "id")  # a total order
-        self.ordering = tuple(terms)
+        self.key_order = tuple(terms)
         names = [term.lstrip("-") for term in terms]
         selected = (*queryset.query.values_select, *queryset.query.annotation_select)
         if queryset.query.values_select and not set(names) <= set(selected):
@@ -175,12 +182,12 @@ class TimeSeriesPagination(CursorPagination):
             if field is not None and (field.null or getattr(getattr(field, "output_field", None), "null", False)):
                 queryset = queryset.filter(**{f"{name}__isnull": False})
         self._cursor_queryset = queryset  # for decode_cursor (positions are checked per column)
-        self.cursor = self.decode_cursor(request)
-        reverse = bool(self.cursor and self.cursor.reverse)
+        keyset = self.decode_cursor(request)
+        reverse = bool(keyset and keyset.reverse)
         order = [_flip(term) for term in terms] if reverse else terms
         queryset = queryset.order_by(*order)
-        if self.cursor is not None:
-            queryset = queryset.filter(_after(order, self.cursor.position))
+        if keyset is not None:
+            queryset = queryset.filter(_after(order, keyset.position))
         assert self.page_size is not None
         rows = list(queryset[: self.page_size + 1])
         more = len(rows) > self.page_size
@@ -189,12 +196,12 @@ class TimeSeriesPagination(CursorPagination):
             self.page.reverse()
         # Going forward, rows before the page exist when we came by a cursor; going back, rows
         # after it do (the one the cursor was taken from).
-        self.has_next = self.cursor is not None if reverse else more
-        self.has_previous = more if reverse else self.cursor is not None
+        self.has_next = keyset is not None if reverse else more
+        self.has_previous = more if reverse else keyset is not None
         return self.page
 
     def _key(self, row: Any) -> tuple[Any, ...]:
-        names = [term.lstrip("-") for term in self.ordering]
+        names = [term.lstrip("-") for term in self.key_order]
         if isinstance(row, dict):
             return tuple(row[name] for name in names)
         return tuple(getattr(row, "pk" if name == "pk" else name) for name in names)
@@ -202,12 +209,12 @@ class TimeSeriesPagination(CursorPagination):
     def get_next_link(self) -> str | None:
         if not self.has_next or not self.page:
             return None
-        return self.encode_cursor(Cursor(offset=0, reverse=False, position=self._key(self.page[-1])))
+        return self.encode_cursor(Keyset(reverse=False, position=self._key(self.page[-1])))
 
     def get_previous_link(self) -> str | None:
         if not self.has_previous or not self.page:
             return None
-        return self.encode_cursor(Cursor(offset=0, reverse=True, position=self._key(self.page[0])))
+        return self.encode_cursor(Keyset(reverse=True, position=self._key(self.page[0])))
 
 
 def _flip(term: str) -> str:

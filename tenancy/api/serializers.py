@@ -44,25 +44,40 @@ class StrictFieldsMixin:
             unknown = sorted(str(key) for key in data if key not in fields)
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown}, code="unknown_field")
-            not_text = {
-                key: ["Not a valid string."] for key, value in data.items() if _text_expected(fields[key], value)
-            }
-            if not_text:
-                raise serializers.ValidationError(not_text, code="invalid")
+            wrong = {key: [message] for key, value in data.items() if (message := _wrong_type(fields[key], value))}
+            if wrong:
+                raise serializers.ValidationError(wrong, code="invalid")
         return super().to_internal_value(data)  # type: ignore[misc]
 
 
-def _text_expected(field: serializers.Field[Any, Any, Any, Any], value: Any) -> bool:
-    """Whether a text field (or a list of text) was given something else. DRF's CharField
-    turns a number or a boolean into its text (`"tags": [42]` was the tag "42"), which the
-    OpenAPI document, saying `string`, does not allow."""
+# Fields whose value DRF reads from an empty string as null (a habit of HTML forms).
+_NOT_TEXT = (
+    serializers.DecimalField,
+    serializers.IntegerField,
+    serializers.FloatField,
+    serializers.DateField,
+    serializers.DateTimeField,
+)
+
+
+def _wrong_type(field: serializers.Field[Any, Any, Any, Any], value: Any) -> str | None:
+    """Why a value is not of the field's JSON type, where DRF would coerce it: a CharField turns
+    a number or a boolean into its text (`"tags": [42]` was the tag "42"), a nullable number or
+    date reads `""` as null. The OpenAPI document allows neither."""
     if field.read_only or value is None:
-        return False
-    if isinstance(field, serializers.CharField):
-        return not isinstance(value, str)
-    if isinstance(field, serializers.ListField) and isinstance(field.child, serializers.CharField):
-        return isinstance(value, list) and any(item is not None and not isinstance(item, str) for item in value)
-    return False
+        return None
+    if isinstance(field, serializers.CharField) and not isinstance(value, str):
+        return "Not a valid string."
+    if (
+        isinstance(field, serializers.ListField)
+        and isinstance(field.child, serializers.CharField)
+        and isinstance(value, list)
+        and any(item is not None and not isinstance(item, str) for item in value)
+    ):
+        return "Every item must be a string."
+    if isinstance(field, _NOT_TEXT) and value == "":
+        return "A value is required here; send null for none."
+    return None
 
 
 def _check_conditions(model: type[models.Model]) -> list[tuple[str, str, Any]]:

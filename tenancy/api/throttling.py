@@ -41,19 +41,22 @@ class CacheRouter:
         return False if db == CACHE_ALIAS else None
 
 
-class _LiveRates:
-    """Reads the rate from the current settings (DRF reads them once, at import)."""
-
-    scope: str
-
-    def get_rate(self) -> str | None:
-        rate: str | None = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-        return rate
+def live_rate(scope: str | None) -> str | None:
+    """The rate of `scope` in the current settings (DRF reads them once, at import, so a
+    changed setting, as in tests, would otherwise never apply)."""
+    rate = api_settings.DEFAULT_THROTTLE_RATES.get(scope or "")
+    return None if rate is None else str(rate)
 
 
-class UserThrottle(_LiveRates, UserRateThrottle):
+class UserThrottle(UserRateThrottle):
     """API_THROTTLE_RATE per signed-in user, across every worker."""
 
+    def get_rate(self) -> str | None:
+        return live_rate(self.scope)
 
-class AnonThrottle(_LiveRates, AnonRateThrottle):
+
+class AnonThrottle(AnonRateThrottle):
     """API_ANON_THROTTLE_RATE per client address for requests without a user, across every worker."""
+
+    def get_rate(self) -> str | None:
+        return live_rate(self.scope)

@@ -221,7 +221,7 @@ def test_bulk_refuses_non_list_and_empty_batches(owner_a: Actor, payload: object
 
 
 def test_bulk_over_the_row_limit_names_the_limit_and_writes_nothing(owner_a: Actor, settings: object) -> None:
-    settings.API_BULK_MAX_ROWS = 5  # type: ignore[attr-defined]
+    settings.API_BULK_MAX_ROWS = 5
     campaign = AdCampaignFactory(shop=owner_a.shop)
     body = assert_error(
         owner_a.client.post(f"{PERFORMANCE}bulk/", _rows(campaign.pk, 6), format="json"), 400, code="batch_size"
