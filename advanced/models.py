@@ -293,7 +293,7 @@ class CeoBriefing(ShopScopedModel):
     rating = models.PositiveSmallIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(5)]
     )
-    feedback_notes = models.TextField(blank=True, default="", max_length=10_000)
+    feedback_notes = models.TextField(blank=True, default="")
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

@@ -20,6 +20,7 @@ from ..models import (
     KnowledgeDocument,
 )
 from ..services.experiments import variant_errors, variant_keys, variants_change_error
+from ..services.reviews import FEEDBACK_NOTES_MAX_LENGTH
 
 # pgvector stores single-precision floats; a larger value is refused by the database.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -479,6 +480,8 @@ class CeoBriefingSerializer(TenantModelSerializer):
             *AUDIT_FIELDS,
         )
         read_only_fields = (*TenantModelSerializer.Meta.read_only_fields, "reviewed_by", "reviewed_at")
+        # The review service's limit (the admin's review form says the same).
+        extra_kwargs = {"feedback_notes": {"max_length": FEEDBACK_NOTES_MAX_LENGTH}}
 
     def validate_key_metrics(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):

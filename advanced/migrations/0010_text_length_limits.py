@@ -15,11 +15,6 @@ class Migration(migrations.Migration):
             field=models.TextField(max_length=20000),
         ),
         migrations.AlterField(
-            model_name="ceobriefing",
-            name="feedback_notes",
-            field=models.TextField(blank=True, default="", max_length=10000),
-        ),
-        migrations.AlterField(
             model_name="experiment",
             name="description",
             field=models.TextField(blank=True, default="", max_length=10000),
