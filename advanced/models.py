@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
@@ -13,6 +15,7 @@ from pgvector.django import IvfflatIndex, VectorField
 
 from tenancy.db import choices_check, nonnegative_checks, range_checks, ratio_field
 from tenancy.models import ShopScopedModel
+from tenancy.tables import PolicyKind, Retention, TenantTable
 
 from .querysets import (
     CeoBriefingQuerySet,
@@ -42,6 +45,8 @@ class ExperimentStatus(models.TextChoices):
 
 class Experiment(ShopScopedModel):
     """An A/B test a shop runs: its variants, lifecycle and, once decided, the winner."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP)
 
     experiment_key = models.SlugField(max_length=100, db_index=False)
     experiment_name = models.CharField(max_length=200)
@@ -107,6 +112,8 @@ class Experiment(ShopScopedModel):
 
 class ExperimentResult(ShopScopedModel):
     """One variant's cumulative figures and statistics against control on one day."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP, retention=Retention.forever())
 
     experiment = models.ForeignKey(
         Experiment,
@@ -198,6 +205,8 @@ class DocumentType(models.TextChoices):
 class KnowledgeDocument(ShopScopedModel):
     """One version of a document the shop's AI agents may retrieve, with its embedding."""
 
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP, retention=Retention.forever())
+
     document_key = models.SlugField(max_length=200, db_index=False, help_text="Stable key shared by all versions.")
     title = models.CharField(max_length=500)
     # About 25,000 words. The embedding models read ~8,000 tokens (~32,000 characters) of it;
@@ -281,6 +290,8 @@ class BriefingType(models.TextChoices):
 
 class CeoBriefing(ShopScopedModel):
     """A generated executive summary of a shop's period, and staff feedback on its quality."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.CEO, retention=Retention("period_end", days=365))
 
     briefing_type = models.CharField(max_length=16, choices=BriefingType.choices)
     period_start = models.DateField()

@@ -8,15 +8,15 @@ from typing import Any, cast
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, permissions
+from rest_framework import exceptions
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from tenancy.api.pagination import TimeSeriesPagination
+from tenancy.api.permissions import IsShopWriterOrReadOnly
 from tenancy.api.viewsets import TenantViewSet, nested_list
-from tenancy.models import MembershipRole, ShopMembership
 
 from ..filters import CeoBriefingFilterSet, ExperimentFilterSet, ExperimentResultFilterSet, KnowledgeDocumentFilterSet
 from ..models import CeoBriefing, Experiment, ExperimentResult, KnowledgeDocument
@@ -35,6 +35,7 @@ from ..services.knowledge import (
     knowledge_document_save,
     knowledge_search,
 )
+from .permissions import IsBriefingWriterOrReadOnly
 from .serializers import (
     CeoBriefingSerializer,
     ExperimentAnalysisSerializer,
@@ -61,8 +62,6 @@ NOT_CURRENT = OpenApiResponse(
 EMBEDDING_FAILED = OpenApiResponse(
     response=_ERROR_REF, description="The embedding provider failed (`embedding_failed`); nothing was written."
 )
-# The roles the ceo_briefings policy shows briefings to.
-BRIEFING_ROLES = frozenset({MembershipRole.CEO, MembershipRole.OWNER})
 
 
 class ExperimentViewSet(TenantViewSet):
@@ -159,10 +158,8 @@ class KnowledgeDocumentViewSet(TenantViewSet):
     ordering_fields = ["document_key", "title", "document_type", "updated_at", "created_at"]
     ordering = ["document_key", "-version"]
 
-    def check_role(self, request: Request) -> None:
-        # Search is a read sent as POST (its body may carry 1536 floats): viewers may search.
-        if self.action != "search":
-            super().check_role(request)
+    # Search is a read sent as POST (its body may carry 1536 floats): viewers may search.
+    read_actions = ("search",)
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         queryset = super().filter_queryset(queryset)
@@ -208,7 +205,7 @@ class KnowledgeDocumentViewSet(TenantViewSet):
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         serializer.instance = knowledge_document_save(
-            shop_id=self.request.membership.shop_id,  # type: ignore[attr-defined]
+            shop_id=self.tenant.required_shop,
             actor=str(self.request.user.pk),
             **serializer.validated_data,
         )
@@ -272,10 +269,4 @@ class CeoBriefingViewSet(TenantViewSet):
     ordering_fields = ["period_end", "rating", "created_at"]
     ordering = ["-period_end", "-id"]
 
-    def check_role(self, request: Request) -> None:
-        super().check_role(request)
-        membership: ShopMembership = request.membership  # type: ignore[attr-defined]
-        # The policy hides briefings from other roles (an empty list, 404 on an id) and would
-        # refuse their writes with a database error; a write is refused here, before any lookup.
-        if request.method not in permissions.SAFE_METHODS and membership.role not in BRIEFING_ROLES:
-            raise exceptions.PermissionDenied("Only the shop's CEO or owner may write briefings.")
+    tenant_permission_classes = (IsShopWriterOrReadOnly, IsBriefingWriterOrReadOnly)
