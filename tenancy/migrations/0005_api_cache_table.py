@@ -16,6 +16,6 @@ DROP = "DROP TABLE IF EXISTS api_cache;"
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tenancy", "0003_auth_uid")]
+    dependencies = [("tenancy", "0004_shop_view_all_shops_permission")]
 
     operations = [migrations.RunSQL(CREATE, DROP)]
