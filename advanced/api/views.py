@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from tenancy.api.bulk import BulkUpsertMixin
 from tenancy.api.pagination import TimeSeriesPagination
 from tenancy.api.permissions import IsShopWriterOrReadOnly
 from tenancy.api.viewsets import TenantViewSet, nested_list
@@ -28,6 +29,7 @@ from ..services.experiments import (
     experiment_pause,
     experiment_resume,
     experiment_start,
+    variant_keys,
 )
 from ..services.knowledge import (
     knowledge_document_delete,
@@ -41,6 +43,7 @@ from .serializers import (
     ExperimentAnalysisSerializer,
     ExperimentAnalyzeSerializer,
     ExperimentCompleteSerializer,
+    ExperimentResultRowSerializer,
     ExperimentResultSerializer,
     ExperimentSerializer,
     KnowledgeDocumentSerializer,
@@ -133,8 +136,9 @@ class ExperimentViewSet(TenantViewSet):
         return Response(ExperimentAnalysisSerializer(result).data)
 
 
-class ExperimentResultViewSet(TenantViewSet):
-    """One variant's cumulative figures on one day; conversion_rate is generated, read-only."""
+class ExperimentResultViewSet(BulkUpsertMixin, TenantViewSet):
+    """One variant's cumulative figures on one day (with the CUPED covariate aggregates when
+    known); conversion_rate is generated, chance_to_win and expected_loss are the analysis'."""
 
     queryset = ExperimentResult.objects.all()
     serializer_class = ExperimentResultSerializer
@@ -142,6 +146,26 @@ class ExperimentResultViewSet(TenantViewSet):
     pagination_class = TimeSeriesPagination
     ordering_fields = ["snapshot_date", "created_at"]
     ordering = ["-snapshot_date", "-id"]
+    bulk_serializer_class = ExperimentResultRowSerializer
+    bulk_conflict_fields = ("experiment_id", "variant_key", "snapshot_date")
+
+    def bulk_parent_errors(self, rows: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        wanted = {row["experiment_id"] for _, row in rows}
+        keys = {
+            pk: set(variant_keys(variants))
+            for pk, variants in Experiment.objects.filter(pk__in=wanted).values_list("pk", "variants")
+        }
+        errors: list[dict[str, Any]] = []
+        for index, row in rows:
+            experiment = row["experiment_id"]
+            if experiment not in keys:
+                message = f"Experiment {experiment} does not exist in this shop."
+                errors.append({"index": index, "field": "experiment_id", "code": "does_not_exist", "message": message})
+            elif row["variant_key"] not in keys[experiment]:
+                known = ", ".join(sorted(keys[experiment])) or "none"
+                message = f"{row['variant_key']!r} is not a variant of experiment {experiment} (keys: {known})."
+                errors.append({"index": index, "field": "variant_key", "code": "invalid_choice", "message": message})
+        return errors
 
 
 class KnowledgeDocumentViewSet(TenantViewSet):

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("advanced", "0009_knowledge_searchable_idx"),
+        ("advanced", "0010_experiment_engines_cuped_guardrails"),
     ]
 
     operations = [
