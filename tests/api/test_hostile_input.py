@@ -335,7 +335,7 @@ def test_the_body_limit_holds_a_full_bulk_batch_of_the_widest_rows(settings: Any
         for name, component in schema["components"]["schemas"].items()
         if name.endswith("RowRequest")
     }
-    assert len(rows) == 4, sorted(rows)
+    assert len(rows) >= 4, sorted(rows)  # one per bulk resource
     sizes = {name: len(json.dumps([row] * settings.API_BULK_MAX_ROWS)) for name, row in rows.items()}
     assert max(sizes.values()) < settings.DATA_UPLOAD_MAX_MEMORY_SIZE, sizes
 

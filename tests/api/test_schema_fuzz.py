@@ -96,7 +96,7 @@ BUSINESS_RULES = [
     _rule(
         "References name a row of the caller's shop (a parent id in a body, bulk row or filter)",
         codes=("does_not_exist", "invalid_choice"),
-        fields=("campaign", "social_post", "experiment", "campaign_id", "social_post_id"),
+        fields=("campaign", "social_post", "experiment", "campaign_id", "social_post_id", "experiment_id"),
     ),
     _rule("Ranges are in order: an end before its start", codes=("range_order",)),
     _rule(
@@ -110,7 +110,8 @@ BUSINESS_RULES = [
     _rule("Workflows move only along their transitions", codes=("invalid_transition",)),
     _rule(
         "Values that must agree with each other: a status and its timestamps, a tour's current step "
-        "and its steps, tracked_on and tracked_at, a briefing's period, a bulk batch's natural keys",
+        "and its steps, tracked_on and tracked_at, a briefing's period, conversions within "
+        "participants and the three CUPED aggregates together, a bulk batch's natural keys",
         fields=(
             "status",
             "current_step",
@@ -121,6 +122,10 @@ BUSINESS_RULES = [
             "started_at",
             "dismissed_at",
             "last_shown_at",
+            "conversions",
+            "covariate_sum",
+            "covariate_sum_squares",
+            "covariate_cross_sum",
         ),
         codes=("duplicate_key",),
     ),
