@@ -34,8 +34,10 @@ class KnowledgeDocumentFilterSet(TenantFilterSet):
     tags_any = CharListFilter(field_name="tags", lookup_expr="overlap", help_text="Documents having ANY of these tags.")
     is_current = django_filters.BooleanFilter(
         field_name="is_current",
-        help_text="Lists show only current versions unless this is given.",
+        help_text="Lists show only current versions unless this is given; empty (`?is_current=`): every version.",
     )
+    # `?is_current=` (empty) is how a list asks for every version (see the view).
+    blank_allowed = ("is_current",)
 
     class Meta:
         model = KnowledgeDocument

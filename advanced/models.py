@@ -95,7 +95,9 @@ class Experiment(ShopScopedModel):
 
     experiment_key = models.SlugField(max_length=100, db_index=False)
     experiment_name = models.CharField(max_length=200)
-    description = models.TextField(blank=True, default="")
+    # Free-text limits (max_length on a TextField is checked by the API and the admin forms, not
+    # by the database): far above real use, far below a body that ties up a worker.
+    description = models.TextField(blank=True, default="", max_length=10_000)
     variants = models.JSONField(
         default=list,
         help_text="Array of {key, name, weight, is_control}; weights sum to 1 (or 100).",
@@ -395,7 +397,10 @@ class KnowledgeDocument(ShopScopedModel):
 
     document_key = models.SlugField(max_length=200, db_index=False, help_text="Stable key shared by all versions.")
     title = models.CharField(max_length=500)
-    content = models.TextField()
+    # About 25,000 words. The embedding models read ~8,000 tokens (~32,000 characters) of it;
+    # the hashing embedder takes ~0.1 s for this much (10 MB took 5.6 s), and every edit stores
+    # a new version of the whole text.
+    content = models.TextField(max_length=100_000)
     document_type = models.CharField(max_length=16, choices=DocumentType.choices, default=DocumentType.NOTE)
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
     embedding_model = models.CharField(max_length=100, blank=True, default="")
@@ -494,7 +499,7 @@ class CeoBriefing(ShopScopedModel):
     briefing_type = models.CharField(max_length=16, choices=BriefingType.choices)
     period_start = models.DateField()
     period_end = models.DateField()
-    executive_summary = models.TextField()
+    executive_summary = models.TextField(max_length=20_000)
     key_metrics = models.JSONField(default=dict, help_text="Object of metric name -> figures.")
     insights = models.JSONField(default=list, help_text="Array of ranked insights.")
     generation_model = models.CharField(max_length=100, blank=True, default="")

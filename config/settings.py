@@ -96,6 +96,18 @@ DATABASES = {
         "ATOMIC_REQUESTS": True,
     }
 }
+# The same database for the rate-limit counters (tenancy/api/throttling.py), in autocommit:
+# counted outside the request's transaction, which rolls back on every refused request.
+DATABASES["cache"] = {**DATABASES["default"], "ATOMIC_REQUESTS": False, "TEST": {"MIRROR": "default"}}
+DATABASE_ROUTERS = ["tenancy.api.throttling.CacheRouter"]
+# Shared by every worker process (DRF's throttles count in it); no new server.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "api_cache",
+        "OPTIONS": {"MAX_ENTRIES": env_int("API_CACHE_MAX_ENTRIES", 100_000)},
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Applications -----------------------------------------------------------------------
@@ -121,7 +133,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    # CommonMiddleware without the trailing-slash redirect of API writes (tenancy/api/middleware.py).
+    "tenancy.api.middleware.APICommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -253,13 +266,25 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
+    # JSON only (a form body is 415): forms cannot carry the JSON columns, lists and nulls the
+    # resources have. The parser refuses invalid Unicode, deep nesting and oversized bodies
+    # (tenancy/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["tenancy.api.parsers.StrictJSONParser"],
+    # Dates and moments as the OpenAPI document says (RFC 3339), not whatever Python can read
+    # (`20240101`, `2024-W01-1`, a moment without its offset).
+    "DATE_INPUT_FORMATS": ["%Y-%m-%d"],
+    "DATETIME_INPUT_FORMATS": ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"],
     "DEFAULT_PAGINATION_CLASS": "tenancy.api.pagination.PagePagination",
     "PAGE_SIZE": API_PAGE_SIZE,
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.AnonRateThrottle",
+        "tenancy.api.throttling.UserThrottle",
+        "tenancy.api.throttling.AnonThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_RATE, "anon": env_str("API_ANON_THROTTLE_RATE", "60/minute")},
+    # Proxies in front of the server that append to X-Forwarded-For. 0: the anonymous throttle
+    # counts the connecting address (DRF's default, None, trusts a client-sent X-Forwarded-For,
+    # so a new made-up address per request escaped it).
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
     "DEFAULT_SCHEMA_CLASS": "tenancy.api.schema.TenantAutoSchema",
     "EXCEPTION_HANDLER": "tenancy.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
@@ -296,6 +321,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tenancy.api.schema.document_errors",
+        "tenancy.api.schema.document_request_rules",
     ],
 }
 

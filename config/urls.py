@@ -19,3 +19,9 @@ urlpatterns = [
     path("api/v1/", include("advanced.api.urls")),
     path("", include("shopify.api.urls")),  # /webhooks/shopify/, /api/v1/shop-export/
 ]
+
+# Under /api/ the one JSON error shape, elsewhere Django's pages (tenancy/api/views.py).
+handler400 = "tenancy.api.views.bad_request"
+handler403 = "tenancy.api.views.permission_denied"
+handler404 = "tenancy.api.views.page_not_found"
+handler500 = "tenancy.api.views.server_error"

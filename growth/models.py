@@ -298,7 +298,9 @@ class SocialPost(ShopScopedModel):
     platform = models.CharField(max_length=16, choices=SocialPlatform.choices)
     platform_post_id = models.CharField(max_length=200, help_text="The post's id on the platform.")
     post_url = models.URLField(max_length=2048, blank=True, default="")
-    caption = models.TextField(blank=True, default="")
+    # Facebook's limit, the longest of the platforms (Instagram 2,200, LinkedIn 3,000); the API
+    # refuses more (the field's max_length), the database does not check it.
+    caption = models.TextField(blank=True, default="", max_length=63_206)
     published_at = models.DateTimeField(null=True, blank=True)
 
     objects = SocialPostQuerySet.as_manager()

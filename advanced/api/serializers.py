@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -26,10 +27,33 @@ from ..services.experiments import (
     variant_keys,
     variants_change_error,
 )
+from ..services.reviews import FEEDBACK_NOTES_MAX_LENGTH
 from ..stats.cuped import Covariate, covariate_errors
 
 # pgvector stores single-precision floats; a larger value is refused by the database.
 FLOAT32_MAX = 3.4028234663852886e38
+
+
+def vector_error(value: list[float]) -> tuple[str, str] | None:
+    """(code, message) when PostgreSQL would store a vector no search can find, else None.
+
+    Judged on what pgvector stores and computes: float4 components, and a cosine distance whose
+    sums of products it accumulates in float4. 1,536 x 1e-46 is "not all zero" in float64 but
+    rounds to a zero vector; 1,536 x 3e38 fits float4 but its squared norm overflows to
+    infinity, so its distance is NaN. Both are stored and never appear in a search.
+    """
+    if len(value) != EMBEDDING_DIMENSIONS:
+        return "dimensions", f"Must hold exactly {EMBEDDING_DIMENSIONS} numbers; got {len(value)}."
+    with numpy.errstate(over="ignore", under="ignore", invalid="ignore"):
+        stored = numpy.asarray(value, dtype=numpy.float64).astype(numpy.float32)
+        if not numpy.isfinite(stored).all():
+            return "out_of_range", f"Every number must be finite and within +-{FLOAT32_MAX:.4g} (float4)."
+        squared_norm = numpy.dot(stored, stored)  # float4 arithmetic, as pgvector's
+    if not numpy.isfinite(squared_norm):
+        return "out_of_range", "The vector's squared norm overflows float4: its cosine distance would be NaN."
+    if squared_norm == 0:
+        return "zero", "Must not be all zeros (after rounding to float4): its cosine distance is undefined."
+    return None
 
 
 # Owned by the lifecycle actions and the analysis, so read-only here. A request may repeat the
@@ -508,12 +532,9 @@ class KnowledgeDocumentSerializer(TenantModelSerializer):
         return instance.embedding is not None
 
     def validate_embedding(self, value: list[float] | None) -> list[float] | None:
-        if value is not None and len(value) != EMBEDDING_DIMENSIONS:
-            raise serializers.ValidationError(
-                f"Must hold exactly {EMBEDDING_DIMENSIONS} numbers; got {len(value)}.", code="dimensions"
-            )
-        if value is not None and not any(value):
-            raise serializers.ValidationError("Must not be all zeros: its cosine distance is undefined.", code="zero")
+        problem = None if value is None else vector_error(value)
+        if problem is not None:
+            raise serializers.ValidationError(problem[1], code=problem[0])
         return value
 
     def validate_tags(self, value: list[str]) -> list[str]:
@@ -587,12 +608,9 @@ class KnowledgeSearchSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
     )
 
     def validate_vector(self, value: list[float]) -> list[float]:
-        if len(value) != EMBEDDING_DIMENSIONS:
-            raise serializers.ValidationError(
-                f"Must hold exactly {EMBEDDING_DIMENSIONS} numbers; got {len(value)}.", code="dimensions"
-            )
-        if not any(value):
-            raise serializers.ValidationError("Must not be all zeros: its cosine distance is undefined.", code="zero")
+        problem = vector_error(value)
+        if problem is not None:
+            raise serializers.ValidationError(problem[1], code=problem[0])
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -696,6 +714,8 @@ class CeoBriefingSerializer(TenantModelSerializer):
             *AUDIT_FIELDS,
         )
         read_only_fields = (*TenantModelSerializer.Meta.read_only_fields, "reviewed_by", "reviewed_at")
+        # The review service's limit (the admin's review form says the same).
+        extra_kwargs = {"feedback_notes": {"max_length": FEEDBACK_NOTES_MAX_LENGTH}}
 
     def validate_key_metrics(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):

@@ -77,7 +77,8 @@ class ExperimentViewSet(TenantViewSet):
     ordering = ["-created_at", "-id"]
 
     @extend_schema(responses=ExperimentResultSerializer(many=True), filters=False)
-    @action(detail=True, methods=["get"])
+    # The pagination class documents the cursor page shape nested_list returns.
+    @action(detail=True, methods=["get"], pagination_class=TimeSeriesPagination)
     def results(self, request: Request, pk: str | None = None) -> Response:
         """The experiment's result snapshots, newest first (cursor pages)."""
         queryset = ExperimentResult.objects.filter(experiment=self.get_object())
@@ -193,8 +194,11 @@ class KnowledgeDocumentViewSet(TenantViewSet):
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
-        include = self.request.query_params.get("include", "").split(",")
-        context["include_embedding"] = self.action == "retrieve" and "embedding" in include
+        include = self.request.query_params.get("include")
+        if self.action == "retrieve" and include not in (None, "embedding"):
+            # The contract names one value; anything else was silently ignored.
+            raise exceptions.ValidationError({"include": ["Only `embedding` may be included."]}, code="invalid")
+        context["include_embedding"] = self.action == "retrieve" and include == "embedding"
         return context
 
     @extend_schema(parameters=[INCLUDE_EMBEDDING])

@@ -49,7 +49,7 @@ class BulkUpsertMixin:
         """Fill denormalized columns (e.g. a child's copy of its parent's platform)."""
 
     @extend_schema(
-        request=serializers.ListSerializer(child=serializers.DictField()),
+        # The request is an array of the view's rows (TenantAutoSchema.get_request_serializer).
         responses={200: BULK_RESULT, 400: OpenApiResponse(description="Invalid batch; nothing written.")},
         description=(
             "Upsert up to API_BULK_MAX_ROWS (10,000) rows on their natural key, all or nothing. "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from typing import TYPE_CHECKING, Any
 
 import django_filters
@@ -11,14 +12,29 @@ from django.db import models
 from django.db.models import QuerySet
 from django_filters.filterset import FILTER_FOR_DBFIELD_DEFAULTS
 from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework.exceptions import ValidationError
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
 
+# RFC 3339, the `date` and `date-time` formats of the OpenAPI document. Django's form fields
+# read far more (`01/02/2024`, `Jan 2 2024`, `20240102`, a moment without an offset), which
+# a client would then rely on; a value the contract does not name is a 400.
+RFC3339_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+RFC3339_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+class RFC3339DateField(forms.DateField):
+    def to_python(self, value: Any) -> datetime.date | None:
+        if isinstance(value, str) and value and not RFC3339_DATE.fullmatch(value.strip()):
+            raise forms.ValidationError("Enter a date as YYYY-MM-DD.", code="invalid")
+        return super().to_python(value)
+
+
 class UTCDateTimeField(forms.DateTimeField):
-    """A moment, converted to UTC.
+    """A moment in RFC 3339 (with its offset), converted to UTC.
 
     Python accepts UTC offsets up to +-23:59, PostgreSQL only up to +-15:59: passed on as
     given, `?crawled_from=...-22:56` would be a database error (a 500). In UTC it is the
@@ -26,6 +42,10 @@ class UTCDateTimeField(forms.DateTimeField):
     """
 
     def to_python(self, value: Any) -> datetime.datetime | None:
+        if isinstance(value, str) and value and not RFC3339_DATETIME.fullmatch(value.strip()):
+            raise forms.ValidationError(
+                "Enter a date and time as YYYY-MM-DDThh:mm:ss[.ffffff] with Z or an offset (+hh:mm).", code="invalid"
+            )
         moment: datetime.datetime | None = super().to_python(value)
         if moment is None:
             return None
@@ -39,6 +59,30 @@ class UTCDateTimeFilter(django_filters.DateTimeFilter):
     field_class = UTCDateTimeField
 
 
+class StrictBooleanField(forms.Field):
+    """`true` or `false` (also `1`/`0`); django-filter's own field reads anything else as "no
+    filter", so `?featured_snippet=yes` silently listed every row."""
+
+    VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() not in self.VALUES:
+            raise forms.ValidationError("Enter true or false.", code="invalid")
+        return self.VALUES[str(value).lower()]
+
+
+# Field classes that replace django-filter's defaults in every TenantFilterSet (see __init__).
+STRICT_FIELDS: dict[type[django_filters.Filter], type[forms.Field]] = {
+    django_filters.BooleanFilter: StrictBooleanField,
+    django_filters.DateFilter: RFC3339DateField,
+    django_filters.DateTimeFilter: UTCDateTimeField,
+}
+
+
 class OrderedRangesForm(forms.Form):
     """Refuses a range whose lower bound lies after its upper bound.
 
@@ -48,14 +92,34 @@ class OrderedRangesForm(forms.Form):
 
     # (lower filter, upper filter) pairs, set per FilterSet by `TenantFilterSet`.
     ordered_ranges: tuple[tuple[str, str], ...] = ()
+    # Typed filters whose empty value means something (set per FilterSet).
+    blank_allowed: tuple[str, ...] = ()
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
+        for name, field in self.fields.items():
+            # An empty value of a typed filter is a client mistake, not "no filter": refused,
+            # as the OpenAPI document's types say (text filters may be empty).
+            if (
+                self.data.get(name) == ""
+                and not isinstance(field, forms.CharField)
+                and name not in self.blank_allowed
+                and name not in self.errors
+            ):
+                self.add_error(name, forms.ValidationError("Give a value, or leave the parameter out.", code="blank"))
         for low, high in self.ordered_ranges:
             start, end = cleaned.get(low), cleaned.get(high)
             if start is not None and end is not None and end < start:
                 self.add_error(high, forms.ValidationError(f"Must not be before {low}.", code="range_order"))
         return cleaned
+
+
+def _is_integer_column(model: type[models.Model] | None, filter_: django_filters.Filter) -> bool:
+    try:
+        field = model._meta.get_field(filter_.field_name) if model is not None else None
+    except Exception:  # a path across a relation, or an annotation
+        return False
+    return isinstance(field, models.IntegerField)
 
 
 class TenantFilterSet(django_filters.FilterSet):
@@ -64,10 +128,31 @@ class TenantFilterSet(django_filters.FilterSet):
     FILTER_DEFAULTS = {**FILTER_FOR_DBFIELD_DEFAULTS, models.DateTimeField: {"filter_class": UTCDateTimeFilter}}
 
     ordered_ranges: tuple[tuple[str, str], ...] = ()
+    blank_allowed: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for filter_ in self.filters.values():
+            strict = next((field for kind, field in STRICT_FIELDS.items() if isinstance(filter_, kind)), None)
+            if isinstance(filter_, django_filters.NumberFilter) and _is_integer_column(self._meta.model, filter_):
+                # django-filter reads every number as a decimal, so `?max_score=2.5` was accepted
+                # (and compared) although the column and the OpenAPI document say integer.
+                strict = forms.IntegerField
+            if strict is None:
+                continue
+            filter_.field_class = strict
+            if strict is StrictBooleanField:
+                # django-filter's boolean widgets turn any other text into None before the field sees it.
+                filter_.extra["widget"] = forms.TextInput
+            filter_.__dict__.pop("_field", None)
 
     def get_form_class(self) -> type[forms.Form]:
         form_class: type[forms.Form] = super().get_form_class()
-        return type(form_class.__name__, (form_class, OrderedRangesForm), {"ordered_ranges": self.ordered_ranges})
+        return type(
+            form_class.__name__,
+            (form_class, OrderedRangesForm),
+            {"ordered_ranges": self.ordered_ranges, "blank_allowed": self.blank_allowed},
+        )
 
 
 def _inert_without_data(filterset_class: type[django_filters.FilterSet]) -> bool:
@@ -86,6 +171,13 @@ class TenantFilterBackend(DjangoFilterBackend):
     names none of its filters (a plain list or next page): filtering nothing is the queryset."""
 
     def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: APIView) -> QuerySet[Any]:
+        # First of the filter backends: a NUL in any parameter (search, a text filter) would
+        # reach psycopg, which refuses it while running the query (a 500), not a 400.
+        bad = sorted({key for key, values in request.query_params.lists() if "\x00" in key + "".join(values)})
+        if bad:
+            raise ValidationError(
+                {key: ["Null characters (\\u0000) are not allowed."] for key in bad}, code="null_characters"
+            )
         filterset_class = self.get_filterset_class(view, queryset)
         if filterset_class is None:
             return queryset

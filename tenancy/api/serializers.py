@@ -5,34 +5,33 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.db import models
 from rest_framework import serializers
 
 from tenancy.models import MembershipRole, ShopMembership, User
 
+from .parsers import MAX_JSON_DEPTH, json_problem
+
 AUDIT_FIELDS = ("created_by", "created_at", "updated_at")
 
 
-def contains_nul(value: Any) -> bool:
-    """Whether a JSON value holds U+0000 anywhere (key or string)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(item) for item in value)
-    return False
-
-
 class NulFreeJSONField(serializers.JSONField):
-    """JSON that jsonb can store: PostgreSQL refuses U+0000, which would otherwise be a 500."""
+    """JSON that jsonb can store: PostgreSQL refuses U+0000 and lone surrogates, which would
+    otherwise be a 500, and the nesting is bounded (MAX_JSON_DEPTH) whichever parser read it (a
+    form-encoded body carries a JSON column as a string that this field decodes itself)."""
 
     def to_internal_value(self, data: Any) -> Any:
-        value = super().to_internal_value(data)
-        if contains_nul(value):
+        try:
+            value = super().to_internal_value(data)
+        except RecursionError as exc:
             raise serializers.ValidationError(
-                "Null characters (\\u0000) are not allowed in JSON.", code="null_characters"
-            )
+                f"Nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects.", code="too_deep"
+            ) from exc
+        problem = json_problem(value)
+        if problem is not None:
+            code, message = problem
+            raise serializers.ValidationError(message, code=code)
         return value
 
 
@@ -41,11 +40,60 @@ class StrictFieldsMixin:
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            known = set(self.fields)  # type: ignore[attr-defined]
-            unknown = sorted(str(key) for key in data if key not in known)
+            fields = self.fields  # type: ignore[attr-defined]
+            unknown = sorted(str(key) for key in data if key not in fields)
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown}, code="unknown_field")
+            wrong = {key: [message] for key, value in data.items() if (message := _wrong_type(fields[key], value))}
+            if wrong:
+                raise serializers.ValidationError(wrong, code="invalid")
         return super().to_internal_value(data)  # type: ignore[misc]
+
+
+# Fields whose value DRF reads from an empty string as null (a habit of HTML forms).
+_NOT_TEXT = (
+    serializers.DecimalField,
+    serializers.IntegerField,
+    serializers.FloatField,
+    serializers.DateField,
+    serializers.DateTimeField,
+)
+
+
+def _wrong_type(field: serializers.Field[Any, Any, Any, Any], value: Any) -> str | None:
+    """Why a value is not of the field's JSON type, where DRF would coerce it: a CharField turns
+    a number or a boolean into its text (`"tags": [42]` was the tag "42"), a nullable number or
+    date reads `""` as null. The OpenAPI document allows neither."""
+    if field.read_only or value is None:
+        return None
+    if isinstance(field, serializers.CharField) and not isinstance(value, str):
+        return "Not a valid string."
+    if (
+        isinstance(field, serializers.ListField)
+        and isinstance(field.child, serializers.CharField)
+        and isinstance(value, list)
+        and any(item is not None and not isinstance(item, str) for item in value)
+    ):
+        return "Every item must be a string."
+    if isinstance(field, _NOT_TEXT) and value == "":
+        return "A value is required here; send null for none."
+    return None
+
+
+def _check_conditions(model: type[models.Model]) -> list[tuple[str, str, Any]]:
+    """(field, lookup, value) of every CHECK constraint made of ANDed plain lookups."""
+    out: list[tuple[str, str, Any]] = []
+    for constraint in model._meta.constraints:
+        condition = getattr(constraint, "condition", None)
+        if not isinstance(condition, models.Q) or condition.connector != models.Q.AND or condition.negated:
+            continue
+        children = [c for c in condition.children if isinstance(c, tuple)]
+        if len(children) != len(condition.children):
+            continue
+        for lookup, value in children:
+            field, _, op = str(lookup).rpartition("__")
+            out.append((field, op, value))
+    return out
 
 
 def check_bounds(model: type[models.Model]) -> dict[str, dict[str, Any]]:
@@ -56,18 +104,15 @@ def check_bounds(model: type[models.Model]) -> dict[str, dict[str, Any]]:
     from the database.
     """
     bounds: dict[str, dict[str, Any]] = {}
-    for constraint in model._meta.constraints:
-        condition = getattr(constraint, "condition", None)
-        if not isinstance(condition, models.Q) or condition.connector != models.Q.AND or condition.negated:
-            continue
-        children = [c for c in condition.children if isinstance(c, tuple)]
-        if len(children) != len(condition.children):
-            continue
-        for lookup, value in children:
-            field, _, op = str(lookup).rpartition("__")
-            if op in {"gte", "lte"} and isinstance(value, int | float | Decimal):
-                bounds.setdefault(field, {})["min_value" if op == "gte" else "max_value"] = value
+    for field, op, value in _check_conditions(model):
+        if op in {"gte", "lte"} and isinstance(value, int | float | Decimal):
+            bounds.setdefault(field, {})["min_value" if op == "gte" else "max_value"] = value
     return bounds
+
+
+def check_patterns(model: type[models.Model]) -> dict[str, str]:
+    """The regular expression per field of CHECK (field ~ 'regex') constraints (e.g. currency)."""
+    return {field: value for field, op, value in _check_conditions(model) if op == "regex" and isinstance(value, str)}
 
 
 class ConstraintBoundsMixin:
@@ -80,6 +125,10 @@ class ConstraintBoundsMixin:
             field_class, serializers.IntegerField | serializers.DecimalField | serializers.FloatField
         ):
             kwargs.update(limits)
+        pattern = check_patterns(model_field.model).get(model_field.attname)
+        if pattern is not None and issubclass(field_class, serializers.CharField):
+            # Checked here (a 400 naming the field) and documented as the field's `pattern`.
+            kwargs["validators"] = [*kwargs.get("validators", []), RegexValidator(pattern, f"Must match {pattern}.")]
         return field_class, kwargs
 
     def build_field(

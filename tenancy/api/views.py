@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, connection, transaction
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.urls import is_valid_path
+from django.views import defaults
 from drf_spectacular.utils import extend_schema
 from rest_framework.generics import RetrieveAPIView
 
 from tenancy.models import User
 
+from .errors import error_body
 from .serializers import MeSerializer
 
 
@@ -23,8 +28,13 @@ class MeView(RetrieveAPIView[User]):
 
 
 @extend_schema(exclude=True)
+@transaction.non_atomic_requests
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers, 503 otherwise (for load balancers; no auth)."""
+    """200 when the database answers, 503 otherwise (for load balancers; no auth).
+
+    Outside ATOMIC_REQUESTS: its transaction would connect before this function runs, so an
+    unreachable database was a 500 (HTML) from the handler instead of this 503.
+    """
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -32,3 +42,45 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except DatabaseError:
         return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+# Django's error pages for requests that never reach a DRF view (an unknown path, an exception
+# outside DRF's handler, a refused Host): under /api/ they answer the API's one JSON error shape
+# (tenancy/api/errors.py); everywhere else (the admin) Django's own HTML pages.
+API_PREFIX = "/api/"
+
+
+def _api_error(status: int, code: str, detail: str) -> JsonResponse:
+    return JsonResponse(error_body(status_code=status, code=code, detail=detail, errors=[]), status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponseBase:
+    if request.path.startswith(API_PREFIX):
+        if isinstance(exception, RequestDataTooBig):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            return _api_error(
+                413, "too_large", f"The request body is larger than {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)."
+            )
+        return _api_error(400, "bad_request", "Bad request.")
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponseBase:
+    if request.path.startswith(API_PREFIX):
+        return _api_error(403, "permission_denied", "You do not have permission to perform this action.")
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponseBase:
+    if request.path.startswith(API_PREFIX):
+        detail = "Not found: no API route matches this path."
+        if not request.path_info.endswith("/") and is_valid_path(f"{request.path_info}/"):
+            detail += f" Did you mean {request.path}/ (with the trailing slash)?"
+        return _api_error(404, "not_found", detail)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponseBase:
+    if request.path.startswith(API_PREFIX):
+        return _api_error(500, "server_error", "Server error. It has been logged.")
+    return defaults.server_error(request)

@@ -135,6 +135,23 @@ def test_performance_ratios_are_read_only_and_generated(owner_a: Actor) -> None:
     body = response.json()
     assert Decimal(body["ctr"]) == Decimal("0.05") and Decimal(body["roas"]) == Decimal("4")
     assert Decimal(body["cpc"]) == Decimal("0.5") and Decimal(body["cpa"]) == Decimal("5")
+    # Sending the ratios (or the audit columns) changes nothing: they are computed by the database.
+    patched = owner_a.client.patch(
+        f"{PERFORMANCE}{body['id']}/",
+        {"ctr": "0.9", "roas": "99", "cpc": "7", "cpa": "7", "created_by": "someone-else"},
+        format="json",
+    )
+    assert patched.status_code == 200, patched.content
+    with atomic_scope(service_scope()):
+        stored = AdPerformance.objects.get(pk=body["id"])
+    assert (stored.ctr, stored.roas, stored.cpc, stored.cpa) == (
+        Decimal("0.05"),
+        Decimal("4"),
+        Decimal("0.5"),
+        Decimal("5"),
+    )
+    assert stored.created_by == str(owner_a.user.pk)
+    assert Decimal(patched.json()["roas"]) == Decimal("4")
 
 
 def test_performance_cannot_point_at_another_shops_campaign(owner_a: Actor, owner_b: Actor) -> None:
@@ -194,6 +211,29 @@ def test_bulk_with_one_bad_row_writes_nothing_and_names_each_bad_row(owner_a: Ac
     assert _count(AdPerformance) == 0
 
 
-@pytest.mark.parametrize("payload", [{"not": "a list"}, []])
-def test_bulk_refuses_non_list_and_empty_batches(owner_a: Actor, payload: object) -> None:
-    assert_error(owner_a.client.post(f"{PERFORMANCE}bulk/", payload, format="json"), 400)
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [({"not": "a list"}, "not_a_list"), ("rows", "not_a_list"), (None, "not_a_list"), ([], "batch_size")],
+)
+def test_bulk_refuses_non_list_and_empty_batches(owner_a: Actor, payload: object, code: str) -> None:
+    body = assert_error(owner_a.client.post(f"{PERFORMANCE}bulk/", payload, format="json"), 400, code=code)
+    assert body["errors"][0]["field"] is None
+
+
+def test_bulk_over_the_row_limit_names_the_limit_and_writes_nothing(owner_a: Actor, settings: object) -> None:
+    settings.API_BULK_MAX_ROWS = 5
+    campaign = AdCampaignFactory(shop=owner_a.shop)
+    body = assert_error(
+        owner_a.client.post(f"{PERFORMANCE}bulk/", _rows(campaign.pk, 6), format="json"), 400, code="batch_size"
+    )
+    assert body["errors"][0]["message"] == "A batch holds 1 to 5 rows; got 6."
+    assert _count(AdPerformance) == 0
+    assert owner_a.client.post(f"{PERFORMANCE}bulk/", _rows(campaign.pk, 5), format="json").status_code == 200
+
+
+def test_bulk_rows_that_are_not_objects_are_named_by_index(owner_a: Actor) -> None:
+    campaign = AdCampaignFactory(shop=owner_a.shop)
+    rows: list[object] = [*_rows(campaign.pk, 2), 7, "row", None, [1, 2]]
+    body = assert_error(owner_a.client.post(f"{PERFORMANCE}bulk/", rows, format="json"), 400)
+    assert sorted({e["index"] for e in body["errors"]}) == [2, 3, 4, 5]
+    assert _count(AdPerformance) == 0

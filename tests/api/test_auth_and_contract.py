@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import importlib
+import json
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 import pytest
@@ -173,18 +180,153 @@ def test_mint_token_prints_a_working_token(owner_a: Actor, capsys: pytest.Captur
     assert _client(token).get(CAMPAIGNS).status_code == 200
 
 
-def test_throttle_limits_a_user(owner_a: Actor, settings: Any) -> None:
-    from django.core.cache import cache
-    from rest_framework.settings import api_settings
-    from rest_framework.throttling import UserRateThrottle
+@pytest.mark.parametrize("ttl", ["0", "-5"])
+def test_mint_token_refuses_a_lifetime_that_is_not_positive(owner_a: Actor, ttl: str) -> None:
+    from django.core.management.base import CommandError
 
+    with pytest.raises(CommandError, match="--ttl must be a positive number of seconds"):
+        call_command("mint_token", owner_a.user.username, "--ttl", ttl)
+
+
+def test_mint_token_refuses_unknown_and_inactive_users(owner_a: Actor, capsys: pytest.CaptureFixture[str]) -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no active user named 'nobody'"):
+        call_command("mint_token", "nobody")
+    owner_a.user.is_active = False
+    owner_a.user.save(update_fields=["is_active"])
+    with pytest.raises(CommandError, match="no active user named 'alpha-owner'"):
+        call_command("mint_token", owner_a.user.username)
+    assert capsys.readouterr().out == ""
+
+
+def _subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "API_"))}
+    return {**env, "DJANGO_SETTINGS_MODULE": "config.settings", **extra}
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    user, password = quote(db["USER"], safe=""), quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or db["OPTIONS"].get("host", "")
+    port = db["PORT"] or db["OPTIONS"].get("port", 5432)
+    if str(host).startswith("/"):  # the embedded server's socket directory
+        return f"postgresql://{user}:{password}@/{db['NAME']}?host={quote(str(host), safe='')}&port={port}"
+    return f"postgresql://{user}:{password}@{host}:{port}/{db['NAME']}"
+
+
+def test_healthz_is_503_json_when_the_database_is_unreachable() -> None:
+    # A real process with DEBUG off whose database is a closed port: ATOMIC_REQUESTS used to
+    # connect before the view's try/except ran (a 500 HTML page).
+    script = (
+        "import json, django; django.setup()\n"
+        "from django.test import Client\n"
+        "r = Client(raise_request_exception=False).get('/healthz')\n"
+        "print(json.dumps([r.status_code, r['Content-Type'], r.content.decode()]))\n"
+    )
+    env = _subprocess_env(
+        DATABASE_URL="postgresql://app_owner:x@127.0.0.1:1/unreachable",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="test-secret-key-0123456789",
+        JWT_SECRET="test-jwt-secret-0123456789-0123456789",
+        DJANGO_ALLOWED_HOSTS="testserver",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    status, content_type, body = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (status, content_type) == (503, "application/json")
+    assert json.loads(body) == {"status": "error", "database": "unreachable"}
+
+
+def test_configured_rates_are_the_throttles_rates() -> None:
+    from tenancy.api.throttling import AnonThrottle, UserThrottle
+
+    assert settings.API_THROTTLE_RATE == "1200/minute"
+    assert (UserThrottle().num_requests, UserThrottle().duration) == (1200, 60)
+    assert (AnonThrottle().num_requests, AnonThrottle().duration) == (60, 60)
+    # As configured (tests/conftest.py swaps in a per-process cache for the other tests).
+    configured = importlib.import_module("config.settings")
+    assert configured.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    assert configured.DATABASES["cache"]["ATOMIC_REQUESTS"] is False
+
+
+@pytest.fixture
+def database_cache(settings: Any) -> Iterator[Callable[..., None]]:
+    """The configured database cache (not the per-process one of tests/conftest.py), with the
+    given throttle rates; emptied and its connection closed afterwards."""
+    from django.core.cache import cache
+    from django.db import connections
+
+    def use(**rates: str) -> None:
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_cache"}
+        }
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **rates},
+        }
+
+    yield use
     cache.clear()
-    rates: dict[str, Any] = {**api_settings.DEFAULT_THROTTLE_RATES, "user": "3/minute"}
-    original = UserRateThrottle.THROTTLE_RATES
-    UserRateThrottle.THROTTLE_RATES = rates
-    try:
-        statuses = [owner_a.client.get(CAMPAIGNS).status_code for _ in range(4)]
-    finally:
-        UserRateThrottle.THROTTLE_RATES = original
-        cache.clear()
-    assert statuses == [200, 200, 200, 429]
+    connections["cache"].close()  # or the test database cannot be dropped at the end
+
+
+@pytest.mark.django_db(databases=["default", "cache"])
+def test_user_throttle_counts_refused_requests_in_the_shared_cache(
+    owner_a: Actor, database_cache: Callable[..., None]
+) -> None:
+    # Through the database cache on its own connection: the request's transaction is rolled
+    # back for each 400, and the counts must survive it.
+    database_cache(user="3/minute")
+    statuses = [owner_a.client.post(CAMPAIGNS, {"campaign_name": ""}, format="json").status_code for _ in range(4)]
+    assert statuses == [400, 400, 400, 429]
+    body = assert_error(owner_a.client.get(CAMPAIGNS), 429, code="throttled")
+    assert "available in" in body["detail"]
+
+
+@pytest.mark.django_db(databases=["default", "cache"])
+def test_anonymous_throttle_limits_the_public_schema_by_address_not_by_forwarded_header(
+    client: Client, database_cache: Callable[..., None]
+) -> None:
+    database_cache(anon="2/minute")
+    statuses = [
+        client.get("/api/schema/", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}", REMOTE_ADDR="198.51.100.7").status_code
+        for n in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    assert client.get("/api/schema/", REMOTE_ADDR="198.51.100.8").status_code == 200
+
+
+def test_throttle_counts_are_shared_by_worker_processes() -> None:
+    # Two processes (as two gunicorn workers) against the same database: the second sees the
+    # first's requests. With a per-process cache each would allow the whole rate.
+    address = f"192.0.2.{uuid.uuid4().int % 250 + 1}-{uuid.uuid4().hex[:8]}"
+    script = (
+        "import json, sys, django; django.setup()\n"
+        "from rest_framework.request import Request\n"
+        "from rest_framework.test import APIRequestFactory\n"
+        "from tenancy.api.throttling import AnonThrottle\n"
+        "allowed = [AnonThrottle().allow_request(Request(APIRequestFactory().get('/', REMOTE_ADDR=sys.argv[1])), None)"
+        " for _ in range(2)]\n"
+        "print(json.dumps(allowed))\n"
+    )
+    env = _subprocess_env(DATABASE_URL=_database_url(), API_ANON_THROTTLE_RATE="3/minute")
+
+    def worker() -> list[bool]:
+        out = subprocess.run(
+            [sys.executable, "-c", script, address],
+            env=env,
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        return list(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    assert worker() == [True, True]
+    assert worker() == [True, False]

@@ -133,8 +133,10 @@ def two_shops_committed(transactional_db: None) -> None:
 
 
 @pytest.mark.usefixtures("two_shops_committed")
-def test_reused_connection_never_carries_a_shop_into_the_next_request(settings: Any) -> None:
-    settings.DATABASES["default"]["CONN_MAX_AGE"] = 600
+def test_reused_connection_never_carries_a_shop_into_the_next_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The live connection's settings (the same dict as settings.DATABASES["default"]), restored
+    # after the test: assigning into it directly leaked the change into every later test.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 600)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()
@@ -223,8 +225,8 @@ def _connection_state() -> tuple[Any, ...]:
 
 
 @pytest.mark.usefixtures("two_shops_committed")
-def test_api_requests_that_fail_leave_no_role_or_shop_on_the_connection(settings: Any) -> None:
-    settings.DATABASES["default"]["CONN_MAX_AGE"] = 600
+def test_api_requests_that_fail_leave_no_role_or_shop_on_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 600)
     user = UserFactory()
     for domain in (SHOP_A, SHOP_B):
         ShopMembershipFactory(user=user, shop_id=domain, role="owner")
