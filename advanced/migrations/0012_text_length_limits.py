@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("advanced", "0010_experiment_engines_cuped_guardrails"),
+        ("advanced", "0011_knowledge_keyword_search"),
     ]
 
     operations = [
