@@ -16,8 +16,8 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 from rest_framework.exceptions import ValidationError
 
+from backoffice.charts import IntervalRow, Series, interval_chart, line_chart
 from tenancy.api.errors import flatten
-from tenancy.charts import IntervalRow, Series, interval_chart, line_chart
 
 from .models import Experiment
 from .services.experiment_analysis import AnalysisResult, VariantAnalysis, experiment_review

@@ -17,9 +17,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils.safestring import SafeString
 from rest_framework.exceptions import APIException
 
-from tenancy.admin import SHOP_FILTER, AuditedAdmin, ShopScopedAdmin
+from backoffice.bases import AuditedAdmin, ShopScopedAdmin
+from backoffice.charts import Series, stacked_bar_chart
+from tenancy.admin import SHOP_FILTER
 from tenancy.api.errors import flatten
-from tenancy.charts import Series, stacked_bar_chart
 
 from . import services
 from .models import FeatureTour, OnboardingProgress, StepStatus
