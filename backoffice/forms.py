@@ -7,17 +7,11 @@ from typing import Any, ClassVar, cast
 from django import forms
 from django.db import models, transaction
 from django.http import HttpRequest
-from rest_framework.exceptions import APIException
 
-from tenancy.api.errors import flatten
+from tenancy.errors import DomainError
 from tenancy.models import User
 
 from .bases import ShopScopedAdmin
-
-
-def service_messages(exc: APIException) -> list[tuple[str | None, str]]:
-    """(field or None, message) of every problem a service's refusal names."""
-    return [(error["field"], error["message"]) for error in flatten(exc.detail)]
 
 
 class ServiceModelForm(forms.ModelForm):
@@ -44,8 +38,8 @@ class ServiceModelForm(forms.ModelForm):
         try:
             with transaction.atomic():
                 self.saved = self.perform()
-        except APIException as exc:
-            for name, message in service_messages(exc):
+        except DomainError as exc:
+            for name, message in exc.problems:
                 self.add_error(name if name in self.fields else None, message)
 
 

@@ -17,12 +17,12 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from rest_framework.exceptions import APIException
 
+from backoffice.actions import apply_each
 from backoffice.bases import AUDIT_FIELDS, ReadOnlyTabularInline, ShopChildAdmin, ShopScopedAdmin
 from backoffice.charts import IntervalRow, interval_chart
-from backoffice.forms import service_messages
 from tenancy.admin import SHOP_FILTER
+from tenancy.errors import DomainError
 
 from .. import stats
 from ..models import Experiment, ExperimentResult, ExperimentStatus
@@ -314,18 +314,9 @@ class ExperimentAdmin(ShopScopedAdmin):
     def _each(
         self, request: HttpRequest, queryset: QuerySet[Experiment], verb: str, move: Callable[[Experiment], object]
     ) -> None:
-        done, refused = 0, []
-        for experiment in queryset.order_by("pk"):
-            try:
-                move(experiment)
-            except APIException as exc:
-                refused.append(f"{experiment}: {' '.join(message for _, message in service_messages(exc))}")
-            else:
-                done += 1
-        if done:
-            self.message_user(request, f"{verb} {done} experiment(s).", messages.SUCCESS)
-        for reason in refused:
-            self.message_user(request, f"Not {verb.lower()}: {reason}", messages.ERROR)
+        apply_each(
+            self, request, queryset.order_by("pk"), move, verb, noun="experiment(s)", refused_level=messages.ERROR
+        )
 
     @admin.action(description="Analyze now (statistics and winner)", permissions=["change"])
     def analyze_experiments(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
@@ -386,8 +377,8 @@ class ExperimentAdmin(ShopScopedAdmin):
         if form.is_bound and form.is_valid():
             try:
                 completed = experiment_complete(experiment=experiment, winner=form.cleaned_data["winner"])
-            except APIException as exc:
-                for name, message in service_messages(exc):
+            except DomainError as exc:
+                for name, message in exc.problems:
                     form.add_error("winner" if name in {"winner", "winning_variant"} else None, message)
             else:
                 self.message_user(

@@ -53,9 +53,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.db.models.functions import Now
 from psycopg.pq import TransactionStatus
-from rest_framework import exceptions
-from rest_framework.exceptions import ValidationError
 
+from tenancy.errors import Conflict, Refused, Unavailable
 from tenancy.scope import active_scope, atomic_scope, service_scope
 from tenancy.services import constraint_error
 
@@ -108,18 +107,16 @@ INDEX_PLAN_SETTINGS = {
 }
 
 
-class KnowledgeConflict(exceptions.APIException):
+class KnowledgeConflict(Conflict):
     """The operation needs the current version and the document has moved on (HTTP 409)."""
 
-    status_code = 409
     default_detail = "The document changed; reload its current version and try again."
     default_code = "conflict"
 
 
-class EmbeddingUnavailable(exceptions.APIException):
+class EmbeddingUnavailable(Unavailable):
     """The embedding provider failed; nothing was written (HTTP 502)."""
 
-    status_code = 502
     default_detail = "The embedding provider failed."
     default_code = "embedding_failed"
 
@@ -131,14 +128,14 @@ def _clean_vector(values: Sequence[float], *, field_name: str) -> list[float]:
     """A 1536-float, finite, non-zero vector (cosine distance to a zero vector is undefined)."""
     vector = [float(v) for v in values]
     if len(vector) != EMBEDDING_DIMENSIONS:
-        raise ValidationError(
+        raise Refused(
             {field_name: [f"Must hold exactly {EMBEDDING_DIMENSIONS} numbers; got {len(vector)}."]},
             code="dimensions",
         )
     if not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in vector):
-        raise ValidationError({field_name: ["Every number must be finite and fit a 32-bit float."]})
+        raise Refused({field_name: ["Every number must be finite and fit a 32-bit float."]})
     if not any(vector):
-        raise ValidationError({field_name: ["Must not be all zeros: its cosine distance is undefined."]}, code="zero")
+        raise Refused({field_name: ["Must not be all zeros: its cosine distance is undefined."]}, code="zero")
     return vector
 
 
@@ -155,7 +152,7 @@ def _embedding_for(
     if embedding is not None:
         return _clean_vector(embedding, field_name="embedding"), embedding_model or CLIENT_EMBEDDING_MODEL
     if embedding_model:
-        raise ValidationError({"embedding_model": ["Give embedding_model only together with embedding."]})
+        raise Refused({"embedding_model": ["Give embedding_model only together with embedding."]})
     provider = provider or embedding_provider()
     # The vector depends on the text and the model alone: a version that changes only tags or
     # type reuses its predecessor's (and saves a provider call). A vector of another model is
@@ -232,7 +229,7 @@ def knowledge_document_save(
         # Field rules (slug, choices, lengths, URL) as a 400 before any lock or provider call.
         document.clean_fields(exclude=["shop", "previous_version", "embedding", "embedding_model", "version"])
     except DjangoValidationError as exc:
-        raise ValidationError(exc.message_dict) from exc
+        raise Refused(exc.message_dict) from exc
     document.embedding, document.embedding_model = _embedding_for(
         shop_id=shop_id,
         document_key=document_key,
@@ -294,7 +291,7 @@ def knowledge_document_revise(
     vector survives an edit of its tags). Otherwise an omitted vector is the server's to make.
     """
     if "document_key" in changes and changes["document_key"] != document.document_key:
-        raise ValidationError(
+        raise Refused(
             {"document_key": ["A document's key cannot change; create a document under the new key instead."]}
         )
     if not document.is_current:
@@ -496,14 +493,14 @@ def knowledge_search(
     with every embedded document, or those of `embedding_model` when given.
     """
     if (query is None) == (vector is None):
-        raise ValidationError({"non_field_errors": ["Give either query (text) or vector (numbers), not both."]})
+        raise Refused({"non_field_errors": ["Give either query (text) or vector (numbers), not both."]})
     if not 1 <= k <= MAX_K:
-        raise ValidationError({"k": [f"Must be between 1 and {MAX_K}; got {k}."]})
+        raise Refused({"k": [f"Must be between 1 and {MAX_K}; got {k}."]})
     if tags_mode not in TAGS_MODES:
-        raise ValidationError({"tags_mode": [f"Must be one of {', '.join(TAGS_MODES)}; got {tags_mode!r}."]})
+        raise Refused({"tags_mode": [f"Must be one of {', '.join(TAGS_MODES)}; got {tags_mode!r}."]})
     if query is not None:
         if not query.strip():
-            raise ValidationError({"query": ["Must not be blank."]})
+            raise Refused({"query": ["Must not be blank."]})
         provider = provider or embedding_provider()
         try:
             vector = provider.embed_one(query)
