@@ -1,8 +1,9 @@
-"""Admin for users, shops and memberships, and the building blocks the other apps' admins share.
+"""Admin for users, shops and memberships, and the back office's security rules.
 
-A first version of the back office: lists that stay at a constant number of queries however
-many rows a table holds (`list_select_related` for every relation a list shows), and forms that
-cannot break the invariants the database enforces (copied `shop_domain`, generated ratios).
+Which shops and users a staff member may see and change is decided here (`scope_shops`,
+`visible_shops`, `visible_users`, `may_manage`, `VisibleChoicesAdmin`, `SHOP_FILTER`); every
+admin of the project builds on it. The building blocks that are not security (audited and
+shop-scoped admins, child rows, read-only inlines, service forms, charts) live in `backoffice`.
 """
 
 from __future__ import annotations
