@@ -60,7 +60,7 @@ browser: ## Debian's chromium for tests/backoffice/test_e2e_browser.py (root + a
 # Not part of `make test`: generates data in its own database (`bench` on the embedded server,
 # or DATABASE_URL) and writes bench/results/<timestamp>.json. BENCH_ARGS="--scale full" for the
 # issue's figures; see docs/performance.md.
-bench: install ## Benchmarks (RLS, ingest, vectors, storage, retention, experiments); options in BENCH_ARGS
+bench: install ## Benchmarks (RLS, ingest, vectors, storage, retention, experiments, retrieval); options in BENCH_ARGS
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean-db: ## Delete the embedded database (it is recreated on the next run)

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from tenancy.demo import DemoStep, ShopContext, at, money
 
-from .embeddings import HashingEmbeddingProvider, document_text
+from .embeddings import LocalEmbeddingProvider, document_text
 from .factories import (
     ExperimentFactory,
     ExperimentResultFactory,
@@ -162,9 +162,9 @@ def _seed_knowledge_base(ctx: ShopContext) -> None:
     # The newest note has not been through the embedding job yet.
     unembedded = DOCUMENTS[-1][0]
 
-    # The offline embedder, always: demo data must not depend on a network or a paid API, and
-    # text search then finds these documents whenever the hashing provider is the one in use.
-    embedder = HashingEmbeddingProvider()
+    # The offline local model, always: demo data must not depend on a network or a paid API,
+    # and semantic search then finds these documents with the default EMBEDDING_PROVIDER.
+    embedder = LocalEmbeddingProvider()
 
     def build(key: str, document_type: str, title: str, tags: list[str], version: int) -> KnowledgeDocument:
         embedded = key != unembedded

@@ -8,6 +8,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Func, Q, Value
@@ -26,6 +27,29 @@ from .querysets import (
 )
 
 EMBEDDING_DIMENSIONS = 1536
+# The text search configuration a row's keyword vector was built with, when nothing says
+# otherwise (settings.KNOWLEDGE_SEARCH_LANGUAGE chooses it for new rows).
+DEFAULT_SEARCH_LANGUAGE = "english"
+
+
+class RegConfigField(models.CharField):
+    """A PostgreSQL `regconfig` (text search configuration name, e.g. "english").
+
+    The type, not text: `to_tsvector(regconfig, text)` is immutable and may generate a
+    column, while a `text::regconfig` cast is only stable and may not. An unknown name is
+    refused by the type's input function (22023 invalid_parameter_value)."""
+
+    def db_type(self, connection: object) -> str:
+        return "regconfig"
+
+    def rel_db_type(self, connection: object) -> str:
+        return "regconfig"
+
+    def cast_db_type(self, connection: object) -> str:
+        # CharField's would be varchar: Cast(..., RegConfigField()) must be ::regconfig.
+        return "regconfig"
+
+
 PROBABILITY_VALIDATORS = [MinValueValidator(0), MaxValueValidator(1)]
 
 
@@ -388,6 +412,20 @@ class KnowledgeDocument(ShopScopedModel):
     )
     tags = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     source_url = models.URLField(max_length=2048, blank=True, default="")
+    search_language = RegConfigField(
+        max_length=63,
+        default=DEFAULT_SEARCH_LANGUAGE,
+        db_default=DEFAULT_SEARCH_LANGUAGE,
+        help_text="Text search configuration of search_vector (KNOWLEDGE_SEARCH_LANGUAGE when written).",
+    )
+    # Keyword search: title (weight A) and content (weight B) as lexemes of the row's language,
+    # kept by PostgreSQL itself so no writer (service, bulk load, SQL) can leave it stale.
+    search_vector = models.GeneratedField(
+        expression=SearchVector("title", weight="A", config=F("search_language"))
+        + SearchVector("content", weight="B", config=F("search_language")),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
 
     objects = KnowledgeDocumentQuerySet.as_manager()
 
@@ -404,6 +442,7 @@ class KnowledgeDocument(ShopScopedModel):
             ),
             models.Index(fields=["shop", "document_type"], name="knowledge_base_shop_type_idx"),
             GinIndex(fields=["tags"], name="knowledge_base_tags_idx"),
+            GinIndex(fields=["search_vector"], name="knowledge_base_fts_idx"),
             # What knowledge_search counts to choose exact or index search: an index-only scan
             # that stops at the limit (1 ms instead of 10-35 ms through the shop/type index).
             models.Index(

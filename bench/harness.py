@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHMARKS = ("rls", "vectors", "storage", "ingest", "retention", "experiments")
+BENCHMARKS = ("rls", "vectors", "storage", "ingest", "retention", "experiments", "retrieval")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

@@ -39,12 +39,12 @@ from django.test.utils import CaptureQueriesContext, override_settings
 
 from advanced.services.knowledge import (
     INDEX_NAME,
-    INDEX_PLAN_SETTINGS,
     exact_search_limit,
     ivfflat_index_state,
     ivfflat_search_settings,
     knowledge_search,
 )
+from advanced.services.knowledge.index import INDEX_PLAN_SETTINGS
 from tenancy.scope import atomic_scope, shop_scope
 
 from .data import SUBTOPICS, Dataset, VectorShop, sample_vectors
@@ -142,7 +142,7 @@ def _measure_shop(
             found = knowledge_search(vector=as_list, k=options.k)
             samples.append(time.perf_counter_ns() - started)
             ids = [document.pk for document in found.documents]
-            scans[found.scan] += 1
+            scans[str(found.scan)] += 1
             short += len(ids) < expected
             recalls.append(len(set(ids) & set(wanted)) / len(wanted))
         # The statements of one call, and the plan of its search (the statement ordering by

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -115,6 +116,7 @@ INSTALLED_APPS = [
     "growth",
     "onboarding",
     "advanced",
+    "shopify",
 ]
 
 MIDDLEWARE = [
@@ -188,6 +190,13 @@ API_BULK_MAX_ROWS = env_int("API_BULK_MAX_ROWS", 10_000)
 # A bulk batch of 10,000 rows is a few MB of JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
 
+# --- Shopify app (shopify/: session tokens, webhooks) -------------------------------------
+# The app's client id (`aud` of App Bridge session tokens) and client secret (signs session
+# tokens and webhook HMACs). Empty: session tokens are refused and every webhook answers 401.
+# Never logged, never echoed in an error.
+SHOPIFY_API_KEY = env_str("SHOPIFY_API_KEY", "")
+SHOPIFY_API_SECRET = env_str("SHOPIFY_API_SECRET", "")
+
 # --- Briefing summaries (manage.py generate_briefings) -----------------------------------
 # "template" (default): a deterministic summary. "openai": a chat completions call, falling
 # back to the template when it fails (advanced/llm.py).
@@ -197,10 +206,22 @@ LLM_TIMEOUT_SECONDS = env_int("LLM_TIMEOUT_SECONDS", 30)
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 
-# --- Knowledge base (advanced/embeddings.py, advanced/services/knowledge.py) ---------------
-# With OPENAI_API_KEY set, documents and text queries are embedded by OpenAI with this model
-# (it must accept `dimensions`: the text-embedding-3 family); otherwise by the offline,
-# deterministic hashing embedder.
+# --- Knowledge base (advanced/embeddings.py, advanced/services/knowledge/) -----------------
+# Who embeds documents and text queries, independent of LLM_PROVIDER: "local" (default: the
+# WordLlama model shipped in its PyPI wheel, offline on CPU), "hashing" (lexical, offline) or
+# "openai" (EMBEDDING_MODEL, which must accept `dimensions`: the text-embedding-3 family).
+EMBEDDING_PROVIDER = env_str("EMBEDDING_PROVIDER", "local").strip().lower()
+if EMBEDDING_PROVIDER not in ("local", "hashing", "openai"):
+    raise ImproperlyConfigured(f"EMBEDDING_PROVIDER must be local, hashing or openai, got {EMBEDDING_PROVIDER!r}")
+if EMBEDDING_PROVIDER == "openai" and not OPENAI_API_KEY:
+    raise ImproperlyConfigured("EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY")
+# PostgreSQL text search configuration of keyword search (a row records the one its tsvector
+# was built with; `reembed_knowledge` moves rows to this one).
+KNOWLEDGE_SEARCH_LANGUAGE = env_str("KNOWLEDGE_SEARCH_LANGUAGE", "english").strip().lower()
+if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", KNOWLEDGE_SEARCH_LANGUAGE):
+    raise ImproperlyConfigured(
+        f"KNOWLEDGE_SEARCH_LANGUAGE must name a text search configuration, got {KNOWLEDGE_SEARCH_LANGUAGE!r}"
+    )
 EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "text-embedding-3-small")
 KNOWLEDGE_EMBEDDING_BATCH_SIZE = env_int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", 100)
 KNOWLEDGE_EMBEDDING_TIMEOUT = env_int("KNOWLEDGE_EMBEDDING_TIMEOUT", 30)
@@ -221,6 +242,9 @@ KNOWLEDGE_IVFFLAT_MAX_PROBES = env_int("KNOWLEDGE_IVFFLAT_MAX_PROBES", 0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: it answers App Bridge session tokens (a `dest` claim) and passes other bearer
+        # tokens on to the project's JWT.
+        "shopify.session_tokens.ShopifySessionTokenAuthentication",
         "tenancy.api.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],

@@ -17,4 +17,5 @@ urlpatterns = [
     path("api/v1/", include("growth.api.urls")),
     path("api/v1/", include("onboarding.api.urls")),
     path("api/v1/", include("advanced.api.urls")),
+    path("", include("shopify.api.urls")),  # /webhooks/shopify/, /api/v1/shop-export/
 ]

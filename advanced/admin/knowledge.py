@@ -13,13 +13,20 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.text import capfirst
+from rest_framework.exceptions import APIException
 
 from backoffice.bases import AUDIT_FIELDS
 from backoffice.forms import ServiceFormAdmin, ServiceModelForm
 from tenancy.admin import SHOP_FILTER
 
+from ..embeddings import embedding_provider
 from ..models import KnowledgeDocument
-from ..services.knowledge import knowledge_document_delete, knowledge_document_revise, knowledge_document_save
+from ..services.knowledge import (
+    knowledge_document_delete,
+    knowledge_document_revise,
+    knowledge_document_save,
+    knowledge_reembed,
+)
 from .shared import EMPTY
 
 DOCUMENT_FIELDS = ("title", "content", "document_type", "tags", "source_url")
@@ -118,7 +125,28 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
     ordering = ("shop__domain", "document_key", "-version")
     # A vector(1536) is ~20 kB of text per row: neither the list nor the form loads it, and a
     # form without the field leaves the stored embedding alone.
-    exclude = ("embedding",)
+    exclude = ("embedding", "search_language")
+    actions = ("reembed_shop",)
+
+    @admin.action(description="Re-embed this shop's documents with the current model", permissions=["change"])
+    def reembed_shop(self, request: HttpRequest, queryset: QuerySet[KnowledgeDocument]) -> None:
+        """Every current version of the selected documents' shop (one shop at a time) moved to
+        the configured embedding model and search language, in the admin's own scope."""
+        shops = sorted(set(queryset.values_list("shop_id", flat=True)))
+        if len(shops) != 1:
+            self.message_user(
+                request,
+                f"Select documents of exactly one shop to re-embed it; the selection spans {len(shops)}.",
+                messages.ERROR,
+            )
+            return
+        try:
+            moved = sum(batch.updated for batch in knowledge_reembed(shop_id=shops[0]))
+        except APIException as exc:
+            self.message_user(request, f"Not re-embedded: {exc.detail}", messages.ERROR)
+            return
+        model = embedding_provider().model
+        self.message_user(request, f"Re-embedded {moved} document(s) of {shops[0]} with {model}.", messages.SUCCESS)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[KnowledgeDocument]:
         return (

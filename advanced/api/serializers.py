@@ -561,6 +561,12 @@ class KnowledgeSearchSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
         help_text=f"Instead of query: {EMBEDDING_DIMENSIONS} finite floats, not all zero.",
     )
     k = serializers.IntegerField(min_value=1, max_value=100, default=10, help_text="Results wanted (1-100).")
+    mode = serializers.ChoiceField(
+        choices=[("semantic", "semantic"), ("keyword", "keyword"), ("hybrid", "hybrid")],
+        required=False,
+        help_text="`semantic` (vectors), `keyword` (full text) or `hybrid` (both, fused by reciprocal rank). "
+        "Default: hybrid for a text query, semantic for a vector (the only mode a vector allows).",
+    )
     tags = serializers.ListField(
         child=serializers.CharField(max_length=100),
         required=False,
@@ -605,7 +611,19 @@ class KnowledgeSearchHitSerializer(TenantModelSerializer):
     """One search result: a current version (without its vector) and its distance to the query."""
 
     distance = serializers.FloatField(
-        read_only=True, help_text="Cosine distance to the query: 0 same direction, 2 opposite."
+        read_only=True,
+        allow_null=True,
+        help_text="Cosine distance to the query: 0 same direction, 2 opposite; null when only keyword search found it.",
+    )
+    keyword_rank = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="Full text rank (ts_rank_cd); null when keyword search did not find it or did not run.",
+    )
+    score = serializers.FloatField(
+        read_only=True,
+        help_text="What the results are ordered by: 1 - distance (semantic), keyword_rank (keyword) or the fused "
+        "reciprocal rank score (hybrid).",
     )
 
     class Meta(TenantModelSerializer.Meta):
@@ -624,15 +642,35 @@ class KnowledgeSearchHitSerializer(TenantModelSerializer):
             "created_at",
             "updated_at",
             "distance",
+            "keyword_rank",
+            "score",
         )
         read_only_fields = fields
 
 
 class KnowledgeSearchResponseSerializer(serializers.Serializer[Any]):
     count = serializers.IntegerField(help_text="Results returned: min(k, matching current documents).")
+    mode = serializers.ChoiceField(
+        choices=[("semantic", "semantic"), ("keyword", "keyword"), ("hybrid", "hybrid")],
+        help_text="The mode that answered.",
+    )
+    embedding_model = serializers.CharField(
+        allow_null=True,
+        help_text="The model the query was embedded with (documents of other models are not compared); "
+        "null in keyword mode or for a vector query without embedding_model.",
+    )
     scan = serializers.ChoiceField(
         choices=[("exact", "exact"), ("ivfflat", "ivfflat"), ("ivfflat+exact", "ivfflat+exact")],
-        help_text="How they were found: exact scan of the candidates, the IVFFlat index, or the index then exact.",
+        allow_null=True,
+        help_text="How the vector side was searched: exact scan of the candidates, the IVFFlat index, or the index "
+        "then exact; null in keyword mode.",
+    )
+    query_truncated = serializers.BooleanField(
+        help_text="True when the query was longer than the model reads (its first query_tokens tokens were used) "
+        "or than keyword search's 64 words."
+    )
+    query_tokens = serializers.IntegerField(
+        allow_null=True, help_text="Tokens of the query the model read (null: keyword mode or a vector)."
     )
     results = KnowledgeSearchHitSerializer(many=True, help_text="Nearest first.")
 

@@ -271,12 +271,21 @@ class KnowledgeDocumentViewSet(TenantViewSet):
     )
     @action(detail=False, methods=["post"])
     def search(self, request: Request) -> Response:
-        """The k current documents nearest to a text `query` or a `vector` (cosine distance), nearest
-        first, filtered by tags and type: always min(k, matching documents) results. Viewers may search."""
+        """The k best current documents for a text `query` or a `vector`, best first, filtered by tags
+        and type: semantic (cosine distance), keyword (full text) or hybrid (both, reciprocal rank
+        fusion; the default for text), always min(k, matching documents) results. Viewers may search."""
         body = KnowledgeSearchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         result = knowledge_search(**body.validated_data)
-        answer = {"count": len(result.documents), "scan": result.scan, "results": result.documents}
+        answer = {
+            "count": len(result.documents),
+            "mode": result.mode,
+            "embedding_model": result.embedding_model,
+            "scan": result.scan,
+            "query_truncated": result.query_truncated,
+            "query_tokens": result.query_tokens,
+            "results": result.documents,
+        }
         return Response(KnowledgeSearchResponseSerializer(answer).data)
 
 

@@ -19,6 +19,7 @@ from advanced.embeddings import (
     EMBEDDING_DIMENSIONS,
     EmbeddingError,
     HashingEmbeddingProvider,
+    LocalEmbeddingProvider,
     OpenAIEmbeddingProvider,
     document_text,
     embedding_provider,
@@ -258,9 +259,11 @@ def test_openai_provider_checks_its_configuration() -> None:
 
 
 def test_settings_choose_the_provider(settings: Any, fake_openai: FakeOpenAI) -> None:
-    settings.OPENAI_API_KEY = ""
+    settings.EMBEDDING_PROVIDER, settings.OPENAI_API_KEY = "local", "sk-test"
+    assert isinstance(embedding_provider(), LocalEmbeddingProvider)
+    settings.EMBEDDING_PROVIDER = "hashing"
     assert isinstance(embedding_provider(), HashingEmbeddingProvider)
-    settings.OPENAI_API_KEY = "sk-test"
+    settings.EMBEDDING_PROVIDER = "openai"
     settings.OPENAI_BASE_URL = fake_openai.url
     settings.EMBEDDING_MODEL = "text-embedding-3-large"
     provider = embedding_provider()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-from advanced.embeddings import EmbeddingError, EmbeddingProvider, HashingEmbeddingProvider, document_text
+from advanced.embeddings import EmbeddingError, EmbeddingProvider, LocalEmbeddingProvider, document_text
 from advanced.factories import KnowledgeDocumentFactory, unit_vector
 from advanced.models import KnowledgeDocument
 from advanced.services.knowledge import (
@@ -27,6 +27,9 @@ from tenancy.factories import ShopFactory
 from tenancy.scope import atomic_scope, service_scope, shop_scope
 from tests.advanced.test_knowledge_embeddings import FakeOpenAI, fake_openai
 from tests.api.conftest import SHOP_A, Actor, assert_error, owner_a, owner_b, viewer_a
+
+# The default provider (EMBEDDING_PROVIDER=local).
+LOCAL_MODEL = "wordllama-l2_supercat-256"
 
 # Fixtures shared with other modules (exported so they count as used).
 __all__ = ["fake_openai", "owner_a", "owner_b", "viewer_a"]
@@ -90,11 +93,11 @@ def assert_chain(rows: list[tuple[int, bool, int | None, int]]) -> None:
 # --- the service --------------------------------------------------------------------------
 
 
-def test_first_save_is_version_1_embedded_by_the_hashing_provider(owner_a: Actor) -> None:
+def test_first_save_is_version_1_embedded_by_the_local_model(owner_a: Actor) -> None:
     document = save(owner_a)
     assert (document.version, document.is_current, document.previous_version_id) == (1, True, None)
-    assert document.embedding_model == "hashing-v1" and document.created_by == str(owner_a.user.pk)
-    expected = HashingEmbeddingProvider().embed_one(document_text(title="Returns", content=document.content))
+    assert document.embedding_model == LOCAL_MODEL and document.created_by == str(owner_a.user.pk)
+    expected = LocalEmbeddingProvider().embed_one(document_text(title="Returns", content=document.content))
     with atomic_scope(service_scope()):
         stored = KnowledgeDocument.objects.get(pk=document.pk)
     assert list(stored.embedding) == pytest.approx(expected, abs=1e-6)
@@ -113,8 +116,8 @@ def test_each_save_adds_a_version_and_leaves_history_untouched(owner_a: Actor) -
     assert (old.title, old.tags, old.is_current) == ("Returns v1", ["returns"], False)
 
 
-class CountingProvider(HashingEmbeddingProvider):
-    """The hashing embedder, counting the texts it is asked to embed."""
+class CountingProvider(LocalEmbeddingProvider):
+    """The local model, counting the texts it is asked to embed."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,7 +133,7 @@ def test_unchanged_text_reuses_the_vector_of_the_same_model_without_calling_the_
     counting = CountingProvider()
     second = save(owner_a, tags=["returns", "policy"], document_type="faq", provider=counting)
     assert counting.texts == 0 and second.version == 2
-    assert second.embedding_model == first.embedding_model == "hashing-v1"
+    assert second.embedding_model == first.embedding_model == LOCAL_MODEL
     save(owner_a, content="Now 60 days.", provider=counting)
     assert counting.texts == 1
     # Another model never reuses a hashing vector: after a provider switch a save re-embeds.
@@ -320,7 +323,7 @@ def test_post_with_an_existing_key_adds_a_version(owner_a: Actor) -> None:
     assert second.status_code == 201, second.content
     body = second.json()
     assert (body["version"], body["is_current"], body["previous_version"]) == (2, True, first.json()["id"])
-    assert body["has_embedding"] is True and body["embedding_model"] == "hashing-v1"
+    assert body["has_embedding"] is True and body["embedding_model"] == LOCAL_MODEL
     listed = owner_a.client.get(DOCUMENTS).json()
     assert [r["id"] for r in listed["results"]] == [body["id"]]
     assert owner_a.client.get(f"{DOCUMENTS}{first.json()['id']}/").json()["is_current"] is False
@@ -353,10 +356,10 @@ def test_patch_of_other_fields_keeps_a_client_vector_and_a_text_change_re_embeds
     assert vector == pytest.approx(unit_vector(5), abs=1e-6)
     # A new text needs a new vector, and the server makes it.
     edited = owner_a.client.patch(f"{DOCUMENTS}{tagged['id']}/", {"content": "60 days."}, format="json").json()
-    assert (edited["version"], edited["embedding_model"]) == (3, "hashing-v1")
+    assert (edited["version"], edited["embedding_model"]) == (3, LOCAL_MODEL)
     # PUT replaces the document: a vector it does not send is the server's to make.
     put = owner_a.client.put(f"{DOCUMENTS}{edited['id']}/", _document(), format="json").json()
-    assert (put["version"], put["embedding_model"]) == (4, "hashing-v1")
+    assert (put["version"], put["embedding_model"]) == (4, LOCAL_MODEL)
 
 
 def test_editing_an_old_version_is_409_and_writes_nothing(owner_a: Actor) -> None:
@@ -419,7 +422,7 @@ def test_viewer_cannot_write_documents(viewer_a: Actor) -> None:
 def test_documents_are_embedded_by_openai_when_configured(
     owner_a: Actor, settings: Any, fake_openai: FakeOpenAI
 ) -> None:
-    settings.OPENAI_API_KEY = "sk-test"
+    settings.EMBEDDING_PROVIDER, settings.OPENAI_API_KEY = "openai", "sk-test"
     settings.OPENAI_BASE_URL = fake_openai.url
     response = owner_a.client.post(DOCUMENTS, _document(), format="json")
     assert response.status_code == 201, response.content
@@ -428,7 +431,7 @@ def test_documents_are_embedded_by_openai_when_configured(
 
 
 def test_provider_failure_is_502_and_writes_nothing(owner_a: Actor, settings: Any, fake_openai: FakeOpenAI) -> None:
-    settings.OPENAI_API_KEY = "sk-wrong"
+    settings.EMBEDDING_PROVIDER, settings.OPENAI_API_KEY = "openai", "sk-wrong"
     settings.OPENAI_BASE_URL = fake_openai.url
     body = assert_error(owner_a.client.post(DOCUMENTS, _document(), format="json"), 502, code="embedding_failed")
     assert "Incorrect API key" in body["detail"]

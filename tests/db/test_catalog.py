@@ -19,7 +19,7 @@ from tenancy.partitions import partitioned_table
 
 pytestmark = pytest.mark.django_db
 
-PROJECT_APPS = ("tenancy", "growth", "onboarding", "advanced")
+PROJECT_APPS = ("tenancy", "growth", "onboarding", "advanced", "shopify")
 PROJECT_MODELS = [model for label in PROJECT_APPS for model in apps.get_app_config(label).get_models()]
 
 # The schema's eleven tables, plus social_posts, the parent social_analytics assumes.
@@ -132,6 +132,8 @@ GENERATED_COLUMNS = {
     ("ad_performance", "roas"),
     ("social_analytics", "engagement_rate"),
     ("experiment_results", "conversion_rate"),
+    # Keyword search's tsvector of title and content (issue 14).
+    ("knowledge_base", "search_vector"),
 }
 
 

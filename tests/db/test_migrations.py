@@ -39,8 +39,8 @@ SCHEMA_ORDER: list[type[models.Model]] = [
 ]
 SCHEMA_PAIRS = list(itertools.pairwise(SCHEMA_ORDER))
 # Unapplied in this order; each `migrate <app> zero` also unapplies what depends on the app.
-APPS_TO_ZERO = ["advanced", "onboarding", "growth", "tenancy", "admin", "sessions", "auth", "contenttypes"]
-PROJECT_APPS = ("tenancy", "growth", "onboarding", "advanced")
+APPS_TO_ZERO = ["shopify", "advanced", "onboarding", "growth", "tenancy", "admin", "sessions", "auth", "contenttypes"]
+PROJECT_APPS = ("tenancy", "growth", "onboarding", "advanced", "shopify")
 
 
 @pytest.fixture(scope="module")

@@ -30,10 +30,14 @@ pytestmark = pytest.mark.django_db
 # Directory tables: they name shops and users but hold no tenant data; the API resolves
 # memberships from them before any scope exists (docs/security.md).
 DIRECTORY_TABLES = {"shops", "shop_memberships"}
+# Lifecycle records (shopify/models.py): webhook deliveries and erasures name a shop but are
+# not its data. They are written before any scope exists, must outlive the shop's erasure,
+# and `authenticated` has no privilege on them; the admin limits staff like the directory.
+LIFECYCLE_RECORD_TABLES = {"shopify_webhook_deliveries", "shopify_shop_erasures"}
 # Every table of this project's models (Django's own tables are not tenant data).
 OUR_TABLES = {
     model._meta.db_table
-    for label in ("tenancy", "growth", "onboarding", "advanced")
+    for label in ("tenancy", "growth", "onboarding", "advanced", "shopify")
     for model in apps.get_app_config(label).get_models()
 }
 
@@ -63,7 +67,7 @@ def test_every_table_with_a_tenant_column_forces_row_level_security() -> None:
             [sorted(OUR_TABLES)],
         )
     }
-    tenant_tables = tables - DIRECTORY_TABLES
+    tenant_tables = tables - DIRECTORY_TABLES - LIFECYCLE_RECORD_TABLES
     assert tenant_tables == set(rls.tenant_policies()), "a tenant table declares no `tenancy = TenantTable(...)`"
     flags = {
         name: (enabled, forced)

@@ -1,0 +1,101 @@
+"""Move stored knowledge documents to the configured embedding model (and search language).
+
+    manage.py reembed_knowledge [--shop DOMAIN] [--all-versions] [--batch-size N]
+
+Re-embeds, in id order and in batches of --batch-size (default 500), every current version
+(every version with --all-versions) whose vector is missing or of another model than
+EMBEDDING_PROVIDER's, or whose keyword vector was built with another KNOWLEDGE_SEARCH_LANGUAGE.
+Each batch is one transaction as service_role (across shops, or one with --shop): an
+interrupted run keeps what it committed and the next run continues from there; a run with
+nothing behind changes nothing. Vectors are replaced in place (a version's text never
+changes), so a document never lacks a vector and never has two current versions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rest_framework.exceptions import APIException
+
+from advanced.embeddings import EmbeddingError, embedding_provider
+from advanced.services.knowledge import knowledge_reembed_batch, reembed_pending
+from advanced.services.knowledge.reembed import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
+from tenancy.models import Shop
+from tenancy.scope import atomic_scope, service_scope
+
+BAR_WIDTH = 30
+
+
+class Command(BaseCommand):
+    help = "Re-embed knowledge documents whose vectors are not of the configured model, in resumable batches."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--shop", help="Only this shop (its domain, e.g. demo-1.myshopify.com).")
+        parser.add_argument("--all-versions", action="store_true", help="Earlier versions too (default: current).")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=DEFAULT_BATCH_SIZE,
+            help=f"Documents embedded and committed together (1..{MAX_BATCH_SIZE}; default {DEFAULT_BATCH_SIZE}).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        batch_size: int = options["batch_size"]
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise CommandError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}.")
+        shop: str | None = options["shop"]
+        all_versions: bool = options["all_versions"]
+        if shop is not None:
+            shop = shop.strip().lower()
+            with atomic_scope(service_scope()):
+                if not Shop.objects.filter(domain=shop).exists():
+                    raise CommandError(f"No shop {shop!r}.")
+        try:
+            provider = embedding_provider()
+        except EmbeddingError as exc:
+            raise CommandError(str(exc)) from exc
+        with atomic_scope(service_scope()):
+            total = reembed_pending(model=provider.model, shop_id=shop, all_versions=all_versions).count()
+        where = f"shop {shop}" if shop else "every shop"
+        scope = "versions" if all_versions else "current versions"
+        self.stdout.write(f"{total} {scope} of {where} to move to {provider.model}.")
+        done, after_id, started = 0, 0, time.monotonic()
+        while True:
+            try:
+                with atomic_scope(service_scope()):
+                    batch = knowledge_reembed_batch(
+                        provider=provider,
+                        shop_id=shop,
+                        all_versions=all_versions,
+                        batch_size=batch_size,
+                        after_id=after_id,
+                    )
+            except (APIException, ValueError) as exc:
+                detail = getattr(exc, "detail", exc)
+                raise CommandError(f"Stopped after {done} documents (rerun to continue): {detail}") from exc
+            if batch.last_id is None:
+                break
+            after_id = batch.last_id
+            done += batch.updated
+            self._progress(done, total, time.monotonic() - started)
+        if total and self._interactive():
+            self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS(f"Re-embedded {done} documents with {provider.model}."))
+
+    def _interactive(self) -> bool:
+        # A terminal gets one bar redrawn in place; a log gets a line a batch.
+        return self.stdout.isatty()
+
+    def _progress(self, done: int, total: int, seconds: float) -> None:
+        # More rows may fall behind during the run (writes of the old model meanwhile).
+        total = max(total, done)
+        filled = round(BAR_WIDTH * done / total) if total else BAR_WIDTH
+        rate = done / seconds if seconds > 0 else 0.0
+        line = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} ({rate:,.0f} documents/s)"
+        if self._interactive():
+            self.stdout.write("\r" + line, ending="")
+            self.stdout.flush()
+        else:
+            self.stdout.write(line)

@@ -1,0 +1,315 @@
+"""Knowledge search: semantic (vectors), keyword (PostgreSQL full text) and hybrid (both,
+fused by reciprocal rank), always `min(k, matches)` current versions in the active scope (as
+`authenticated` for a shop: the policies filter every plan), with tag and type filters.
+
+Semantic. A text query is embedded by the configured provider and compared only with
+documents embedded by the same model (vectors of different models are not comparable); a
+vector query is compared with every embedded document, or those of `embedding_model`.
+
+- The filtered candidates are counted first, in no order and bounded: at most
+  `exact_search_limit() + 1` rows are counted. Up to that limit the search is exact: it
+  selects and orders by `distance + 0`, which no index can serve, so every candidate's
+  distance is computed, once. The limit is KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES when set,
+  else the measured break-even with the index (probes x rows / lists / 4, at least 1,000): an
+  index search reads its probed lists whatever the shop, an exact one every candidate, and
+  for a shop with few rows in a shared table the index also returns too few rows without
+  iterative scans (IVFFlat filters *after* probing).
+- Above it, the IVFFlat index is used with pgvector 0.8's iterative scans
+  (`ivfflat.iterative_scan = relaxed_order`), `ivfflat.probes` (KNOWLEDGE_IVFFLAT_PROBES, by
+  default round(sqrt(lists))) and `ivfflat.max_probes` (by default every list), and with
+  sequential scans, bitmap scans, sorts and parallel plans disabled, so that the ordered
+  index scan is the plan (the planner otherwise prices it above scanning the shop's rows);
+  all applied with `set_config(..., true)` and restored afterwards; the relaxed order is
+  re-sorted. With an older pgvector (no iterative scans) every list is probed. If the index
+  still yields fewer than min(k, candidates) rows (a lowered max_probes), the exact search
+  answers instead.
+
+Keyword. `search_vector @@ websearch_to_tsquery(KNOWLEDGE_SEARCH_LANGUAGE, 'w1 or w2 ...')`
+through the GIN index, ranked by `ts_rank_cd` (cover density, divided by 1 + log(length)).
+The query's words are OR-ed: a customer's question shares a few words with the right
+document, never all of them (an AND of "can I get my money back if it came cracked" matches
+nothing). A hyphenated term ("KB-1042-BLK") stays one phrase. Candidates are current
+versions, with or without a vector: a document still waiting for `reembed_knowledge` is
+found by its words. Matches are the documents sharing at least one lexeme with the query.
+
+Hybrid (the default for a text query). The top max(k, RRF_DEPTH) of each list, fused by
+reciprocal rank fusion: score = sum over the lists of 1 / (RRF_K + rank). Every semantic
+candidate is ranked, so hybrid returns min(k, semantic candidates + keyword-only matches).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db import transaction
+from django.db.models import F, FloatField
+from django.db.models.expressions import RawSQL
+from rest_framework.exceptions import ValidationError
+
+from ...embeddings import EmbeddingError, EmbeddingProvider, embedding_provider
+from ...models import KnowledgeDocument
+from ...querysets import KnowledgeDocumentQuerySet
+from .errors import EmbeddingUnavailable
+from .index import INDEX_PLAN_SETTINGS, exact_search_limit, ivfflat_index_state, ivfflat_search_settings, local_settings
+from .versioning import clean_vector
+
+logger = logging.getLogger(__name__)
+
+MAX_K = 100
+TAGS_MODES = ("all", "any")
+SEARCH_MODES = ("semantic", "keyword", "hybrid")
+# Cormack, Clarke & Buettcher (2009): k = 60 damps the weight of the very first ranks so that
+# one list cannot outvote the other with its top hit alone.
+RRF_K = 60
+# How deep each list goes before fusion: a document ranked 50th by one list and absent from
+# the other still beats nothing, and 50 keeps both queries cheap.
+RRF_DEPTH = 50
+# Hybrid fuses only keyword hits holding at least half of the query's lexemes ("minimum should
+# match"): a paraphrase shares one or two common words ("jacket", "pocket") with many wrong
+# documents, and RRF gives any list's 10th hit as much weight as the other list's. Measured on
+# bench/data/retrieval (chosen there, no held-out set): paraphrase recall@3 0.763 unfiltered,
+# 0.856 at a half, 0.842 at three quarters; exact-term questions 1.000 either way.
+HYBRID_MIN_COVERAGE = 0.5
+# Words of a keyword query: a question is a few dozen; the rest is cut (and said so).
+KEYWORD_MAX_TERMS = 64
+# ts_rank_cd normalisation 1: divide by 1 + log(document length), so a long FAQ does not win
+# by repeating a word.
+RANK_NORMALIZATION = 1
+_QUERY_WORD = re.compile(r"[^\s\"']+")
+
+
+@dataclass(frozen=True)
+class KnowledgeSearchResult:
+    """The best current versions, best first, each with `distance` (cosine, None when only
+    keyword search found it), `keyword_rank` (None when keyword search did not find it) and
+    `score` (the ordering: 1 - distance, the keyword rank, or the fused RRF score), and how
+    they were found."""
+
+    documents: list[KnowledgeDocument] = field(default_factory=list)
+    # The vector scan: "exact", "ivfflat", "ivfflat+exact" (the index fell short); None in keyword mode.
+    scan: str | None = "exact"
+    mode: str = "semantic"
+    # The model the query was embedded with (None: keyword mode, or a vector of any model).
+    embedding_model: str | None = None
+    query_truncated: bool = False
+    # Tokens of the query the model read (None: the provider does not count them).
+    query_tokens: int | None = None
+
+
+def knowledge_search(
+    *,
+    query: str | None = None,
+    vector: Sequence[float] | None = None,
+    k: int = 10,
+    mode: str | None = None,
+    tags: Sequence[str] = (),
+    tags_mode: str = "all",
+    document_type: str | None = None,
+    embedding_model: str | None = None,
+    provider: EmbeddingProvider | None = None,
+) -> KnowledgeSearchResult:
+    """The `k` best current versions for `query` (text) or `vector`, in the active scope.
+
+    `mode`: "semantic", "keyword" or "hybrid"; default hybrid for a text query, semantic for
+    a vector (keyword and hybrid need words).
+    """
+    if (query is None) == (vector is None):
+        raise ValidationError({"non_field_errors": ["Give either query (text) or vector (numbers), not both."]})
+    mode = mode or ("hybrid" if query is not None else "semantic")
+    if mode not in SEARCH_MODES:
+        raise ValidationError({"mode": [f"Must be one of {', '.join(SEARCH_MODES)}; got {mode!r}."]})
+    if vector is not None and mode != "semantic":
+        raise ValidationError({"mode": [f"A vector query can only be semantic; {mode} search needs a text query."]})
+    if not 1 <= k <= MAX_K:
+        raise ValidationError({"k": [f"Must be between 1 and {MAX_K}; got {k}."]})
+    if tags_mode not in TAGS_MODES:
+        raise ValidationError({"tags_mode": [f"Must be one of {', '.join(TAGS_MODES)}; got {tags_mode!r}."]})
+    if query is not None and not query.strip():
+        raise ValidationError({"query": ["Must not be blank."]})
+    filters = _Filters(tags=list(dict.fromkeys(tags)), tags_mode=tags_mode, document_type=document_type)
+    truncated, tokens, target = False, None, None
+    if mode != "keyword":
+        if query is not None:
+            provider = provider or embedding_provider()
+            try:
+                embedded = provider.embed_query(query)
+            except EmbeddingError as exc:
+                raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
+            vector, embedding_model = embedded.vector, provider.model
+            truncated, tokens = embedded.truncated, embedded.tokens
+        assert vector is not None
+        target = clean_vector(vector, field_name="vector")
+    with transaction.atomic():
+        if mode == "semantic":
+            assert target is not None
+            documents, scan = _semantic(target, k, embedding_model=embedding_model, filters=filters)
+            for document in documents:
+                document.keyword_rank = None  # type: ignore[attr-defined]
+                document.score = 1.0 - _distance(document)  # type: ignore[attr-defined]
+            return KnowledgeSearchResult(
+                documents=documents,
+                scan=scan,
+                mode=mode,
+                embedding_model=embedding_model,
+                query_truncated=truncated,
+                query_tokens=tokens,
+            )
+        assert query is not None
+        words = _QUERY_WORD.findall(query)
+        truncated = truncated or len(words) > KEYWORD_MAX_TERMS
+        if mode == "keyword":
+            keyword = _keyword(words[:KEYWORD_MAX_TERMS], k, filters=filters)
+        else:
+            keyword = _keyword(
+                words[:KEYWORD_MAX_TERMS], max(k, RRF_DEPTH), filters=filters, min_coverage=HYBRID_MIN_COVERAGE
+            )
+        if mode == "keyword":
+            for document in keyword:
+                document.distance = None  # type: ignore[attr-defined]
+                document.score = document.keyword_rank  # type: ignore[attr-defined]
+            return KnowledgeSearchResult(documents=keyword, scan=None, mode=mode, query_truncated=truncated)
+        assert target is not None
+        semantic, scan = _semantic(target, max(k, RRF_DEPTH), embedding_model=embedding_model, filters=filters)
+        return KnowledgeSearchResult(
+            documents=reciprocal_rank_fusion(semantic, keyword)[:k],
+            scan=scan,
+            mode=mode,
+            embedding_model=embedding_model,
+            query_truncated=truncated,
+            query_tokens=tokens,
+        )
+
+
+def reciprocal_rank_fusion(
+    semantic: list[KnowledgeDocument], keyword: list[KnowledgeDocument]
+) -> list[KnowledgeDocument]:
+    """Documents of both lists by sum of 1 / (RRF_K + rank), best first (ties: nearer, then id).
+
+    A document in both lists keeps the semantic list's object and gains its `keyword_rank`.
+    """
+    fused: dict[int, KnowledgeDocument] = {}
+    scores: dict[int, float] = {}
+    for rank, document in enumerate(semantic, start=1):
+        document.keyword_rank = None  # type: ignore[attr-defined]
+        fused[document.pk] = document
+        scores[document.pk] = 1.0 / (RRF_K + rank)
+    for rank, document in enumerate(keyword, start=1):
+        if document.pk in fused:
+            fused[document.pk].keyword_rank = document.keyword_rank  # type: ignore[attr-defined]
+        else:
+            document.distance = None  # type: ignore[attr-defined]
+            fused[document.pk] = document
+        scores[document.pk] = scores.get(document.pk, 0.0) + 1.0 / (RRF_K + rank)
+    for pk, document in fused.items():
+        document.score = scores[pk]  # type: ignore[attr-defined]
+
+    def order(document: KnowledgeDocument) -> tuple[float, float, int]:
+        distance = document.distance  # type: ignore[attr-defined]
+        return (-scores[document.pk], math.inf if distance is None else distance, document.pk)
+
+    return sorted(fused.values(), key=order)
+
+
+@dataclass(frozen=True)
+class _Filters:
+    tags: list[str]
+    tags_mode: str
+    document_type: str | None
+
+
+def _keyword(words: list[str], limit: int, *, filters: _Filters, min_coverage: float = 0.0) -> list[KnowledgeDocument]:
+    """The `limit` current versions sharing the most of the query's lexemes with `words`.
+
+    Ranked by coverage (the share of the query's distinct lexemes a document contains:
+    coordination-level matching), then by `ts_rank_cd`, then id; only documents covering at
+    least `min_coverage` of them.
+    """
+    # A leading "-" would be websearch's NOT: a customer's "-" is a dash.
+    terms = [word.lstrip("-") for word in words if word.lstrip("-")]
+    if not terms:
+        return []
+    text = " ".join(terms)
+    language = settings.KNOWLEDGE_SEARCH_LANGUAGE
+    tsquery = SearchQuery(" or ".join(terms), search_type="websearch", config=language)
+    candidates = KnowledgeDocument.objects.current()
+    if filters.tags:
+        tags = filters.tags
+        candidates = candidates.with_any_tags(tags) if filters.tags_mode == "any" else candidates.with_tags(tags)
+    if filters.document_type:
+        candidates = candidates.filter(document_type=filters.document_type)
+    # length(v) - length(ts_delete(v, query lexemes)): how many of the query's lexemes the
+    # row holds, found by ts_delete's binary search in the sorted tsvector.
+    coverage = RawSQL(
+        "(length(search_vector) - length(ts_delete(search_vector, tsvector_to_array(to_tsvector(%s::regconfig, %s)))))"
+        "::float8 / greatest(length(to_tsvector(%s::regconfig, %s)), 1)",
+        [language, text, language, text],
+        output_field=FloatField(),
+    )
+    ranked = (
+        candidates.filter(search_vector=tsquery)
+        .annotate(
+            keyword_coverage=coverage,
+            keyword_rank=SearchRank(F("search_vector"), tsquery, cover_density=True, normalization=RANK_NORMALIZATION),
+        )
+        .defer("embedding", "search_vector")
+        .order_by("-keyword_coverage", "-keyword_rank", "id")
+    )
+    if min_coverage > 0:
+        ranked = ranked.filter(keyword_coverage__gte=min_coverage)
+    return list(ranked[:limit])
+
+
+def _semantic(
+    target: list[float],
+    k: int,
+    *,
+    embedding_model: str | None,
+    filters: _Filters,
+) -> tuple[list[KnowledgeDocument], str]:
+    """The k nearest candidates to `target` and the scan that found them (see the module)."""
+    candidates = KnowledgeDocument.objects.searchable(
+        tags=filters.tags,
+        tags_mode=filters.tags_mode,
+        document_type=filters.document_type,
+        embedding_model=embedding_model,
+    ).defer("embedding", "search_vector")
+    state = ivfflat_index_state()
+    if state is None:
+        return _exact_nearest(candidates, target, k), "exact"
+    limit = exact_search_limit(state)
+    # Counting stops at limit + 1 rows, in no order: the decision costs at most that many
+    # index entries (the model's default ordering would sort them first).
+    count = candidates.order_by()[: limit + 1].count()
+    if count == 0:
+        return [], "exact"
+    if count <= limit:
+        return _exact_nearest(candidates, target, k), "exact"
+    with local_settings({**ivfflat_search_settings(state), **INDEX_PLAN_SETTINGS}):
+        found = _ranked(candidates.nearest(target, exact=False)[:k])
+    # `count` stopped at limit + 1: it proves k candidates exist only when it reached k.
+    wanted = k if count >= k else candidates.order_by()[:k].count()
+    if len(found) < wanted:
+        logger.warning("knowledge search: the index gave %d of %d rows; answering exactly", len(found), wanted)
+        return _exact_nearest(candidates, target, k), "ivfflat+exact"
+    return found, "ivfflat"
+
+
+def _exact_nearest(candidates: KnowledgeDocumentQuerySet, target: list[float], k: int) -> list[KnowledgeDocument]:
+    return _ranked(candidates.nearest(target, exact=True)[:k])
+
+
+def _distance(document: KnowledgeDocument) -> float:
+    return float(document.distance)  # type: ignore[attr-defined]
+
+
+def _ranked(documents: Iterable[KnowledgeDocument]) -> list[KnowledgeDocument]:
+    """Nearest first (relaxed_order may return rows slightly out of order). A zero vector
+    stored before vectors were checked has no cosine distance (NaN): it cannot be ranked."""
+    found = [document for document in documents if math.isfinite(_distance(document))]
+    return sorted(found, key=lambda document: (_distance(document), document.pk))
