@@ -13,11 +13,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.text import capfirst
-from rest_framework.exceptions import APIException
 
 from backoffice.bases import AUDIT_FIELDS
 from backoffice.forms import ServiceFormAdmin, ServiceModelForm
 from tenancy.admin import SHOP_FILTER
+from tenancy.errors import DomainError
 
 from ..embeddings import embedding_provider
 from ..models import KnowledgeDocument
@@ -142,8 +142,8 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
             return
         try:
             moved = sum(batch.updated for batch in knowledge_reembed(shop_id=shops[0]))
-        except APIException as exc:
-            self.message_user(request, f"Not re-embedded: {exc.detail}", messages.ERROR)
+        except DomainError as exc:
+            self.message_user(request, f"Not re-embedded: {exc}", messages.ERROR)
             return
         model = embedding_provider().model
         self.message_user(request, f"Re-embedded {moved} document(s) of {shops[0]} with {model}.", messages.SUCCESS)
