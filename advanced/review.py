@@ -14,10 +14,9 @@ from typing import Any
 
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
-from rest_framework.exceptions import ValidationError
 
-from tenancy.api.errors import flatten
-from tenancy.charts import IntervalRow, Series, interval_chart, line_chart
+from backoffice.charts import IntervalRow, Series, interval_chart, line_chart
+from tenancy.errors import Refused
 
 from .models import Experiment
 from .services.experiment_analysis import AnalysisResult, VariantAnalysis, experiment_review
@@ -154,7 +153,7 @@ def review_context(result: AnalysisResult) -> dict[str, Any]:
 def render_review(experiment: Experiment) -> SafeString:
     try:
         result = experiment_review(experiment=experiment)
-    except ValidationError as exc:  # variants written before validation existed: say so, no 500
-        reasons = "; ".join(e["message"] for e in flatten(exc.detail))
+    except Refused as exc:  # variants written before validation existed: say so, no 500
+        reasons = "; ".join(message for _, message in exc.problems)
         return render_to_string("admin/advanced/experiment/review.html", {"error": reasons})
     return render_to_string("admin/advanced/experiment/review.html", review_context(result))

@@ -124,6 +124,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "tenancy",
+    "backoffice",
     "growth",
     "onboarding",
     "advanced",

@@ -2,7 +2,7 @@
 
 Campaign pages chart their spend, revenue and ROAS; each keyword's rankings have a position
 chart (a view of its own, linked from every ranking row). The charts are server-rendered SVG
-(`tenancy.charts`) fed by one queryset method each.
+(`backoffice.charts`) fed by one queryset method each.
 """
 
 from __future__ import annotations
@@ -26,15 +26,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from tenancy.admin import (
-    AUDIT_FIELDS,
-    SHOP_FILTER,
-    ReadOnlyTabularInline,
-    ShopChildAdmin,
-    ShopChildForm,
-    ShopScopedAdmin,
-)
-from tenancy.charts import Series, line_chart
+from backoffice.bases import AUDIT_FIELDS, ReadOnlyTabularInline, ShopChildAdmin, ShopChildForm, ShopScopedAdmin
+from backoffice.charts import Series, line_chart
+from tenancy.admin import SHOP_FILTER
 
 from .models import (
     AdCampaign,

@@ -30,7 +30,7 @@ from django.db.models import F, OrderBy
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, enter_scope, shop_scope
 
-from .api.serializers import AdPerformanceRowSerializer, SeoRankingRowSerializer, SocialAnalyticsRowSerializer
+from .inputs import AD_PERFORMANCE_ROW_INPUTS, SEO_RANKING_INPUTS, SOCIAL_ANALYTICS_ROW_INPUTS
 from .models import AdPerformance, SeoRanking, SocialAnalytics, SocialPost
 
 FORMATS = ("csv", "ndjson")
@@ -61,10 +61,10 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "ad_performance": Target(model=AdPerformance, inputs=tuple(AdPerformanceRowSerializer.Meta.fields), derived={}),
+    "ad_performance": Target(model=AdPerformance, inputs=AD_PERFORMANCE_ROW_INPUTS, derived={}),
     "seo_rankings": Target(
         model=SeoRanking,
-        inputs=tuple(SeoRankingRowSerializer.Meta.fields),
+        inputs=SEO_RANKING_INPUTS,
         # The UTC day of tracked_at, as the API's tracked_on_settle derives it.
         derived={"tracked_on": "(s.tracked_at::timestamptz AT TIME ZONE 'UTC')::date"},
         rules=(
@@ -77,7 +77,7 @@ TARGETS: dict[str, Target] = {
     ),
     "social_analytics": Target(
         model=SocialAnalytics,
-        inputs=tuple(SocialAnalyticsRowSerializer.Meta.fields),
+        inputs=SOCIAL_ANALYTICS_ROW_INPUTS,
         # The composite foreign key (post, shop, platform) needs the post's platform; the join
         # under the shop's policies also drops rows naming a post of another shop.
         derived={"platform": "p.platform"},

@@ -2,49 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.safestring import SafeString
-from rest_framework.exceptions import APIException
 
-from tenancy.admin import SHOP_FILTER, AuditedAdmin, ShopScopedAdmin
-from tenancy.api.errors import flatten
-from tenancy.charts import Series, stacked_bar_chart
+from backoffice.actions import apply_each
+from backoffice.bases import AuditedAdmin, ShopScopedAdmin
+from backoffice.charts import Series, stacked_bar_chart
+from tenancy.admin import SHOP_FILTER
 
 from . import services
 from .models import FeatureTour, OnboardingProgress, StepStatus
 from .querysets import Funnel
 from .steps import ONBOARDING_STEPS, onboarding_step_position
-
-_M = TypeVar("_M", bound=models.Model)
-
-
-def _apply_each(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, rows: QuerySet[_M], move: Callable[[_M], object], verb: str
-) -> None:
-    """Run a service move on each selected row; rows it refuses are reported, the rest applied."""
-    done, refused = 0, []
-    for row in rows:
-        try:
-            move(row)
-        except APIException as exc:
-            refused.append(f"{row}: {' '.join(error['message'] for error in flatten(exc.detail))}")
-        else:
-            done += 1
-    if done:
-        modeladmin.message_user(request, f"{verb} {done} row(s).", messages.SUCCESS)
-    for reason in refused:
-        modeladmin.message_user(request, f"Not {verb.lower()}: {reason}", messages.WARNING)
 
 
 class OnboardingProgressForm(forms.ModelForm):
@@ -118,7 +96,7 @@ class OnboardingProgressAdmin(ShopScopedAdmin):
 
     @admin.action(description="Reopen selected completed or skipped steps (retry)", permissions=["change"])
     def retry_steps(self, request: HttpRequest, queryset: QuerySet[OnboardingProgress]) -> None:
-        _apply_each(self, request, queryset, lambda row: services.onboarding_step_retry(progress=row), "Reopened")
+        apply_each(self, request, queryset, lambda row: services.onboarding_step_retry(progress=row), "Reopened")
 
     def get_urls(self) -> list[URLPattern]:
         funnel = path(
@@ -201,4 +179,4 @@ class FeatureTourAdmin(AuditedAdmin):
 
     @admin.action(description="Dismiss selected pending or active tours", permissions=["change"])
     def dismiss_tours(self, request: HttpRequest, queryset: QuerySet[FeatureTour]) -> None:
-        _apply_each(self, request, queryset, lambda tour: services.tour_dismiss(tour=tour), "Dismissed")
+        apply_each(self, request, queryset, lambda tour: services.tour_dismiss(tour=tour), "Dismissed")

@@ -2,7 +2,7 @@
 
 Each move locks its row (`SELECT ... FOR UPDATE`) before reading the counters it changes, so
 two requests for the same step or tour (two tabs, a double click) are applied one after the
-other and no increment is lost. An illegal move raises a DRF ValidationError naming the
+other and no increment is lost. An illegal move raises a `tenancy.errors.Refused` naming the
 field and the reason (a 400), and writes nothing.
 
 Steps: not_started -> in_progress (start) -> completed (complete); a step that is not
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 
+from tenancy.errors import Forbidden, NotFound, Refused
 from tenancy.models import User
 from tenancy.scope import AUTHENTICATED, active_scope
 
@@ -31,8 +31,8 @@ MAX_COUNTER = 2_147_483_647
 INVALID_TRANSITION = "invalid_transition"
 
 
-def _transition_error(field: str, message: str) -> ValidationError:
-    return ValidationError({field: [message]}, code=INVALID_TRANSITION)
+def _transition_error(field: str, message: str) -> Refused:
+    return Refused({field: [message]}, code=INVALID_TRANSITION)
 
 
 def _writer() -> str | None:
@@ -52,13 +52,13 @@ def _ensure_own(*, user_id: uuid.UUID | str, shop_domain: str | None) -> None:
     if scope is None or scope.role != AUTHENTICATED:
         return
     if scope.subject != str(user_id) or (shop_domain is not None and scope.shop != shop_domain):
-        raise PermissionDenied("You may only change your own onboarding progress and feature tours.")
+        raise Forbidden("You may only change your own onboarding progress and feature tours.")
 
 
 def _check_step_key(step_key: str) -> int:
     position = onboarding_step_position(step_key)
     if position is None:
-        raise ValidationError(
+        raise Refused(
             {"step_key": [f"Unknown onboarding step {step_key!r}; expected one of: {', '.join(ONBOARDING_STEPS)}."]},
             code="invalid_choice",
         )
@@ -68,7 +68,7 @@ def _check_step_key(step_key: str) -> int:
 def _add(current: int, extra: int, field: str) -> int:
     total = current + extra
     if total > MAX_COUNTER:
-        raise ValidationError({field: [f"The total would exceed {MAX_COUNTER}."]}, code="max_value")
+        raise Refused({field: [f"The total would exceed {MAX_COUNTER}."]}, code="max_value")
     return total
 
 
@@ -97,7 +97,7 @@ def onboarding_progress_ensure(
     _ensure_own(user_id=user.pk, shop_domain=shop_domain)
     position = _check_step_key(step_key)
     if step_order is not None and step_order < 0:
-        raise ValidationError({"step_order": ["Must be 0 or more."]}, code="min_value")
+        raise Refused({"step_order": ["Must be 0 or more."]}, code="min_value")
     OnboardingProgress.objects.bulk_create(
         [
             OnboardingProgress(
@@ -137,7 +137,7 @@ def onboarding_step_start(
 def onboarding_step_complete(*, progress: OnboardingProgress, time_spent_seconds: int) -> OnboardingProgress:
     """Finish a step in progress; the time of this attempt is added to the step's total."""
     if time_spent_seconds < 0:
-        raise ValidationError({"time_spent_seconds": ["Must be 0 or more."]}, code="min_value")
+        raise Refused({"time_spent_seconds": ["Must be 0 or more."]}, code="min_value")
     progress = _progress_locked(progress)
     if progress.status != StepStatus.IN_PROGRESS:
         hint = {

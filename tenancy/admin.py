@@ -1,15 +1,15 @@
-"""Admin for users, shops and memberships, and the building blocks the other apps' admins share.
+"""Admin for users, shops and memberships, and the back office's security rules.
 
-A first version of the back office: lists that stay at a constant number of queries however
-many rows a table holds (`list_select_related` for every relation a list shows), and forms that
-cannot break the invariants the database enforces (copied `shop_domain`, generated ratios).
+Which shops and users a staff member may see and change is decided here (`scope_shops`,
+`visible_shops`, `visible_users`, `may_manage`, `VisibleChoicesAdmin`, `SHOP_FILTER`); every
+admin of the project builds on it. The building blocks that are not security (audited and
+shop-scoped admins, child rows, read-only inlines, service forms, charts) live in `backoffice`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import BaseModelAdmin
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
@@ -17,17 +17,14 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.db.models import Count, QuerySet
 from django.db.models.fields.related import RelatedField
-from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 
-from .models import AuditedModel, Shop, ShopMembership, User
+from .models import Shop, ShopMembership, User
 from .scope import BACK_OFFICE, SERVICE_ROLE, active_scope
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
-# Who wrote a row and when: maintained by the database and the ORM, never typed by staff.
-AUDIT_FIELDS = ("created_by", "created_at", "updated_at")
 # Shops and memberships predate the audit convention's `created_by`.
 TIMESTAMP_FIELDS = ("created_at", "updated_at")
 
@@ -116,107 +113,6 @@ class ShopListFilter(admin.RelatedFieldListFilter):
 
 # list_filter entry of every shop-scoped changelist.
 SHOP_FILTER = ("shop", ShopListFilter)
-
-
-class AuditedAdmin(VisibleChoicesAdmin, admin.ModelAdmin):
-    """Audit columns are read-only; a row staff add records the staff member as its writer."""
-
-    readonly_fields: ClassVar[tuple[str, ...]] = AUDIT_FIELDS
-
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        if not change and isinstance(obj, AuditedModel) and request.user.is_authenticated:
-            obj.created_by = str(request.user.pk)
-        super().save_model(request, obj, form, change)
-
-
-class ShopScopedAdmin(AuditedAdmin):
-    """A table whose rows belong to one shop. Shops are picked by autocomplete: there are many."""
-
-    autocomplete_fields: ClassVar[tuple[str, ...]] = ("shop",)
-    list_select_related: ClassVar[tuple[str, ...]] = ("shop",)
-
-
-class ShopChildForm(forms.ModelForm):
-    """A child row stays in its shop: once saved, it may only be moved to a parent of that shop.
-
-    Saving copies the parent's shop onto the row, so picking another shop's parent would
-    silently move the row (and its measurements) to that shop. Refused as a form error instead.
-    """
-
-    # Set by ShopChildAdmin.get_form from the admin's own parent_field.
-    parent_field: ClassVar[str] = ""
-
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        cleaned = self.cleaned_data
-        parent = cleaned.get(self.parent_field)
-        shop = self.instance.shop_id if self.instance.pk is not None else None
-        if parent is not None and shop is not None and parent.shop_id != shop:
-            self.add_error(
-                self.parent_field,
-                f"{parent} belongs to {parent.shop_id}; this row belongs to {shop} and cannot move to another shop.",
-            )
-        return cleaned
-
-
-class ShopChildAdmin(AuditedAdmin):
-    """A child row that carries copies of its parent's columns (`shop_domain`, ...).
-
-    The composite foreign key `(parent_id, shop_domain) -> parent(id, shop_domain)` refuses a
-    row whose copy disagrees with its parent, so the copies are not offered in the form: they
-    are shown read-only and taken from the parent when the row is saved.
-    """
-
-    parent_field: ClassVar[str]
-    copied_from_parent: ClassVar[tuple[str, ...]] = ("shop_id",)
-    form = ShopChildForm
-
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change, **kwargs)
-        if issubclass(form, ShopChildForm):
-            # modelform_factory made this class for this request: setting it here is local.
-            form.parent_field = self.parent_field
-        return form
-
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        parent = getattr(obj, self.parent_field)
-        for attname in self.copied_from_parent:
-            setattr(obj, attname, getattr(parent, attname))
-        super().save_model(request, obj, form, change)
-
-
-class LatestRowsFormSet(BaseInlineFormSet):
-    """An inline formset that shows only the newest `max_rows` children, in the inline's ordering.
-
-    A campaign accumulates a performance row a day; rendering years of them on the campaign's
-    page would be slow and useless. The slice is cached because the formset asks for its
-    queryset once per form, and a fresh slice would run a query each time.
-    """
-
-    max_rows = 30
-
-    def get_queryset(self) -> QuerySet[Any]:
-        if not hasattr(self, "_latest_rows"):
-            self._latest_rows = super().get_queryset()[: self.max_rows]
-        return self._latest_rows
-
-
-class ReadOnlyTabularInline(VisibleChoicesAdmin, admin.TabularInline):
-    """Measurements written by ingestion jobs: shown for context, never edited by hand."""
-
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    formset = LatestRowsFormSet
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class MembershipRules(VisibleChoicesAdmin):

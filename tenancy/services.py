@@ -1,7 +1,7 @@
 """Writes shared by every tenant table: create, update and bulk upsert of rows.
 
 Each runs in a savepoint, so a database refusal (a unique or check constraint) becomes a
-ValidationError naming the constraint, the request's transaction stays usable, and nothing
+`Refused` error naming the constraint, the request's transaction stays usable, and nothing
 is half-written.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, IntegrityError, connection, models, transaction
-from rest_framework.exceptions import PermissionDenied, ValidationError
 
+from .errors import Forbidden, Refused
 from .partitions import parent_index_name
 
 _M = TypeVar("_M", bound=models.Model)
@@ -22,7 +22,7 @@ _M = TypeVar("_M", bound=models.Model)
 UPSERT_CHUNK = 1000
 
 
-def constraint_error(exc: IntegrityError, model: type[models.Model] | None = None) -> ValidationError:
+def constraint_error(exc: IntegrityError, model: type[models.Model] | None = None) -> Refused:
     """A 400 naming the constraint the database enforced (under its field, where it has one)."""
     diag = getattr(exc.__cause__, "diag", None)
     name = parent_index_name(getattr(diag, "constraint_name", None) or "")
@@ -34,7 +34,7 @@ def constraint_error(exc: IntegrityError, model: type[models.Model] | None = Non
     else:
         message, code = f"The database refused the row ({name or exc}).", "invalid"
     key = _constraint_field(model, name) if model is not None and name else "non_field_errors"
-    return ValidationError({key: [message]}, code=code)
+    return Refused({key: [message]}, code=code)
 
 
 def _constraint_field(model: type[models.Model], name: str) -> str:
@@ -56,10 +56,10 @@ def _constraint_field(model: type[models.Model], name: str) -> str:
     return next((f for f in by_length if rule.startswith(f"{f}_")), "non_field_errors")
 
 
-def _policy_refusal(exc: DatabaseError) -> PermissionDenied | None:
+def _policy_refusal(exc: DatabaseError) -> Forbidden | None:
     """Row level security refused the write (SQLSTATE 42501): the scope may not write it."""
     if getattr(exc.__cause__, "sqlstate", None) == "42501":
-        return PermissionDenied("Your role in this shop may not write this row.")
+        return Forbidden("Your role in this shop may not write this row.")
     return None
 
 

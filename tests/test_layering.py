@@ -63,3 +63,39 @@ def test_tenancy_has_modules_to_scan() -> None:
 @pytest.mark.parametrize("path", _modules(), ids=lambda path: str(path.relative_to(TENANCY)))
 def test_tenancy_imports_no_domain_app(path: Path) -> None:
     assert _domain_imports(path.read_text(encoding="utf-8")) == []
+
+
+BACKOFFICE = Path(settings.BASE_DIR) / "backoffice"
+# Modules that are the domain's API layer; a service (or anything a service imports) must not
+# need them: errors are domain errors (tenancy.errors), inputs are plain column lists.
+API_PACKAGES = ("api",)
+
+
+def _backoffice_modules() -> list[Path]:
+    return sorted(BACKOFFICE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _backoffice_modules(), ids=lambda path: str(path.relative_to(BACKOFFICE)))
+def test_the_back_office_building_blocks_import_no_domain_app(path: Path) -> None:
+    assert _domain_imports(path.read_text(encoding="utf-8")) == []
+
+
+def _service_modules() -> list[Path]:
+    base = Path(settings.BASE_DIR)
+    found: list[Path] = []
+    for app in ("tenancy", *DOMAIN_APPS):
+        found += [base / app / "services.py", base / app / "ingest.py"]
+        found += sorted((base / app / "services").rglob("*.py"))
+    return [path for path in found if path.exists()]
+
+
+@pytest.mark.parametrize("path", _service_modules(), ids=lambda path: str(path.relative_to(settings.BASE_DIR)))
+def test_services_import_neither_an_api_module_nor_drf(path: Path) -> None:
+    imported = [module for _, module in _imported(ast.parse(path.read_text(encoding="utf-8")))]
+    relative_api = [
+        node.module
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.level > 0 and (node.module or "").split(".")[0] in API_PACKAGES
+    ]
+    assert [m for m in imported if m.split(".")[0] == "rest_framework" or ".api" in f".{m}"] == []
+    assert relative_api == []

@@ -28,7 +28,8 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
+
+from tenancy.errors import Refused
 
 from .. import stats
 from ..models import Experiment, ExperimentResult
@@ -389,7 +390,7 @@ def _plan_day(experiment: Experiment, as_of: datetime.date | None) -> datetime.d
 def _compute(experiment: Experiment, as_of: datetime.date | None) -> _Computed:
     errors = variant_errors(experiment.variants, check_weight_total=False)
     if errors:
-        raise ValidationError({"variants": errors})
+        raise Refused({"variants": errors})
     notes: list[str] = []
     # A fixed-horizon test is valid at one look: the plan's. Later snapshots would make every
     # daily analysis after it another test (the inflation this engine exists to avoid).

@@ -8,7 +8,7 @@ Lifecycle (`status`), one service per move:
 `start` stamps started_at the first time and requires valid variants; `complete` stamps
 ended_at and may record a winner. A paused experiment cannot be archived directly: it is
 completed first, so every archived experiment has an end and a recorded decision. Archived is
-final. An illegal move raises a DRF ValidationError on `status` (code `invalid_transition`,
+final. An illegal move raises a `tenancy.errors.Refused` on `status` (code `invalid_transition`,
 a 400 over the API) naming the current status and the moves allowed from it, and writes
 nothing. Each move locks the experiment's row first, so concurrent moves apply one at a time.
 
@@ -22,8 +22,8 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
+from tenancy.errors import Refused
 from tenancy.services import row_update
 
 from ..models import Experiment, ExperimentStatus, GuardrailMetric, StatsEngine
@@ -198,11 +198,11 @@ def _locked(experiment: Experiment) -> Experiment:
     return Experiment.objects.select_for_update().get(pk=experiment.pk)
 
 
-def _transition_error(status: str, move: str) -> ValidationError:
+def _transition_error(status: str, move: str) -> Refused:
     allowed = TRANSITIONS.get(status, {})
     moves = ", ".join(f"{name} (to {target})" for name, target in allowed.items()) or "none (archived is final)"
     message = f"Cannot {move} an experiment that is {status}. Allowed from {status}: {moves}."
-    return ValidationError({"status": [message]}, code=INVALID_TRANSITION)
+    return Refused({"status": [message]}, code=INVALID_TRANSITION)
 
 
 def _apply(locked: Experiment, move: str, **changes: Any) -> Experiment:
@@ -221,7 +221,7 @@ def experiment_start(*, experiment: Experiment) -> Experiment:
         raise _transition_error(locked.status, "start")
     errors = variant_errors(locked.variants)
     if errors:
-        raise ValidationError({"variants": errors})
+        raise Refused({"variants": errors})
     return _apply(locked, "start", started_at=locked.started_at or timezone.now())
 
 
@@ -254,7 +254,7 @@ def experiment_complete(*, experiment: Experiment, winner: str | None) -> Experi
         keys = variant_keys(locked.variants)
         if winner not in keys:
             message = f"{winner!r} is not a variant of this experiment (keys: {', '.join(keys) or 'none'})."
-            raise ValidationError({"winner": [message]}, code="invalid_choice")
+            raise Refused({"winner": [message]}, code="invalid_choice")
         changes["winning_variant"] = winner
         if winner != locked.winning_variant:
             changes["confidence_level"] = None

@@ -12,8 +12,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
+from tenancy.errors import Refused
 from tenancy.models import User
 from tenancy.services import row_update
 
@@ -47,12 +47,12 @@ def briefing_review(*, briefing: CeoBriefing, rating: int | None, feedback_notes
     """Record `reviewer`'s rating (1-5, or None for unrated) and notes, stamped with the time.
 
     The row is locked first, so two reviewers saving at once apply one after the other (the
-    last one is the recorded reviewer). Invalid input raises a ValidationError by field and
+    last one is the recorded reviewer). Invalid input raises `Refused` by field and
     writes nothing.
     """
     errors = briefing_review_errors(rating=rating, feedback_notes=feedback_notes)
     if errors:
-        raise ValidationError(errors)
+        raise Refused(errors)
     locked = CeoBriefing.objects.select_for_update().get(pk=briefing.pk)
     return row_update(
         instance=locked,

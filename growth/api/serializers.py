@@ -9,6 +9,12 @@ from rest_framework import serializers
 
 from tenancy.api.serializers import AUDIT_FIELDS, StrictModelSerializer, TenantModelSerializer
 
+from ..inputs import (
+    AD_PERFORMANCE_ROW_INPUTS,
+    SEO_RANKING_INPUTS,
+    SOCIAL_ANALYTICS_COUNTERS,
+    SOCIAL_ANALYTICS_ROW_INPUTS,
+)
 from ..models import AdCampaign, AdPerformance, SeoAudit, SeoRanking, SocialAnalytics, SocialPost
 
 RATIOS = ("ctr", "cpc", "cpa", "roas")
@@ -70,7 +76,7 @@ class AdPerformanceRowSerializer(StrictModelSerializer):
 
     class Meta:
         model = AdPerformance
-        fields = ("campaign_id", "date", "impressions", "clicks", "conversions", "cost", "revenue")
+        fields = AD_PERFORMANCE_ROW_INPUTS
         # The batch checks its natural key itself; per-row unique validators would query.
         validators: list[Any] = []
 
@@ -105,17 +111,6 @@ class SeoAuditRowSerializer(StrictModelSerializer):
         validators: list[Any] = []
 
 
-SEO_RANKING_INPUTS = (
-    "keyword",
-    "position",
-    "url",
-    "search_volume",
-    "search_engine",
-    "location",
-    "featured_snippet",
-    "tracked_at",
-    "tracked_on",
-)
 # tracked_on is derived from tracked_at when left out (see tracked_on_settle).
 TRACKED_ON_OPTIONAL = {"tracked_on": {"required": False}}
 
@@ -204,9 +199,6 @@ class SocialPostSerializer(TenantModelSerializer):
         return attrs
 
 
-SOCIAL_ANALYTICS_COUNTERS = ("views", "likes", "comments", "shares", "reach", "impressions")
-
-
 class SocialAnalyticsSerializer(TenantModelSerializer):
     # Only posts the scope can see (its shop's) are valid choices.
     social_post = serializers.PrimaryKeyRelatedField(queryset=SocialPost.objects.all())
@@ -243,5 +235,5 @@ class SocialAnalyticsRowSerializer(StrictModelSerializer):
 
     class Meta:
         model = SocialAnalytics
-        fields = ("social_post_id", "measured_at", *SOCIAL_ANALYTICS_COUNTERS)
+        fields = SOCIAL_ANALYTICS_ROW_INPUTS
         validators: list[Any] = []

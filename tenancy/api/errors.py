@@ -17,6 +17,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from tenancy import errors as domain
+
 NON_FIELD = "non_field_errors"
 
 
@@ -50,7 +52,30 @@ def error_body(*, status_code: int, code: str, detail: str, errors: list[dict[st
     return {"status": status_code, "code": code, "detail": detail, "errors": errors}
 
 
+# The status code of each kind of domain error: decided here, at the API edge, and nowhere else.
+DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
+    domain.Refused: status.HTTP_400_BAD_REQUEST,
+    domain.Forbidden: status.HTTP_403_FORBIDDEN,
+    domain.NotFound: status.HTTP_404_NOT_FOUND,
+    domain.Conflict: status.HTTP_409_CONFLICT,
+    domain.Unavailable: status.HTTP_502_BAD_GATEWAY,
+}
+
+
+def api_exception(exc: domain.DomainError) -> exceptions.APIException:
+    """The DRF exception a domain error is answered as (then shaped like every other error)."""
+    if isinstance(exc, domain.Refused):
+        return exceptions.ValidationError(exc.detail, code=exc.code)
+    api = exceptions.APIException(exc.detail, code=exc.code)
+    api.status_code = next(
+        (code for kind, code in DOMAIN_STATUS.items() if isinstance(exc, kind)), status.HTTP_400_BAD_REQUEST
+    )
+    return api
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, domain.DomainError):
+        exc = api_exception(exc)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -248,12 +248,12 @@ def test_bad_search_input_is_a_400_naming_the_field(owner_a: Actor, body: dict[s
 
 
 def test_service_refuses_an_unknown_mode_and_a_vector_in_keyword_mode(owner_a: Actor) -> None:
-    from rest_framework.exceptions import ValidationError
+    from tenancy.errors import Refused
 
-    with in_shop(SHOP_A), pytest.raises(ValidationError) as unknown:
+    with in_shop(SHOP_A), pytest.raises(Refused) as unknown:
         knowledge_search(query="refund", mode="fuzzy")
     assert "mode" in unknown.value.detail
-    with in_shop(SHOP_A), pytest.raises(ValidationError) as vector:
+    with in_shop(SHOP_A), pytest.raises(Refused) as vector:
         knowledge_search(vector=[1.0] * 1536, mode="keyword")
     assert "mode" in vector.value.detail
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections
-from rest_framework.exceptions import ValidationError
 
 from advanced.embeddings import EmbeddingError, EmbeddingProvider, LocalEmbeddingProvider, document_text
 from advanced.factories import KnowledgeDocumentFactory, unit_vector
@@ -23,6 +22,7 @@ from advanced.services.knowledge import (
     knowledge_document_revise,
     knowledge_document_save,
 )
+from tenancy.errors import Refused
 from tenancy.factories import ShopFactory
 from tenancy.scope import atomic_scope, service_scope, shop_scope
 from tests.advanced.test_knowledge_embeddings import FakeOpenAI, fake_openai
@@ -163,7 +163,7 @@ def test_client_vector_is_stored_with_the_model_it_names(owner_a: Actor) -> None
     ],
 )
 def test_invalid_document_is_refused_and_nothing_written(owner_a: Actor, changes: dict, field: str) -> None:
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(Refused) as caught:
         save(owner_a, **changes)
     assert field in caught.value.detail
     with atomic_scope(service_scope()):

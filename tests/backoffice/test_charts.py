@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils.safestring import SafeString
 
-from tenancy.charts import Series, default_number_format, line_chart, nice_ticks, stacked_bar_chart
+from backoffice.charts import Series, default_number_format, line_chart, nice_ticks, stacked_bar_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = '</text><script>alert("x")</script><a href="javascript:evil()">&amp;'

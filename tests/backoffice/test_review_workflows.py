@@ -767,7 +767,7 @@ def test_knowledge_pages_cost_the_same_queries_for_2_and_10_versions(staff_clien
 def test_interval_chart_is_valid_svg_with_escaped_text_and_one_interval_per_measured_row() -> None:
     from xml.etree import ElementTree
 
-    from tenancy.charts import IntervalRow, interval_chart
+    from backoffice.charts import IntervalRow, interval_chart
 
     markup = interval_chart(
         rows=[
@@ -795,7 +795,7 @@ def test_interval_chart_is_valid_svg_with_escaped_text_and_one_interval_per_meas
 
 
 def test_interval_chart_without_figures_says_so() -> None:
-    from tenancy.charts import IntervalRow, interval_chart
+    from backoffice.charts import IntervalRow, interval_chart
 
     markup = interval_chart(rows=[IntervalRow(label="control", value=None)], title="Rates", value_label="rate")
 

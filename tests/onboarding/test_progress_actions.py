@@ -6,12 +6,12 @@ import datetime
 from typing import Any
 
 import pytest
-from rest_framework.exceptions import PermissionDenied
 
 from onboarding.factories import OnboardingProgressFactory
 from onboarding.models import OnboardingProgress
 from onboarding.services import MAX_COUNTER, onboarding_step_start
 from onboarding.steps import ONBOARDING_STEPS
+from tenancy.errors import Forbidden
 from tenancy.factories import ShopMembershipFactory
 from tenancy.scope import atomic_scope, shop_scope
 from tests.api.conftest import SHOP_A, SHOP_B, Actor, assert_error, client_for
@@ -268,12 +268,12 @@ def test_actions_act_on_the_shop_of_the_request_only(owner_a: Actor, owner_b: Ac
 
 def test_the_service_refuses_to_write_for_another_user_in_a_tenant_scope(owner_a: Actor, member_a: Actor) -> None:
     with (
-        pytest.raises(PermissionDenied),
+        pytest.raises(Forbidden),
         atomic_scope(shop_scope(shop=SHOP_A, subject=str(owner_a.user.pk), member_role="owner")),
     ):
         onboarding_step_start(user=member_a.user, shop_domain=SHOP_A, step_key="connect-store")
     with (
-        pytest.raises(PermissionDenied),
+        pytest.raises(Forbidden),
         atomic_scope(shop_scope(shop=SHOP_A, subject=str(owner_a.user.pk), member_role="owner")),
     ):
         onboarding_step_start(user=owner_a.user, shop_domain=SHOP_B, step_key="connect-store")

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from rest_framework.exceptions import NotFound
 
 from onboarding.factories import FeatureTourFactory
 from onboarding.models import FeatureTour
 from onboarding.services import MAX_COUNTER, tour_show
+from tenancy.errors import NotFound
 from tenancy.scope import atomic_scope, shop_scope
 from tests.api.conftest import SHOP_A, Actor, assert_error, client_for
 

@@ -7,11 +7,10 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rest_framework.exceptions import ValidationError
 
 from advanced.models import Experiment, ExperimentStatus
 from advanced.services.experiments import AnalysisResult, experiment_analyze
-from tenancy.api.errors import flatten
+from tenancy.errors import Refused
 from tenancy.management.options import day_option
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, service_scope
@@ -94,9 +93,9 @@ class Command(BaseCommand):
                 # One transaction per experiment: a failure rolls back that experiment only.
                 with atomic_scope(service_scope()):
                     result = experiment_analyze(experiment=Experiment.objects.get(pk=pk), as_of=as_of)
-            except ValidationError as exc:
+            except Refused as exc:
                 counts["failed"] += 1
-                reasons = "; ".join(f"{e['field']}: {e['message']}" for e in flatten(exc.detail))
+                reasons = "; ".join(f"{field}: {message}" for field, message in exc.problems)
                 self.stderr.write(f"{prefix}: failed: {reasons}")
                 continue
             counts["winner" if result.winner is not None else "no winner"] += 1

@@ -17,11 +17,11 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rest_framework.exceptions import APIException
 
 from advanced.embeddings import EmbeddingError, embedding_provider
 from advanced.services.knowledge import knowledge_reembed_batch, reembed_pending
 from advanced.services.knowledge.reembed import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
+from tenancy.errors import DomainError
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, service_scope
 
@@ -72,7 +72,7 @@ class Command(BaseCommand):
                         batch_size=batch_size,
                         after_id=after_id,
                     )
-            except (APIException, ValueError) as exc:
+            except (DomainError, ValueError) as exc:
                 detail = getattr(exc, "detail", exc)
                 raise CommandError(f"Stopped after {done} documents (rerun to continue): {detail}") from exc
             if batch.last_id is None:

@@ -1,21 +1,19 @@
-"""The knowledge base's errors that reach the API edge with their own status."""
+"""The knowledge base's own kinds of domain error (the API edge gives each its status)."""
 
 from __future__ import annotations
 
-from rest_framework import exceptions
+from tenancy.errors import Conflict, Unavailable
 
 
-class KnowledgeConflict(exceptions.APIException):
+class KnowledgeConflict(Conflict):
     """The operation needs the current version and the document has moved on (HTTP 409)."""
 
-    status_code = 409
     default_detail = "The document changed; reload its current version and try again."
     default_code = "conflict"
 
 
-class EmbeddingUnavailable(exceptions.APIException):
+class EmbeddingUnavailable(Unavailable):
     """The embedding provider failed; nothing was written (HTTP 502)."""
 
-    status_code = 502
     default_detail = "The embedding provider failed."
     default_code = "embedding_failed"

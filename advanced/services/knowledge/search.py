@@ -50,7 +50,8 @@ from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import transaction
 from django.db.models import F, FloatField
 from django.db.models.expressions import RawSQL
-from rest_framework.exceptions import ValidationError
+
+from tenancy.errors import Refused
 
 from ...embeddings import EmbeddingError, EmbeddingProvider, embedding_provider
 from ...models import KnowledgeDocument
@@ -120,18 +121,18 @@ def knowledge_search(
     a vector (keyword and hybrid need words).
     """
     if (query is None) == (vector is None):
-        raise ValidationError({"non_field_errors": ["Give either query (text) or vector (numbers), not both."]})
+        raise Refused({"non_field_errors": ["Give either query (text) or vector (numbers), not both."]})
     mode = mode or ("hybrid" if query is not None else "semantic")
     if mode not in SEARCH_MODES:
-        raise ValidationError({"mode": [f"Must be one of {', '.join(SEARCH_MODES)}; got {mode!r}."]})
+        raise Refused({"mode": [f"Must be one of {', '.join(SEARCH_MODES)}; got {mode!r}."]})
     if vector is not None and mode != "semantic":
-        raise ValidationError({"mode": [f"A vector query can only be semantic; {mode} search needs a text query."]})
+        raise Refused({"mode": [f"A vector query can only be semantic; {mode} search needs a text query."]})
     if not 1 <= k <= MAX_K:
-        raise ValidationError({"k": [f"Must be between 1 and {MAX_K}; got {k}."]})
+        raise Refused({"k": [f"Must be between 1 and {MAX_K}; got {k}."]})
     if tags_mode not in TAGS_MODES:
-        raise ValidationError({"tags_mode": [f"Must be one of {', '.join(TAGS_MODES)}; got {tags_mode!r}."]})
+        raise Refused({"tags_mode": [f"Must be one of {', '.join(TAGS_MODES)}; got {tags_mode!r}."]})
     if query is not None and not query.strip():
-        raise ValidationError({"query": ["Must not be blank."]})
+        raise Refused({"query": ["Must not be blank."]})
     filters = _Filters(tags=list(dict.fromkeys(tags)), tags_mode=tags_mode, document_type=document_type)
     truncated, tokens, target = False, None, None
     if mode != "keyword":

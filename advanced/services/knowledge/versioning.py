@@ -30,8 +30,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.db.models.functions import Now
-from rest_framework.exceptions import ValidationError
 
+from tenancy.errors import Refused
 from tenancy.services import constraint_error
 
 from ...embeddings import EmbeddingError, EmbeddingProvider, document_text, embedding_provider
@@ -57,14 +57,14 @@ def clean_vector(values: Sequence[float], *, field_name: str) -> list[float]:
     """A 1536-float, finite, non-zero vector (cosine distance to a zero vector is undefined)."""
     vector = [float(v) for v in values]
     if len(vector) != EMBEDDING_DIMENSIONS:
-        raise ValidationError(
+        raise Refused(
             {field_name: [f"Must hold exactly {EMBEDDING_DIMENSIONS} numbers; got {len(vector)}."]},
             code="dimensions",
         )
     if not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in vector):
-        raise ValidationError({field_name: ["Every number must be finite and fit a 32-bit float."]})
+        raise Refused({field_name: ["Every number must be finite and fit a 32-bit float."]})
     if not any(vector):
-        raise ValidationError({field_name: ["Must not be all zeros: its cosine distance is undefined."]}, code="zero")
+        raise Refused({field_name: ["Must not be all zeros: its cosine distance is undefined."]}, code="zero")
     return vector
 
 
@@ -81,7 +81,7 @@ def _embedding_for(
     if embedding is not None:
         return clean_vector(embedding, field_name="embedding"), embedding_model or CLIENT_EMBEDDING_MODEL
     if embedding_model:
-        raise ValidationError({"embedding_model": ["Give embedding_model only together with embedding."]})
+        raise Refused({"embedding_model": ["Give embedding_model only together with embedding."]})
     provider = provider or embedding_provider()
     # The vector depends on the text and the model alone: a version that changes only tags or
     # type reuses its predecessor's (and saves a provider call). A vector of another model is
@@ -159,7 +159,7 @@ def knowledge_document_save(
         # Field rules (slug, choices, lengths, URL) as a 400 before any lock or provider call.
         document.clean_fields(exclude=["shop", "previous_version", "embedding", "embedding_model", "version"])
     except DjangoValidationError as exc:
-        raise ValidationError(exc.message_dict) from exc
+        raise Refused(exc.message_dict) from exc
     document.embedding, document.embedding_model = _embedding_for(
         shop_id=shop_id,
         document_key=document_key,
@@ -221,7 +221,7 @@ def knowledge_document_revise(
     vector survives an edit of its tags). Otherwise an omitted vector is the server's to make.
     """
     if "document_key" in changes and changes["document_key"] != document.document_key:
-        raise ValidationError(
+        raise Refused(
             {"document_key": ["A document's key cannot change; create a document under the new key instead."]}
         )
     if not document.is_current:

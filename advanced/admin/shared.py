@@ -1,0 +1,3 @@
+"""What the admins of this app share."""
+
+EMPTY = "—"
