@@ -86,7 +86,7 @@ _SECRETS = (
     (
         re.compile(
             r"(?i)((?:password|passwd|secret|token|api[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?)"
-            r"(?!\[redacted)[^\s\"',;&]+"
+            r"(?!\[redacted|bearer\s)[^\s\"',;&]+"
         ),
         r"\1[redacted]",
     ),

@@ -62,7 +62,8 @@ EMBEDDED_DATABASE_PASSWORD = env_str("EMBEDDED_DATABASE_PASSWORD", "app_owner")
 # Superuser DSN for `manage.py bootstrap_db` on a real server (never used by requests).
 DATABASE_ADMIN_URL = env_str("DATABASE_ADMIN_URL", "") or env_str("EMBEDDED_DATABASE_SUPERUSER_URL", "")
 if not DATABASE_URL:
-    if not DEBUG:
+    # DJANGO_EMBEDDED_DATABASE=1: `make serve` trying the production server on the embedded one.
+    if not DEBUG and not env_bool("DJANGO_EMBEDDED_DATABASE", False):
         raise ImproperlyConfigured("DATABASE_URL must be set when DJANGO_DEBUG is off")
     from config.embedded import activate
 
