@@ -161,6 +161,25 @@ class Pooler:
     def url(self, params: Mapping[str, Any]) -> str:
         return database_url(params, host="127.0.0.1", port=self.port)
 
+    def stats(self, params: Mapping[str, Any], command: str = "SHOW STATS") -> list[dict[str, Any]]:
+        """A `SHOW ...` of PgBouncer's console (simple query protocol: a client-side cursor)."""
+        import psycopg
+
+        with (
+            psycopg.connect(
+                host="127.0.0.1",
+                port=self.port,
+                dbname="pgbouncer",
+                user=str(params["user"]),
+                autocommit=True,
+                cursor_factory=psycopg.ClientCursor,
+            ) as conn,
+            conn.cursor() as cursor,
+        ):
+            cursor.execute(command)
+            names = [column.name for column in cursor.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
 
 def pgbouncer_available() -> str | None:
     """None when PgBouncer can run here, else why not."""
@@ -196,6 +215,7 @@ def pgbouncer(params: Mapping[str, Any], *, pool_size: int = 2, timeout: float =
                 f"listen_port = {port}",
                 f"unix_socket_dir = {directory}",
                 "auth_type = trust",
+                f"stats_users = {user}",
                 f"auth_file = {directory / 'users.txt'}",
                 "pool_mode = transaction",
                 f"default_pool_size = {pool_size}",

@@ -8,8 +8,8 @@ import pytest
 
 from bench.servers import Server, gunicorn, production_env
 
-from .conftest import PROXY_HEADERS
 from .client import fetch
+from .conftest import PROXY_HEADERS
 
 pytestmark = pytest.mark.slow
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ast
 import datetime
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import subprocess
-import sys
 
 import psycopg
 import pytest
