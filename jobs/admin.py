@@ -11,7 +11,7 @@ from .models import JobRun
 
 
 @admin.register(JobRun)
-class JobRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class JobRunAdmin(admin.ModelAdmin):
     list_display = ("job", "status", "started_at", "finished_at", "duration_seconds", "short_error")
     list_filter = ("status", "job")
     search_fields = ("job", "error")

@@ -22,12 +22,8 @@ from .services import job_run
 logger = logging.getLogger("jobs")
 
 
-def _lock(name: str) -> dict[str, str]:
-    return {"lock": name, "queueing_lock": name}
-
-
 @app.periodic(cron=schedule.ENSURE_PARTITIONS_CRON)
-@app.task(name="jobs.ensure_partitions", pass_context=True, **_lock("ensure_partitions"))
+@app.task(name="jobs.ensure_partitions", pass_context=True, lock="ensure_partitions", queueing_lock="ensure_partitions")
 def ensure_partitions(context: JobContext, timestamp: int) -> None:
     day = schedule.scheduled_day(timestamp)
     job_run(
@@ -39,7 +35,7 @@ def ensure_partitions(context: JobContext, timestamp: int) -> None:
 
 
 @app.periodic(cron=schedule.PURGE_EXPIRED_CRON)
-@app.task(name="jobs.purge_expired", pass_context=True, **_lock("purge_expired"))
+@app.task(name="jobs.purge_expired", pass_context=True, lock="purge_expired", queueing_lock="purge_expired")
 def purge_expired(context: JobContext, timestamp: int) -> None:
     day = schedule.scheduled_day(timestamp)
     job_run(
@@ -60,13 +56,19 @@ def _briefings(context: JobContext, timestamp: int, briefing_type: str) -> None:
 generate_briefings = app.task(name="jobs.generate_briefings", pass_context=True)(_briefings)
 for _type, _cron in schedule.BRIEFING_CRONS.items():
     # One schedule per briefing type, each with its own lock (a monthly run may overlap a daily one).
-    app.periodic(cron=_cron, periodic_id=_type, task_kwargs={"briefing_type": _type}, **_lock(f"briefings:{_type}"))(
-        generate_briefings
-    )
+    app.periodic(
+        cron=_cron,
+        periodic_id=_type,
+        task_kwargs={"briefing_type": _type},
+        lock=f"briefings:{_type}",
+        queueing_lock=f"briefings:{_type}",
+    )(generate_briefings)
 
 
 @app.periodic(cron=schedule.ANALYZE_EXPERIMENTS_CRON)
-@app.task(name="jobs.analyze_experiments", pass_context=True, **_lock("analyze_experiments"))
+@app.task(
+    name="jobs.analyze_experiments", pass_context=True, lock="analyze_experiments", queueing_lock="analyze_experiments"
+)
 def analyze_experiments(context: JobContext, timestamp: int) -> None:
     # Each variant's latest snapshot up to the scheduled day: a late run computes what the
     # on-time one would have.
@@ -80,7 +82,12 @@ def analyze_experiments(context: JobContext, timestamp: int) -> None:
 
 
 @app.periodic(cron=schedule.KNOWLEDGE_REFIT_CHECK_CRON)
-@app.task(name="jobs.refit_knowledge_index", pass_context=True, **_lock("rebuild_knowledge_index"))
+@app.task(
+    name="jobs.refit_knowledge_index",
+    pass_context=True,
+    lock="rebuild_knowledge_index",
+    queueing_lock="rebuild_knowledge_index",
+)
 def refit_knowledge_index(context: JobContext, timestamp: int) -> JobRun | None:
     """Daily check; rebuilds the knowledge index only when its rows have grown enough."""
     from advanced.services.knowledge import knowledge_index_rebuild

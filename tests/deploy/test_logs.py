@@ -16,6 +16,7 @@ from bench.servers import Server
 from config.logs import RedactingJsonFormatter, RequestContextFilter, redact, request_id_from
 from tenancy.api.authentication import token_mint
 from tenancy.factories import ShopFactory, ShopMembershipFactory, UserFactory
+from tenancy.models import User
 from tenancy.scope import atomic_scope, service_scope, shop_scope
 
 from .client import fetch
@@ -37,12 +38,12 @@ def test_server_logs_are_json_with_request_id_shop_and_user_and_no_secret(produc
         user = UserFactory(username="logs-owner")
         # The server keeps Django's hashers (the tests' fast MD5 one is not among them).
         hasher = PBKDF2PasswordHasher()
-        user.password = hasher.encode(PASSWORD, hasher.salt(), iterations=1000)
-        user.is_staff = True
-        user.save()
+        User.objects.filter(pk=user.pk).update(
+            password=hasher.encode(PASSWORD, hasher.salt(), iterations=1000), is_staff=True
+        )
         ShopMembershipFactory(user=user, shop=shop, role="owner")
     token = token_mint(user=user, ttl=datetime.timedelta(minutes=5))
-    auth = {**PROXY_HEADERS, "Authorization": f"Bearer {token}", "X-Shop-Domain": shop.domain}
+    auth: dict[str, str] = {**PROXY_HEADERS, "Authorization": f"Bearer {token}", "X-Shop-Domain": str(shop.domain)}
 
     listed = fetch(production.base_url, "/api/v1/ad-campaigns/", headers={**auth, "X-Request-ID": "deploy-test-0001"})
     assert listed.status == 200

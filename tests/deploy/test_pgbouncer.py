@@ -51,7 +51,8 @@ def test_two_clients_share_one_server_session_and_a_tenant_scope_ends_with_its_t
         # A scope is SET LOCAL: the next client on the same server session sees nothing of it.
         with first.transaction():
             first.execute(
-                "SELECT set_config('role', 'authenticated', true), set_config('app.current_shop', 'alpha.myshopify.com', true)"
+                "SELECT set_config('role', 'authenticated', true), "
+                "set_config('app.current_shop', 'alpha.myshopify.com', true)"
             )
             assert first.execute("SELECT current_user, current_setting('app.current_shop')").fetchone() == (
                 "authenticated",
