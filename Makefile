@@ -90,16 +90,18 @@ serve: install ## Production server: migrate, collectstatic, gunicorn on 127.0.0
 	$(PY) manage.py bootstrap_db && $(PY) manage.py migrate --noinput && \
 	$(PY) manage.py collectstatic --noinput --verbosity 0 && \
 	exec $(VENV)/bin/gunicorn config.wsgi:application --bind 127.0.0.1:$(PORT) --workers $(WEB_CONCURRENCY) \
-		--preload --timeout 60 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200
+		--preload --timeout 60 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200 --no-control-socket
 
 worker: install migrate ## The scheduled-jobs worker alone (make run starts one beside the development server)
 	$(PY) manage.py procrastinate worker
 
 # Not part of `make test`: generates data in its own database (`bench` on the embedded server,
 # or DATABASE_URL) and writes bench/results/<timestamp>.json. BENCH_ARGS="--scale full" for the
-# issue's figures; see docs/performance.md.
-bench: install ## Benchmarks (RLS, ingest, vectors, storage, retention); options in BENCH_ARGS
+# issue's figures; see docs/performance.md. Then bench.load: gunicorn (3 workers) under 10,000
+# requests from 16 threads across 20 shops (`bench_load` database; at most 4 minutes of load).
+bench: install ## Benchmarks (RLS, ingest, vectors, storage, retention, then HTTP load); options in BENCH_ARGS / LOAD_ARGS
 	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.load $(LOAD_ARGS)
 
 clean-db: ## Delete the embedded database (it is recreated on the next run)
 	rm -rf .pgdata

@@ -279,6 +279,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=300, help="untimed requests first (300)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--embedded-database", default="bench_load")
+    parser.add_argument(
+        "--server",
+        choices=("sync", "gthread", "granian"),
+        default="sync",
+        help="gunicorn sync workers (make serve), gunicorn gthread, or granian (if installed): for comparison",
+    )
     args = parser.parse_args(argv)
     if args.shops < 20 and args.requests >= 10_000:
         print("note: the issue's figure is for at least 20 shops", file=sys.stderr)
@@ -322,8 +328,10 @@ def main(argv: list[str]) -> int:
     )
     connection.close()
     load_before = _load_average()
-    with gunicorn(env, workers=args.workers, log_path=folder / "server.log") as server:
-        harness.log(f"gunicorn with {args.workers} workers on {server.base_url}; warm-up {len(warmup)} requests")
+    with gunicorn(env, workers=args.workers, log_path=folder / "server.log", kind=args.server) as server:
+        harness.log(
+            f"{args.server} server, {args.workers} workers on {server.base_url}; warm-up {len(warmup)} requests"
+        )
         drive(server.base_url, warmup, concurrency=args.concurrency, deadline_seconds=60)
         harness.log(f"sending {len(work)} requests from {args.concurrency} threads (at most {args.max_seconds:.0f} s)")
         result = drive(server.base_url, work, concurrency=args.concurrency, deadline_seconds=args.max_seconds)
@@ -335,7 +343,7 @@ def main(argv: list[str]) -> int:
         "machine": harness.machine_info() | {"load_average_before": load_before, "load_average_after": _load_average()},
         "git": harness.git_revision(),
         "options": vars(args),
-        "server": {"software": "gunicorn", "worker_class": "sync", "workers": args.workers, "log_lines": log_lines},
+        "server": {"kind": args.server, "workers": args.workers, "log_lines": log_lines},
         "shops": len(tenants),
         "result": summary,
     }
@@ -344,7 +352,7 @@ def main(argv: list[str]) -> int:
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(
         f"HTTP load: {summary['requests']} requests, {len(tenants)} shops, concurrency {args.concurrency}, "
-        f"{args.workers} gunicorn workers: {summary['requests_per_second']} requests/s, "
+        f"{args.workers} {args.server} workers: {summary['requests_per_second']} requests/s, "
         f"p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms, "
         f"errors {summary['errors']}, rows of another shop {summary['foreign_rows']} "
         f"(load average {load_before[0]} before); report: {path}"

@@ -102,35 +102,39 @@ def _wait_http(port: int, process: subprocess.Popen[bytes], log_path: Path, time
 
 @contextmanager
 def gunicorn(
-    env: Mapping[str, str], *, workers: int, log_path: Path, timeout: float = 90, extra_args: tuple[str, ...] = ()
+    env: Mapping[str, str],
+    *,
+    workers: int,
+    log_path: Path,
+    timeout: float = 90,
+    kind: str = "sync",
 ) -> Iterator[Server]:
-    """gunicorn serving config.wsgi with `workers` sync workers on a free loopback port.
+    """The production server on a free loopback port: gunicorn serving config.wsgi with
+    `workers` sync workers and the options of `make serve`.
 
-    The same options as `make serve`. Stopped (SIGTERM, then SIGKILL) when the block exits.
+    `kind` "gthread" (gunicorn, 4 threads a worker) and "granian" (its WSGI interface) exist
+    to compare servers (docs/performance.md). Stopped (SIGTERM, then SIGKILL) when the block
+    exits.
     """
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "config.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--preload",
-        "--timeout",
-        "60",
-        "--graceful-timeout",
-        "10",
-        "--max-requests",
-        "2000",
-        "--max-requests-jitter",
-        "200",
-        # gunicorn's control socket lives in $HOME by default: shared by every server on the machine.
-        "--no-control-socket",
-        *extra_args,
-    ]
+    if kind == "granian":
+        command = [
+            sys.executable, "-m", "granian", "--interface", "wsgi", "config.wsgi:application",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-ws",
+        ]  # fmt: skip
+    else:
+        command = [
+            sys.executable, "-m", "gunicorn", "config.wsgi:application",
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--preload",
+            "--timeout", "60", "--graceful-timeout", "10",
+            "--max-requests", "2000", "--max-requests-jitter", "200",
+            # gunicorn's control socket is one file in $HOME, shared by every server on the machine.
+            "--no-control-socket",
+        ]  # fmt: skip
+        if kind == "gthread":
+            command += ["--worker-class", "gthread", "--threads", "4"]
+        elif kind != "sync":
+            raise ValueError(f"unknown server kind {kind!r}")
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -1,4 +1,4 @@
-"""A real production server (gunicorn, debug off) on the test database, for the whole module."""
+"""A real production server (gunicorn, debug off) on the test database, shared by this folder."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.db import connection
 from bench.servers import REPO, Server, database_url, gunicorn, production_env
 
 
-def test_database_url() -> str:
+def database_url_for_tests() -> str:
     return database_url(connection.get_connection_params())
 
 
@@ -29,7 +29,7 @@ def collect_static(env: dict[str, str]) -> None:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def production(
     django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
@@ -39,7 +39,7 @@ def production(
     """
     folder = tmp_path_factory.mktemp("production")
     env = production_env(
-        DATABASE_URL=test_database_url(),
+        DATABASE_URL=database_url_for_tests(),
         JWT_SECRET=settings.JWT_SECRET,
         DJANGO_STATIC_ROOT=str(folder / "static"),
         DJANGO_SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO,https",
