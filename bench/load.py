@@ -312,9 +312,9 @@ def main(argv: list[str]) -> int:
     call_command("migrate", interactive=False, verbosity=0)
     with atomic_scope(service_scope()):
         foreign = Shop.objects.exclude(domain__regex=r"^demo-[0-9]+\.myshopify\.com$").count()
+        seeded = Shop.objects.filter(domain__regex=r"^demo-[0-9]+\.myshopify\.com$").count()
     if foreign:
         raise SystemExit(f"refusing: the database holds {foreign} shops that are not demo shops")
-        seeded = Shop.objects.filter(domain__regex=r"^demo-[0-9]+\.myshopify\.com$").count()
     # Seeding is idempotent but not free (about a minute for 20 shops): a database that already
     # has the shops is used as it is (--reseed to run it anyway).
     if seeded < args.shops or args.reseed:
