@@ -263,6 +263,13 @@ def tenants_of(shops: int) -> list[Tenant]:
     return found
 
 
+def _cpu(server: int, postmaster: int | None) -> tuple[float, float, float]:
+    """CPU seconds so far of the app server's processes, the database's, and this process."""
+    from .servers import tree_cpu_seconds
+
+    return (tree_cpu_seconds(server), tree_cpu_seconds(postmaster) if postmaster else 0.0, time.process_time())
+
+
 def _load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
@@ -305,7 +312,7 @@ def main(argv: list[str]) -> int:
     from tenancy.scope import atomic_scope, service_scope
 
     from . import harness
-    from .servers import database_url, gunicorn, production_env
+    from .servers import database_url, gunicorn, parent_pid, production_env
 
     started_at = datetime.datetime.now(datetime.UTC)
     harness.log(f"database {connection.settings_dict['NAME']!r}: migrating and seeding {args.shops} demo shops")
@@ -331,6 +338,13 @@ def main(argv: list[str]) -> int:
         # The throttle still runs (its cache lookups are part of a request); it never refuses.
         API_THROTTLE_RATE="100000000/minute",
     )
+    # The database server's process tree (the postmaster, parent of this backend) is measured
+    # only when it runs on this machine (the embedded server).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = int(cursor.fetchone()[0])
+    local_database = str(connection.get_connection_params().get("host", "")).startswith("/")
+    postmaster = parent_pid(backend) if local_database else None
     connection.close()
     load_before = _load_average()
     with gunicorn(env, workers=args.workers, log_path=folder / "server.log", kind=args.server) as server:
@@ -339,9 +353,22 @@ def main(argv: list[str]) -> int:
         )
         drive(server.base_url, warmup, concurrency=args.concurrency, deadline_seconds=60)
         harness.log(f"sending {len(work)} requests from {args.concurrency} threads (at most {args.max_seconds:.0f} s)")
+        before = _cpu(server.process.pid, postmaster)
         result = drive(server.base_url, work, concurrency=args.concurrency, deadline_seconds=args.max_seconds)
+        after = _cpu(server.process.pid, postmaster)
         log_lines = sum(1 for _ in (folder / "server.log").open())
     summary = result.summary()
+    # CPU milliseconds a request cost each process, whatever else ran on the machine: on two
+    # idle cores the throughput would be about 2000 ms / their sum.
+    requests = max(1, summary["requests"])
+    app_ms, db_ms, client_ms = (round((b - a) * 1000 / requests, 2) for a, b in zip(before, after, strict=True))
+    summary["cpu_ms_per_request"] = {
+        "app_server": app_ms,
+        "database": db_ms if postmaster else None,
+        "load_client": client_ms,
+    }
+    if postmaster:
+        summary["requests_per_second_on_two_idle_cores"] = round(2000 / (app_ms + db_ms + client_ms), 1)
     report = {
         "benchmark": "load",
         "started_at": started_at,
@@ -361,6 +388,12 @@ def main(argv: list[str]) -> int:
         f"p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms, "
         f"errors {summary['errors']}, rows of another shop {summary['foreign_rows']} "
         f"(load average {load_before[0]} before); report: {path}"
+    )
+    cpu = summary["cpu_ms_per_request"]
+    print(
+        f"  CPU per request: app server {cpu['app_server']} ms, database {cpu['database']} ms, "
+        f"load client {cpu['load_client']} ms; on two idle cores about "
+        f"{summary.get('requests_per_second_on_two_idle_cores')} requests/s"
     )
     for kind, figures in summary["by_kind"].items():
         print(

@@ -267,3 +267,48 @@ def pgbouncer(params: Mapping[str, Any], *, pool_size: int = 2, timeout: float =
     finally:
         _stop(process)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- CPU accounting: what a request costs, whatever else the machine is doing -----------------
+
+
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, own CPU seconds, reaped children's CPU seconds) from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    # After the command: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 0-based.
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks, (int(fields[13]) + int(fields[14])) / ticks
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by `root` and every process under it, living or reaped.
+
+    A reaped child's time is in its parent's cutime/cstime, so recycled gunicorn workers and
+    closed PostgreSQL backends still count. Linux only; 0.0 when /proc is unreadable.
+    """
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None:
+                stats[int(entry.name)] = stat
+    if root not in stats:
+        return 0.0
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _own, _reaped) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        _parent, own, reaped = stats[pid]
+        total += own + reaped
+        stack.extend(children.get(pid, ()))
+    return total
+
+
+def parent_pid(pid: int) -> int | None:
+    stat = _stat(pid)
+    return stat[0] if stat else None
