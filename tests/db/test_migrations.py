@@ -175,9 +175,7 @@ def test_every_app_migrates_to_zero_and_back_on_an_empty_database() -> None:
             call_command("migrate", label, "zero", verbosity=0, interactive=False)
             if label in PROJECT_APPS:
                 assert not model_tables(label) & public_tables(), f"{label} left tables behind"
-        assert {table for table in public_tables() if not table.startswith("procrastinate_")} == {
-            "django_migrations"
-        }
+        assert {table for table in public_tables() if not table.startswith("procrastinate_")} == {"django_migrations"}
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM pg_extension WHERE extname = 'vector'")
             assert cursor.fetchone() == (1,), "migrating to zero dropped the vector extension"
