@@ -360,4 +360,9 @@ INSTALLED_APPS += ["procrastinate.contrib.django", "jobs"]
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
 # A knowledge index refit is due when the rows with an embedding have grown by this factor
 # since the index was fitted (jobs/tasks.py).
-JOBS_KNOWLEDGE_REFIT_GROWTH = float(env_str("JOBS_KNOWLEDGE_REFIT_GROWTH", "2.0"))
+try:
+    JOBS_KNOWLEDGE_REFIT_GROWTH = float(env_str("JOBS_KNOWLEDGE_REFIT_GROWTH", "2.0"))
+except ValueError as exc:
+    raise ImproperlyConfigured("JOBS_KNOWLEDGE_REFIT_GROWTH must be a number, e.g. 2.0") from exc
+if JOBS_KNOWLEDGE_REFIT_GROWTH <= 1:
+    raise ImproperlyConfigured("JOBS_KNOWLEDGE_REFIT_GROWTH must be above 1 (2.0: refit when the rows double)")

@@ -70,6 +70,7 @@ def test_without_hsts_check_deploy_warns() -> None:
         ("DJANGO_SECURE_PROXY_SSL_HEADER", "HTTP_X_FORWARDED_PROTO", "must be 'HEADER,value'"),
         ("DJANGO_SECURE_HSTS_SECONDS", "a year", "must be an integer"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT must be json or text"),
+        ("JOBS_KNOWLEDGE_REFIT_GROWTH", "0.5", "must be above 1"),
     ],
 )
 def test_a_malformed_security_setting_stops_the_process(name: str, value: str, message: str) -> None:
