@@ -99,7 +99,7 @@ worker: install migrate ## The scheduled-jobs worker alone (make run starts one 
 # or DATABASE_URL) and writes bench/results/<timestamp>.json. BENCH_ARGS="--scale full" for the
 # issue's figures; see docs/performance.md. Then bench.load: gunicorn (3 workers) under 10,000
 # requests from 16 threads across 20 shops (`bench_load` database; at most 4 minutes of load).
-bench: install ## Benchmarks (RLS, ingest, vectors, storage, retention, then HTTP load); options in BENCH_ARGS / LOAD_ARGS
+bench: install ## Benchmarks (RLS, ingest, vectors, storage, retention, experiments, then HTTP load); options in BENCH_ARGS / LOAD_ARGS
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.load $(LOAD_ARGS)
 

@@ -41,8 +41,11 @@ from tenancy.models import User
 from . import stats
 from .models import CeoBriefing, Experiment, ExperimentResult, ExperimentStatus, KnowledgeDocument
 from .querysets import CeoBriefingQuerySet, ExperimentResultQuerySet
+from .review import render_review
 from .services.experiments import (
+    DESIGN_FIELDS,
     TRANSITIONS,
+    design_errors,
     experiment_analyze,
     experiment_archive,
     experiment_complete,
@@ -258,6 +261,13 @@ class ExperimentForm(forms.ModelForm):
             raise forms.ValidationError(errors)
         return variants
 
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean() or {}
+        design = {name: cleaned.get(name, getattr(self.instance, name, None)) for name in DESIGN_FIELDS}
+        for name, reason in design_errors(design).items():
+            self.add_error(name if name in self.fields else None, reason)
+        return cleaned
+
 
 class WinnerForm(forms.Form):
     """The variant a completed experiment records as its winner."""
@@ -328,18 +338,28 @@ class ExperimentAdmin(ShopScopedAdmin):
         fieldsets: list[tuple[str | None, dict[str, Any]]] = [
             ("Experiment", {"fields": described}),
             ("Variants", {"fields": variants}),
+            ("Analysis design", {"fields": (*DESIGN_FIELDS, "target_mde")}),
             ("Lifecycle", {"fields": LIFECYCLE_FIELDS}),
         ]
         if obj is not None:
+            fieldsets.insert(0, ("Review", {"fields": ("review_panel",)}))
             fieldsets.append(("Results", {"fields": ("conversion_chart", "all_snapshots")}))
             fieldsets.append(("Audit", {"classes": ("collapse",), "fields": AUDIT_FIELDS}))
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Experiment | None = None) -> tuple[str, ...]:
-        shown = ("variants_table", "conversion_chart", "all_snapshots", *LIFECYCLE_FIELDS, *AUDIT_FIELDS)
+        shown = (
+            "review_panel",
+            "variants_table",
+            "conversion_chart",
+            "all_snapshots",
+            *LIFECYCLE_FIELDS,
+            *AUDIT_FIELDS,
+        )
         if obj is not None and obj.status != ExperimentStatus.DRAFT:
-            # Results are keyed by these: renaming them would orphan the data collected.
-            return ("experiment_key", "variants", *shown)
+            # Results are keyed by these: renaming them would orphan the data collected; the
+            # design is how they are judged, chosen before looking.
+            return ("experiment_key", "variants", *DESIGN_FIELDS, *shown)
         return shown
 
     @admin.display(description="confidence", ordering="confidence_level")
@@ -351,6 +371,10 @@ class ExperimentAdmin(ShopScopedAdmin):
         if obj.pk is None:
             return EMPTY
         return render_to_string("admin/advanced/experiment/variants_table.html", {"rows": experiment_variant_rows(obj)})
+
+    @admin.display(description="review")
+    def review_panel(self, obj: Experiment) -> str:
+        return EMPTY if obj.pk is None else render_review(obj)
 
     @admin.display(description="conversion rate by variant")
     def conversion_chart(self, obj: Experiment) -> str:

@@ -91,7 +91,7 @@ class CeoBriefingFactory(ScopedFactory[CeoBriefing]):
     period_end = factory.Sequence(lambda n: timezone.now().date() - datetime.timedelta(days=7 * n + 1))
     period_start = factory.LazyAttribute(lambda o: o.period_end - datetime.timedelta(days=6))
     executive_summary = factory.Faker("paragraph", nb_sentences=4)
-    # The shape generate_briefings writes (advanced/services/briefings.py), with made-up figures.
+    # The shape generate_briefings writes (advanced/services/briefings/), with made-up figures.
     key_metrics = factory.LazyFunction(
         lambda: {
             "ads": {

@@ -1,7 +1,7 @@
 """`python -m bench`: generate data at a scale, run the benchmarks, print a table, write a report.
 
     python -m bench [--scale default|full] [--shops N] [--rows N] [--documents N]
-                    [--only rls,vectors,storage,ingest,retention] [--repeats N] [--warmup N] ...
+                    [--only rls,vectors,storage,ingest,retention,experiments] [--repeats N] [--warmup N] ...
 
 See docs/performance.md. The database is the benchmark's own: `bench` on the embedded server,
 or DATABASE_URL when it is set (a scratch database: every run empties it first, and the run
@@ -78,6 +78,9 @@ def parse_options(argv: list[str]) -> tuple[Options, argparse.Namespace]:
         "the command sizes it for the lists it builds",
     )
     parser.add_argument(
+        "--experiment-sims", type=_positive, default=1000, help="simulated experiments per setting (1,000)"
+    )
+    parser.add_argument(
         "--only", type=_benchmarks, default=BENCHMARKS, help=f"comma-separated subset of {','.join(BENCHMARKS)}"
     )
     parser.add_argument(
@@ -102,6 +105,7 @@ def parse_options(argv: list[str]) -> tuple[Options, argparse.Namespace]:
         warmup=max(0, args.warmup),
         seed=args.seed,
         maintenance_work_mem=args.maintenance_work_mem,
+        experiment_sims=args.experiment_sims,
         only=tuple(name for name in BENCHMARKS if name in args.only),
     )
     if options.shops > 99_999:
@@ -159,12 +163,15 @@ def main(argv: list[str]) -> int:
     failed: list[str] = []
     # DEBUG would make Django keep every query of the run in memory and wrap every cursor.
     with override_settings(DEBUG=False):
-        data.reset_database()
-        dataset = data.generate_base(options)
-        if options.runs("vectors") or options.runs("storage"):
-            data.generate_vectors(options, dataset)
-        harness.vacuum_analyze("shops", "shop_memberships", "ad_campaigns", "ad_performance", "knowledge_base")
-        report["scale"] = dataset.describe()
+        dataset = None
+        # The experiments benchmark is pure computation: alone, it needs no generated data.
+        if options.only != ("experiments",):
+            data.reset_database()
+            dataset = data.generate_base(options)
+            if options.runs("vectors") or options.runs("storage"):
+                data.generate_vectors(options, dataset)
+            harness.vacuum_analyze("shops", "shop_memberships", "ad_campaigns", "ad_performance", "knowledge_base")
+            report["scale"] = dataset.describe()
         for name in options.only:
             module = importlib.import_module(f"bench.{name}")
             harness.log(f"running {name}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHMARKS = ("rls", "vectors", "storage", "ingest", "retention")
+BENCHMARKS = ("rls", "vectors", "storage", "ingest", "retention", "experiments")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -47,6 +47,8 @@ class Options:
     seed: int
     maintenance_work_mem: str = ""
     only: tuple[str, ...] = BENCHMARKS
+    # Simulated experiments per setting of the experiments benchmark.
+    experiment_sims: int = 1000
 
     def runs(self, name: str) -> bool:
         return name in self.only

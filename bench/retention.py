@@ -31,7 +31,7 @@ from django.test.utils import CaptureQueriesContext
 
 from growth.models import AdPerformance
 from tenancy.partitions import next_month, partition_drop, partitioned_table
-from tenancy.retention import DEFAULT_BATCH_SIZE, RETENTION, delete_statements, expired_rows_purge
+from tenancy.retention import DEFAULT_BATCH_SIZE, delete_statements, expired_rows_purge, retention_rules
 from tenancy.scope import atomic_scope, service_scope
 
 from .data import Dataset, insert_ad_performance
@@ -52,7 +52,7 @@ def _median(values: list[float]) -> float:
 
 def run(options: Options, dataset: Dataset) -> BenchResult:
     result = BenchResult("retention")
-    rule = next(r for r in RETENTION if r.model is AdPerformance)
+    rule = next(r for r in retention_rules() if r.model is AdPerformance)
     assert rule.days is not None
     first_kept = next_month(dataset.start_date)
     if first_kept > dataset.end_date:

@@ -3,12 +3,15 @@ social posts and their analytics."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
 from tenancy.db import choices_check, nonnegative_checks, range_checks, ratio_field
 from tenancy.models import ShopScopedModel, shop_key_without_constraint
+from tenancy.tables import PolicyKind, Retention, TenantTable
 
 from .querysets import (
     AdCampaignQuerySet,
@@ -24,6 +27,8 @@ SCORE_VALIDATORS = [MinValueValidator(0), MaxValueValidator(100)]
 
 class SeoAudit(ShopScopedModel):
     """One daily crawl of a shop's storefront: Core Web Vitals, scores and issue counts."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP)
 
     crawled_at = models.DateTimeField()
     pages_crawled = models.PositiveIntegerField(default=0)
@@ -87,6 +92,10 @@ class SearchEngine(models.TextChoices):
 
 class SeoRanking(ShopScopedModel):
     """The position of a shop for one keyword on one search engine and location, per day."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(
+        policy=PolicyKind.SHOP, retention=Retention("tracked_on", days=365), partition_by="tracked_on"
+    )
 
     keyword = models.CharField(max_length=500)
     position = models.PositiveIntegerField(validators=[MinValueValidator(1)])
@@ -169,6 +178,8 @@ class CampaignStatus(models.TextChoices):
 class AdCampaign(ShopScopedModel):
     """A paid-search campaign of a shop as defined on the ad platform."""
 
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP)
+
     platform = models.CharField(max_length=20, choices=AdPlatform.choices, default=AdPlatform.GOOGLE_ADS)
     platform_campaign_id = models.CharField(max_length=100, help_text="The campaign's id on the ad platform.")
     campaign_name = models.CharField(max_length=255)
@@ -216,6 +227,10 @@ class AdCampaign(ShopScopedModel):
 
 class AdPerformance(ShopScopedModel):
     """One day of a campaign's delivery and results; ratios are generated from the inputs."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(
+        policy=PolicyKind.SHOP, retention=Retention("date", days=730), partition_by="date"
+    )
 
     # The composite key to the campaign (campaign_id, shop_domain) proves the shop.
     shop = shop_key_without_constraint()
@@ -278,6 +293,8 @@ class SocialPlatform(models.TextChoices):
 class SocialPost(ShopScopedModel):
     """A post a shop published on a social platform; the parent of its analytics."""
 
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP)
+
     platform = models.CharField(max_length=16, choices=SocialPlatform.choices)
     platform_post_id = models.CharField(max_length=200, help_text="The post's id on the platform.")
     post_url = models.URLField(max_length=2048, blank=True, default="")
@@ -311,6 +328,10 @@ class SocialPost(ShopScopedModel):
 
 class SocialAnalytics(ShopScopedModel):
     """A snapshot of a social post's reach and engagement at one moment."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(
+        policy=PolicyKind.SHOP, retention=Retention("measured_at", days=365), partition_by="measured_at"
+    )
 
     # The composite key to the post (social_post_id, shop_domain, platform) proves the shop.
     shop = shop_key_without_constraint()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, Func, Q, Value, When
@@ -9,6 +11,7 @@ from django.db.models.lookups import Exact, LessThan
 
 from tenancy.db import choices_check, nonnegative_checks
 from tenancy.models import AuditedModel, ShopScopedModel
+from tenancy.tables import PolicyKind, TenantTable
 
 from .querysets import FeatureTourQuerySet, OnboardingProgressQuerySet
 
@@ -22,6 +25,8 @@ class StepStatus(models.TextChoices):
 
 class OnboardingProgress(ShopScopedModel):
     """Where one user stands on one onboarding step for one shop."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.USER_SHOP)
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -84,6 +89,8 @@ def _steps_count() -> Func:
 
 class FeatureTour(AuditedModel):
     """An interactive walkthrough of a feature, and how far one user has got through it."""
+
+    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.USER)
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -11,13 +11,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.options import BaseModelAdmin
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import Count, QuerySet
+from django.db.models.fields.related import RelatedField
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 
 from .models import AuditedModel, Shop, ShopMembership, User
-from .scope import BACK_OFFICE, active_scope
+from .scope import BACK_OFFICE, SERVICE_ROLE, active_scope
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -28,14 +32,76 @@ AUDIT_FIELDS = ("created_by", "created_at", "updated_at")
 TIMESTAMP_FIELDS = ("created_at", "updated_at")
 
 
+def scope_shops() -> tuple[str, ...] | None:
+    """The shops the current scope may see in the admin; None is every shop.
+
+    The one source of "which shops may this staff user see": the back-office scope the
+    middleware entered for the request (the list the row level security policies read from
+    app.staff_shops). A service scope sees every shop; no scope, or a tenant's, sees none: the
+    directory tables fail closed as the policies do.
+    """
+    scope = active_scope()
+    if scope is not None and scope.role == SERVICE_ROLE:
+        return None
+    if scope is None or scope.role != BACK_OFFICE:
+        return ()
+    return scope.staff_shops
+
+
 def visible_shops(queryset: QuerySet[Any], field: str = "domain") -> QuerySet[Any]:
     """`queryset` (of shops, or of rows with a shop `field`) limited to the shops the current
     back-office scope may see. `shops` and `shop_memberships` are directory tables without
     row level security, so staff limited to some shops are limited here, in the admin."""
-    scope = active_scope()
-    if scope is None or scope.role != BACK_OFFICE or scope.staff_shops is None:
+    shops = scope_shops()
+    return queryset if shops is None else queryset.filter(**{f"{field}__in": shops})
+
+
+def visible_users(queryset: QuerySet[Any], field: str = "pk") -> QuerySet[Any]:
+    """`queryset` (of users, or of rows with a user `field`) limited to members of the shops
+    the current scope may see: the user directory of shop-limited staff (`users` has no row
+    level security either; the feature_tours policy draws the same line)."""
+    shops = scope_shops()
+    if shops is None:
         return queryset
-    return queryset.filter(**{f"{field}__in": scope.staff_shops})
+    members = ShopMembership.objects.filter(shop_id__in=shops).values("user_id")
+    return queryset.filter(**{f"{field}__in": members})
+
+
+def may_manage(request: HttpRequest, user: User) -> bool:
+    """Whether the staff user of `request` may change `user`'s account and shop memberships.
+
+    A staff account's flags, groups, permissions and memberships are its back-office access,
+    and only superusers change that: no other staff user can change their own access or a
+    peer's (or reset a superuser's password). Which users they reach at all is `visible_users`.
+    """
+    return bool(request.user.is_superuser) or not (user.is_staff or user.is_superuser)
+
+
+def manageable_users(request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:
+    """The visible users whose account and memberships the staff user may change (may_manage)."""
+    queryset = visible_users(queryset)
+    return queryset if request.user.is_superuser else queryset.filter(is_staff=False, is_superuser=False)
+
+
+class VisibleChoicesAdmin(BaseModelAdmin):
+    """Every form field that points at a shop or a user offers and accepts only what the staff
+    user may see.
+
+    Django validates a submitted choice against the field's queryset, so this is the
+    server-side check: an autocomplete widget only filters what it offers, and a POST may name
+    any primary key. Rows of tenant tables (campaigns, posts, experiments) need no such limit,
+    because row level security already hides other shops' rows from the field's queryset.
+    Mixed into every admin and inline of the project (a test checks every form field).
+    """
+
+    def get_field_queryset(self, db: Any, db_field: RelatedField[Any, Any], request: HttpRequest) -> Any:
+        queryset = super().get_field_queryset(db, db_field, request)
+        related = db_field.related_model
+        if related is Shop:
+            return visible_shops(queryset if queryset is not None else Shop.objects.using(db).all())
+        if related is User:
+            return visible_users(queryset if queryset is not None else User.objects.using(db).all())
+        return queryset
 
 
 class ShopListFilter(admin.RelatedFieldListFilter):
@@ -52,7 +118,7 @@ class ShopListFilter(admin.RelatedFieldListFilter):
 SHOP_FILTER = ("shop", ShopListFilter)
 
 
-class AuditedAdmin(admin.ModelAdmin):
+class AuditedAdmin(VisibleChoicesAdmin, admin.ModelAdmin):
     """Audit columns are read-only; a row staff add records the staff member as its writer."""
 
     readonly_fields: ClassVar[tuple[str, ...]] = AUDIT_FIELDS
@@ -135,7 +201,7 @@ class LatestRowsFormSet(BaseInlineFormSet):
         return self._latest_rows
 
 
-class ReadOnlyTabularInline(admin.TabularInline):
+class ReadOnlyTabularInline(VisibleChoicesAdmin, admin.TabularInline):
     """Measurements written by ingestion jobs: shown for context, never edited by hand."""
 
     extra = 0
@@ -153,7 +219,30 @@ class ReadOnlyTabularInline(admin.TabularInline):
         return False
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipRules(VisibleChoicesAdmin):
+    """Who may be given a membership: users the staff user may manage (never themselves or
+    another staff user, unless a superuser), in shops they see (VisibleChoicesAdmin). The role
+    is free: a member's role opens that shop's data through the API, which the staff user sees
+    already."""
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user":
+            kwargs["queryset"] = manageable_users(request, User.objects.order_by("username"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class MembershipInlineRules(MembershipRules):
+    """An inline's rows are all editable or none, so it lists only the memberships the staff
+    user may change; a POST naming another row's id is refused as an unknown choice."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ShopMembership]:
+        rows = visible_shops(super().get_queryset(request), "shop")
+        if request.user.is_superuser:
+            return rows
+        return rows.filter(user__in=manageable_users(request, User.objects.all()))
+
+
+class MembershipInline(MembershipInlineRules, admin.TabularInline):
     model = ShopMembership
     extra = 0
     autocomplete_fields = ("user",)
@@ -165,7 +254,7 @@ class MembershipInline(admin.TabularInline):
         return super().get_queryset(request).select_related("user")
 
 
-class UserMembershipInline(admin.TabularInline):
+class UserMembershipInline(MembershipInlineRules, admin.TabularInline):
     model = ShopMembership
     extra = 0
     autocomplete_fields = ("shop",)
@@ -174,12 +263,21 @@ class UserMembershipInline(admin.TabularInline):
     ordering = ("shop__domain",)
     verbose_name_plural = "shop memberships"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ShopMembership]:
-        return visible_shops(super().get_queryset(request), "shop")
+
+# What a user may do in the back office: only superusers see or change these.
+PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+
+def without_privileges(request: HttpRequest, names: Any) -> Any:
+    return names if request.user.is_superuser else tuple(name for name in names if name not in PRIVILEGE_FIELDS)
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(VisibleChoicesAdmin, DjangoUserAdmin):
+    """The user directory: shop-limited staff see the members of their shops (visible_users)
+    and change only accounts they may manage (may_manage); the privilege fields are not in
+    their forms at all, so a POST that names them changes nothing."""
+
     list_display = (
         "username",
         "email",
@@ -199,13 +297,72 @@ class UserAdmin(DjangoUserAdmin):
     readonly_fields = ("id", "last_login", "date_joined")
     fieldsets = ((None, {"fields": ("id", "username", "password")}), *(DjangoUserAdmin.fieldsets or ())[1:])
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        # Also what every user autocomplete searches.
+        return visible_users(super().get_queryset(request))
+
+    def get_fieldsets(self, request: HttpRequest, obj: User | None = None) -> Any:
+        return [
+            (name, {**options, "fields": without_privileges(request, options["fields"])})
+            for name, options in super().get_fieldsets(request, obj)
+        ]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return without_privileges(request, super().get_list_display(request))
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        return without_privileges(request, super().get_list_filter(request))
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # Django allows a changelist filter on any local field (?is_superuser__exact=1): that
+        # would tell a non-superuser who among their shops' members holds privileges.
+        if request is not None and not request.user.is_superuser and lookup.split("__")[0] in PRIVILEGE_FIELDS:
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A new account belongs to no shop yet: only staff who see every shop would see it again.
+        return super().has_add_permission(request) and scope_shops() is None
+
+    def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        # Also guards the password form (user_change_password asks for it).
+        return super().has_change_permission(request, obj) and (obj is None or may_manage(request, obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        # "Delete selected" asks for each selected row too.
+        return super().has_delete_permission(request, obj) and (obj is None or may_manage(request, obj))
+
     def get_inlines(self, request: HttpRequest, obj: Any) -> list[type[admin.options.InlineModelAdmin]]:
         # The add page is Django's two-step username/password form; memberships come after it.
         return [UserMembershipInline] if obj is not None else []
 
 
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(DjangoGroupAdmin):
+    """Groups carry permissions (tenancy.view_all_shops among them): staff who could edit a
+    group could give their own group more, so groups are for superusers only."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
+
+
 @admin.register(Shop)
-class ShopAdmin(admin.ModelAdmin):
+class ShopAdmin(VisibleChoicesAdmin, admin.ModelAdmin):
     list_display = ("domain", "name", "is_active", "member_count", "created_at")
     list_filter = ("is_active",)
     search_fields = ("domain", "name")
@@ -218,6 +375,10 @@ class ShopAdmin(admin.ModelAdmin):
         # Also what the shop autocomplete of every other admin searches.
         return visible_shops(super().get_queryset(request)).annotate(member_count=Count("memberships"))
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A new shop has no members yet: only staff who see every shop would see it again.
+        return super().has_add_permission(request) and scope_shops() is None
+
     def get_readonly_fields(self, request: HttpRequest, obj: Shop | None = None) -> tuple[str, ...]:
         # The domain is the primary key and every tenant row's key: renaming it in a form would
         # create a second shop rather than rename this one.
@@ -229,7 +390,11 @@ class ShopAdmin(admin.ModelAdmin):
 
 
 @admin.register(ShopMembership)
-class ShopMembershipAdmin(admin.ModelAdmin):
+class ShopMembershipAdmin(MembershipRules, admin.ModelAdmin):
+    """Memberships are managed with Django's add/change/delete permissions on this model,
+    within MembershipRules: the list shows every membership of the staff user's shops, and
+    those of staff users (their own included) are read-only to anyone but superusers."""
+
     list_display = ("user", "shop", "role", "created_at")
     list_select_related = ("user", "shop")
     list_filter = ("role", SHOP_FILTER)
@@ -241,3 +406,10 @@ class ShopMembershipAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ShopMembership]:
         return visible_shops(super().get_queryset(request), "shop")
+
+    def has_change_permission(self, request: HttpRequest, obj: ShopMembership | None = None) -> bool:
+        return super().has_change_permission(request, obj) and (obj is None or may_manage(request, obj.user))
+
+    def has_delete_permission(self, request: HttpRequest, obj: ShopMembership | None = None) -> bool:
+        # "Delete selected" asks for each selected row too.
+        return super().has_delete_permission(request, obj) and (obj is None or may_manage(request, obj.user))

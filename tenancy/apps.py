@@ -4,6 +4,7 @@ import datetime
 from typing import Any
 
 from django.apps import AppConfig
+from django.core import checks
 from django.db.models.signals import post_migrate
 
 
@@ -23,4 +24,9 @@ class TenancyConfig(AppConfig):
     name = "tenancy"
 
     def ready(self) -> None:
+        from .checks import check_tenant_tables
+
         post_migrate.connect(_ensure_partitions, sender=self, dispatch_uid="tenancy.ensure_partitions")
+        # Every app's models declare their tenancy traits (tenancy/tables.py); the check
+        # validates the declarations at start-up.
+        checks.register(check_tenant_tables, checks.Tags.models)

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import reverse
 
-from .models import ShopMembership
+from .models import VIEW_ALL_SHOPS, ShopMembership
 from .scope import Scope, back_office_scope, enter_scope
 
 
@@ -40,7 +40,10 @@ class BackOfficeScopeMiddleware:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
             return None
-        # Superusers, and staff with no membership, see every shop; staff who are members of
-        # some shops are limited to those (the back_office policies read app.staff_shops).
-        shops = None if user.is_superuser else ShopMembership.objects.shop_domains_of(user.pk)
-        return back_office_scope(subject=str(user.pk), shops=tuple(shops) if shops else None)
+        # "Every shop" is an explicit grant: superuser, or the tenancy.view_all_shops permission.
+        # Other staff see the shops they are members of, and no shop once they have none: the
+        # absence of memberships must never widen access (the back_office policies read
+        # app.staff_shops, where an empty list matches no row).
+        if user.is_superuser or user.has_perm(VIEW_ALL_SHOPS):
+            return back_office_scope(subject=str(user.pk), shops=None)
+        return back_office_scope(subject=str(user.pk), shops=ShopMembership.objects.shop_domains_of(user.pk))

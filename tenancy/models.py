@@ -35,6 +35,10 @@ class User(AbstractUser):
         return str(self.id)
 
 
+# The permission that grants staff every shop in the back office (see Shop.Meta).
+VIEW_ALL_SHOPS = "tenancy.view_all_shops"
+
+
 class Shop(models.Model):
     """A Shopify store; its domain is the tenant key of every other table."""
 
@@ -52,6 +56,9 @@ class Shop(models.Model):
     class Meta:
         db_table = "shops"
         ordering = ["domain"]
+        # The explicit grant of every shop in the back office (superusers have it implicitly).
+        # Staff without it see only the shops they are members of (docs/security.md).
+        permissions = [("view_all_shops", "Can see every shop in the back office")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(domain__regex=SHOP_DOMAIN_REGEX),

@@ -1,10 +1,11 @@
 """Monthly range partitions of the high-volume measurement tables.
 
-`ad_performance` (by `date`), `seo_rankings` (by `tracked_on`) and `social_analytics` (by
-`measured_at`, months in UTC) are partitioned by month (migration operation
-`PartitionByMonth`). Each has one partition a month, named `<table>_pYYYY_MM`, and a DEFAULT
-partition, `<table>_default`, so that a row is never refused for its date: a row of a month
-without a partition lands there until `partitions_ensure` moves it.
+The tables whose models declare `partition_by` (tenancy/tables.py) - today `ad_performance`
+(by `date`), `seo_rankings` (by `tracked_on`) and `social_analytics` (by `measured_at`, months
+in UTC) - are partitioned by month (migration operation `PartitionByMonth`). Each has one
+partition a month, named `<table>_pYYYY_MM`, and a DEFAULT partition, `<table>_default`, so
+that a row is never refused for its date: a row of a month without a partition lands there
+until `partitions_ensure` moves it.
 
 Security: the parent carries the policies (queries, the API and every service address the
 parent, and PostgreSQL applies only the parent's policies to rows reached through it). Every
@@ -32,6 +33,7 @@ from psycopg.pq import TransactionStatus
 
 from .rls import FrozenSqlOperation
 from .scope import SCOPE_ROLES, atomic_scope, service_scope
+from .tables import Retention, declaration, declared_tables
 
 DEFAULT_MONTHS_AHEAD = 3
 # Roles that get nothing on a partition (they reach its rows through the parent).
@@ -82,16 +84,23 @@ class PartitionedTable:
             if not getattr(field, "generated", False) and field.column is not None
         ]
 
+    @property
+    def retention(self) -> Retention | None:
+        traits = declaration(self.model)
+        return traits.retention if traits is not None else None
 
-PARTITIONED: tuple[PartitionedTable, ...] = (
-    PartitionedTable("growth", "AdPerformance", "date"),
-    PartitionedTable("growth", "SeoRanking", "tracked_on"),
-    PartitionedTable("growth", "SocialAnalytics", "measured_at"),
-)
+
+def partitioned_tables() -> tuple[PartitionedTable, ...]:
+    """Every table whose model declares `partition_by` (tenancy/tables.py)."""
+    return tuple(
+        PartitionedTable(declared.app_label, declared.model.__name__, declared.traits.partition_by)
+        for declared in declared_tables()
+        if declared.traits.partition_by is not None
+    )
 
 
 def partitioned_table(table: str) -> PartitionedTable | None:
-    return next((spec for spec in PARTITIONED if spec.table == table), None)
+    return next((spec for spec in partitioned_tables() if spec.table == table), None)
 
 
 def month_start(value: datetime.date | datetime.datetime) -> datetime.date:
@@ -225,8 +234,6 @@ def partitions_ensure(
     Rows in the DEFAULT partition outside that range stay there: older ones are expired (the
     retention purge deletes them), far-future ones are most likely wrong and kept for review.
     """
-    from .retention import retention_rule  # retention imports this module
-
     if months_ahead < 0:
         raise ValueError(f"months_ahead must be 0 or more, not {months_ahead}")
     say = progress or (lambda _message: None)
@@ -234,15 +241,15 @@ def partitions_ensure(
     last = month_start(today)
     for _ in range(months_ahead):
         last = next_month(last)
-    for spec in PARTITIONED:
+    for spec in partitioned_tables():
         if not is_partitioned(spec, using=using):
             # Not migrated that far (or migrated back): nothing to partition.
             continue
-        rule = retention_rule(spec.table)
+        retention = spec.retention
         if since is not None:
             first = month_start(since)
-        elif rule is not None and rule.days is not None:
-            first = month_start(rule.cutoff(today))
+        elif retention is not None and retention.expires:
+            first = month_start(retention.first_kept(today))
         else:
             first = month_start(today)
         wanted = months_between(first, last)

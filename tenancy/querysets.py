@@ -24,5 +24,5 @@ class ShopQuerySet(models.QuerySet[_M]):
 
 
 class MembershipQuerySet(models.QuerySet["ShopMembership"]):
-    def shop_domains_of(self, user_id: uuid.UUID | str) -> list[str]:
-        return list(self.filter(user_id=user_id).order_by("shop_id").values_list("shop_id", flat=True))
+    def shop_domains_of(self, user_id: uuid.UUID | str) -> tuple[str, ...]:
+        return tuple(self.filter(user_id=user_id).order_by("shop_id").values_list("shop_id", flat=True))

@@ -1,6 +1,7 @@
 """Data retention: delete measurements older than the schema's retention period, every shop.
 
-The schema's retention table, in one place (`RETENTION`). A row is expired when its date is
+Each model declares its retention next to its fields (`tenancy.tables.Retention`);
+`retention_rules()` collects the declarations (the schema's "Data Retention" section). A row is expired when its date is
 more than `days` days before `today` (UTC days): with `today` 2026-06-30 and 365 days, a
 ranking tracked on 2025-06-30 is kept and one tracked on 2025-06-29 is deleted. Timestamps
 (`measured_at`) are compared with the start (00:00 UTC) of the first day kept.
@@ -22,11 +23,9 @@ from dataclasses import dataclass
 
 from django.db import connection, models
 
-from advanced.models import CeoBriefing, ExperimentResult, KnowledgeDocument
-from growth.models import AdPerformance, SeoRanking, SocialAnalytics
-
 from .partitions import monthly_partitions, next_month, partition_drop, partition_row_count, partitioned_table
 from .scope import atomic_scope, service_scope
+from .tables import Retention, declared_tables
 
 DEFAULT_BATCH_SIZE = 5_000
 MAX_BATCH_SIZE = 100_000
@@ -52,25 +51,24 @@ class RetentionRule:
     def cutoff(self, today: datetime.date) -> datetime.date | datetime.datetime:
         """The first date (or instant) kept; rows before it are expired."""
         assert self.days is not None and self.column is not None
-        first_kept = today - datetime.timedelta(days=self.days)
+        first_kept = Retention(self.column, self.days).first_kept(today)
         if isinstance(self.model._meta.get_field(self.column), models.DateTimeField):
             return datetime.datetime.combine(first_kept, datetime.time.min, tzinfo=datetime.UTC)
         return first_kept
 
 
-# The schema document's "Data Retention" section.
-RETENTION: tuple[RetentionRule, ...] = (
-    RetentionRule(SeoRanking, "tracked_on", 365),
-    RetentionRule(SocialAnalytics, "measured_at", 365),
-    RetentionRule(AdPerformance, "date", 730),
-    RetentionRule(CeoBriefing, "period_end", 365),
-    RetentionRule(ExperimentResult, None, None),
-    RetentionRule(KnowledgeDocument, None, None),
-)
+def retention_rules() -> tuple[RetentionRule, ...]:
+    """Every table whose model declares a retention (kept forever included), in the app
+    registry's order."""
+    return tuple(
+        RetentionRule(declared.model, declared.traits.retention.column, declared.traits.retention.days)
+        for declared in declared_tables()
+        if declared.traits.retention is not None
+    )
 
 
 def retention_rule(table: str) -> RetentionRule | None:
-    return next((rule for rule in RETENTION if rule.table == table), None)
+    return next((rule for rule in retention_rules() if rule.table == table), None)
 
 
 def delete_statements(rule: RetentionRule) -> tuple[str, str]:
@@ -111,7 +109,7 @@ def expired_rows_purge(
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}")
     report = progress or (lambda _table, _done, _total: None)
     removed: dict[str, int] = {}
-    for rule in RETENTION:
+    for rule in retention_rules():
         if rule.days is None:
             continue
         count_sql, delete_sql = delete_statements(rule)

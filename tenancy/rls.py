@@ -1,20 +1,24 @@
 """Row level security: the policies every tenant table must have, and the migration
 operation that installs them.
 
-`TABLES` is the single description of the intended security. Migrations freeze a copy of
-it (the operation stores literal SQL), so a later change to `TABLES` must come with a new
-migration: `manage.py makepolicymigrations` writes one, and a test fails while the newest
-migrated policies differ from `TABLES`.
+Each tenant model declares its policy kind (`tenancy.tables.TenantTable`); `tenant_policies()`
+turns the declarations into policies and is the single description of the intended security.
+Migrations freeze a copy of it (the operation stores literal SQL), so a later change to a
+declaration must come with a new migration: `manage.py makepolicymigrations` writes one, and a
+test fails while the newest migrated policies differ from `tenant_policies()`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
+
+from .tables import PolicyKind, declared_tables
 
 # --- Building blocks of the policies ----------------------------------------------------
 # current_setting(..., true) returns NULL (or '') when no scope set it, and `=` with NULL is
@@ -86,22 +90,21 @@ def ceo_policies(table: str) -> tuple[Policy, ...]:
     return _policies(table, f"{SHOP_MATCHES} AND {CEO_ROLE}", STAFF_SHOP_MATCHES)
 
 
-# Every tenant table and its policies. A new tenant table must be added here (a catalog test
-# fails for any table with a shop_domain or user_id column that is missing).
-TABLES: dict[str, tuple[Policy, ...]] = {
-    "seo_audits": shop_policies("seo_audits"),
-    "seo_rankings": shop_policies("seo_rankings"),
-    "ad_campaigns": shop_policies("ad_campaigns"),
-    "ad_performance": shop_policies("ad_performance"),
-    "social_posts": shop_policies("social_posts"),
-    "social_analytics": shop_policies("social_analytics"),
-    "onboarding_progress": user_shop_policies("onboarding_progress"),
-    "feature_tours": user_policies("feature_tours"),
-    "experiments": shop_policies("experiments"),
-    "experiment_results": shop_policies("experiment_results"),
-    "knowledge_base": shop_policies("knowledge_base"),
-    "ceo_briefings": ceo_policies("ceo_briefings"),
+# The SQL of each policy kind a model may declare (tenancy/tables.py).
+POLICY_BUILDERS: dict[PolicyKind, Callable[[str], tuple[Policy, ...]]] = {
+    PolicyKind.SHOP: shop_policies,
+    PolicyKind.USER: user_policies,
+    PolicyKind.USER_SHOP: user_shop_policies,
+    PolicyKind.CEO: ceo_policies,
 }
+
+
+def tenant_policies() -> dict[str, tuple[Policy, ...]]:
+    """Every tenant table and its policies, built from the models' declarations.
+
+    A new tenant table declares `tenancy = TenantTable(...)` on its model (a catalog test fails
+    for any table with a shop_domain or user_id column that declares nothing)."""
+    return {declared.table: POLICY_BUILDERS[declared.traits.policy](declared.table) for declared in declared_tables()}
 
 
 def _policy_list(policies: list[dict[str, str]] | tuple[Policy, ...]) -> list[Policy]:
@@ -199,5 +202,6 @@ class SecureTable(FrozenSqlOperation):
 
 
 def secure_table(table: str) -> SecureTable:
-    """The operation that installs `TABLES[table]` as it stands today (for new migrations)."""
-    return SecureTable(table=table, policies=[p.as_dict() for p in TABLES[table]])
+    """The operation that installs `table`'s declared policies as they stand today (for new
+    migrations)."""
+    return SecureTable(table=table, policies=[p.as_dict() for p in tenant_policies()[table]])

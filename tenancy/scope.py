@@ -81,8 +81,9 @@ def shop_scope(*, shop: str, subject: str | None, member_role: str | None) -> Sc
     return Scope(role=AUTHENTICATED, shop=shop, subject=subject, member_role=member_role)
 
 
-def back_office_scope(*, subject: str | None, shops: tuple[str, ...] | None = None) -> Scope:
-    """Staff in the Django admin (role `back_office`), limited to `shops` when given."""
+def back_office_scope(*, subject: str | None, shops: tuple[str, ...] | None) -> Scope:
+    """Staff in the Django admin (role `back_office`): `shops` are the shops they may see, None
+    every shop. Required, so "every shop" is always written out, never a forgotten argument."""
     return Scope(role=BACK_OFFICE, subject=subject, staff_shops=shops)
 
 

@@ -22,7 +22,7 @@ from growth.factories import (
 )
 from growth.models import AdPerformance, SeoRanking, SocialAnalytics
 from tenancy.factories import ShopFactory
-from tenancy.retention import RETENTION, expired_rows_purge
+from tenancy.retention import expired_rows_purge, retention_rules
 from tenancy.scope import atomic_scope, current_scope, service_scope
 
 TODAY = datetime.date(2026, 6, 30)
@@ -81,7 +81,7 @@ def edges(db: None) -> None:
 
 
 def test_the_retention_table_is_the_schemas() -> None:
-    assert {rule.table: rule.days for rule in RETENTION} == {
+    assert {rule.table: rule.days for rule in retention_rules()} == {
         "seo_rankings": 365,
         "social_analytics": 365,
         "ad_performance": 730,

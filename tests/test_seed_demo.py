@@ -6,8 +6,10 @@ import datetime
 from collections import Counter
 from decimal import Decimal
 from io import StringIO
+from pathlib import Path
 
 import pytest
+from django.apps import apps
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db.models import F, Q, Sum
@@ -18,7 +20,7 @@ from growth.factories import KEYWORDS
 from growth.models import AdCampaign, AdPerformance, SeoAudit, SeoRanking, SocialAnalytics, SocialPost
 from onboarding.factories import ONBOARDING_STEPS
 from onboarding.models import FeatureTour, OnboardingProgress, StepStatus
-from tenancy.demo import DEMO_MODELS, demo_row_counts
+from tenancy.demo import DemoStep, demo_row_counts, demo_steps
 from tenancy.models import MembershipRole, Shop, ShopMembership, User
 from tenancy.scope import atomic_scope, service_scope
 
@@ -39,10 +41,41 @@ def seeded() -> str:
     return seed()
 
 
+def _schema_tables() -> set[str]:
+    """From the schema, not from the seed's own list: the accounts tables and every table of
+    the project's apps with a shop or user column (a new tenant table without demo data, or
+    without a declaration, fails the test below)."""
+    tables = {"users", "shops"}
+    for app in apps.get_app_configs():
+        if not (Path(settings.BASE_DIR) / app.name.split(".")[0]).is_dir():
+            continue  # Django's and third-party apps
+        for model in app.get_models():
+            columns = {field.column for field in model._meta.concrete_fields}
+            if columns & {"shop_domain", "user_id"}:
+                tables.add(model._meta.db_table)
+    return tables
+
+
+def test_the_schema_tables_include_each_apps_tables() -> None:
+    assert {"users", "shops", "shop_memberships", "ad_performance", "feature_tours", "ceo_briefings"} <= (
+        _schema_tables()
+    )
+    assert "django_admin_log" not in _schema_tables()
+
+
+def test_each_app_seeds_its_own_tables_in_installed_apps_order() -> None:
+    steps = demo_steps()
+    assert all(isinstance(step, DemoStep) for step in steps)
+    modules = list(dict.fromkeys(step.seed.__module__ for step in steps))
+    assert modules == ["growth.demo", "onboarding.demo", "advanced.demo"]
+    labels = [step.label for step in steps]
+    assert labels.index("seo audits") < labels.index("onboarding progress") < labels.index("ceo briefings")
+
+
 def test_every_table_gets_rows(seeded: str) -> None:
     with atomic_scope(service_scope()):
         counts = demo_row_counts()
-    assert set(counts) == {model._meta.db_table for model in DEMO_MODELS}
+    assert set(counts) == _schema_tables()
     assert all(rows > 0 for rows in counts.values()), counts
 
 

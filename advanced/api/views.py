@@ -8,15 +8,16 @@ from typing import Any, cast
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, permissions
+from rest_framework import exceptions
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from tenancy.api.bulk import BulkUpsertMixin
 from tenancy.api.pagination import TimeSeriesPagination
+from tenancy.api.permissions import IsShopWriterOrReadOnly
 from tenancy.api.viewsets import TenantViewSet, nested_list
-from tenancy.models import MembershipRole, ShopMembership
 
 from ..filters import CeoBriefingFilterSet, ExperimentFilterSet, ExperimentResultFilterSet, KnowledgeDocumentFilterSet
 from ..models import CeoBriefing, Experiment, ExperimentResult, KnowledgeDocument
@@ -28,6 +29,7 @@ from ..services.experiments import (
     experiment_pause,
     experiment_resume,
     experiment_start,
+    variant_keys,
 )
 from ..services.knowledge import (
     knowledge_document_delete,
@@ -35,11 +37,13 @@ from ..services.knowledge import (
     knowledge_document_save,
     knowledge_search,
 )
+from .permissions import IsBriefingWriterOrReadOnly
 from .serializers import (
     CeoBriefingSerializer,
     ExperimentAnalysisSerializer,
     ExperimentAnalyzeSerializer,
     ExperimentCompleteSerializer,
+    ExperimentResultRowSerializer,
     ExperimentResultSerializer,
     ExperimentSerializer,
     KnowledgeDocumentSerializer,
@@ -61,8 +65,6 @@ NOT_CURRENT = OpenApiResponse(
 EMBEDDING_FAILED = OpenApiResponse(
     response=_ERROR_REF, description="The embedding provider failed (`embedding_failed`); nothing was written."
 )
-# The roles the ceo_briefings policy shows briefings to.
-BRIEFING_ROLES = frozenset({MembershipRole.CEO, MembershipRole.OWNER})
 
 
 class ExperimentViewSet(TenantViewSet):
@@ -133,8 +135,9 @@ class ExperimentViewSet(TenantViewSet):
         return Response(ExperimentAnalysisSerializer(result).data)
 
 
-class ExperimentResultViewSet(TenantViewSet):
-    """One variant's cumulative figures on one day; conversion_rate is generated, read-only."""
+class ExperimentResultViewSet(BulkUpsertMixin, TenantViewSet):
+    """One variant's cumulative figures on one day (with the CUPED covariate aggregates when
+    known); conversion_rate is generated, chance_to_win and expected_loss are the analysis'."""
 
     queryset = ExperimentResult.objects.all()
     serializer_class = ExperimentResultSerializer
@@ -142,6 +145,26 @@ class ExperimentResultViewSet(TenantViewSet):
     pagination_class = TimeSeriesPagination
     ordering_fields = ["snapshot_date", "created_at"]
     ordering = ["-snapshot_date", "-id"]
+    bulk_serializer_class = ExperimentResultRowSerializer
+    bulk_conflict_fields = ("experiment_id", "variant_key", "snapshot_date")
+
+    def bulk_parent_errors(self, rows: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        wanted = {row["experiment_id"] for _, row in rows}
+        keys = {
+            pk: set(variant_keys(variants))
+            for pk, variants in Experiment.objects.filter(pk__in=wanted).values_list("pk", "variants")
+        }
+        errors: list[dict[str, Any]] = []
+        for index, row in rows:
+            experiment = row["experiment_id"]
+            if experiment not in keys:
+                message = f"Experiment {experiment} does not exist in this shop."
+                errors.append({"index": index, "field": "experiment_id", "code": "does_not_exist", "message": message})
+            elif row["variant_key"] not in keys[experiment]:
+                known = ", ".join(sorted(keys[experiment])) or "none"
+                message = f"{row['variant_key']!r} is not a variant of experiment {experiment} (keys: {known})."
+                errors.append({"index": index, "field": "variant_key", "code": "invalid_choice", "message": message})
+        return errors
 
 
 class KnowledgeDocumentViewSet(TenantViewSet):
@@ -158,10 +181,8 @@ class KnowledgeDocumentViewSet(TenantViewSet):
     ordering_fields = ["document_key", "title", "document_type", "updated_at", "created_at"]
     ordering = ["document_key", "-version"]
 
-    def check_role(self, request: Request) -> None:
-        # Search is a read sent as POST (its body may carry 1536 floats): viewers may search.
-        if self.action != "search":
-            super().check_role(request)
+    # Search is a read sent as POST (its body may carry 1536 floats): viewers may search.
+    read_actions = ("search",)
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         queryset = super().filter_queryset(queryset)
@@ -204,7 +225,7 @@ class KnowledgeDocumentViewSet(TenantViewSet):
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         serializer.instance = knowledge_document_save(
-            shop_id=self.request.membership.shop_id,  # type: ignore[attr-defined]
+            shop_id=self.tenant.required_shop,
             actor=str(self.request.user.pk),
             **serializer.validated_data,
         )
@@ -268,10 +289,4 @@ class CeoBriefingViewSet(TenantViewSet):
     ordering_fields = ["period_end", "rating", "created_at"]
     ordering = ["-period_end", "-id"]
 
-    def check_role(self, request: Request) -> None:
-        super().check_role(request)
-        membership: ShopMembership = request.membership  # type: ignore[attr-defined]
-        # The policy hides briefings from other roles (an empty list, 404 on an id) and would
-        # refuse their writes with a database error; a write is refused here, before any lookup.
-        if request.method not in permissions.SAFE_METHODS and membership.role not in BRIEFING_ROLES:
-            raise exceptions.PermissionDenied("Only the shop's CEO or owner may write briefings.")
+    tenant_permission_classes = (IsShopWriterOrReadOnly, IsBriefingWriterOrReadOnly)

@@ -11,6 +11,7 @@ from .experiments import experiment_archive as experiment_archive
 from .experiments import experiment_complete as experiment_complete
 from .experiments import experiment_pause as experiment_pause
 from .experiments import experiment_resume as experiment_resume
+from .experiments import experiment_review as experiment_review
 from .experiments import experiment_start as experiment_start
 from .experiments import variant_errors as variant_errors
 from .experiments import variant_keys as variant_keys

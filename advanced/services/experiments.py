@@ -12,22 +12,12 @@ final. An illegal move raises a DRF ValidationError on `status` (code `invalid_t
 a 400 over the API) naming the current status and the moves allowed from it, and writes
 nothing. Each move locks the experiment's row first, so concurrent moves apply one at a time.
 
-Analysis (`experiment_analyze`) reads each variant's latest snapshot (on or before `as_of`),
-computes the statistics of `advanced.stats`, and stores on each variant's snapshot row the
-two-sided z-test p-value (unadjusted) and the interval of the absolute lift of its conversion
-rate over control, at the experiment's confidence_threshold; control rows get nulls. The
-experiment's winning_variant and confidence_level (1 - the winner's Holm-adjusted p) follow
-the analysis while the experiment is undecided (a winner is set only when significant, and
-cleared when the data no longer supports it); once completed or archived with a winner, that
-recorded decision is kept.
+Analysis (`experiment_analyze`): see `experiment_analysis`.
 """
 
 from __future__ import annotations
 
-import datetime
 import math
-from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.db import transaction
@@ -36,8 +26,7 @@ from rest_framework.exceptions import ValidationError
 
 from tenancy.services import row_update
 
-from .. import stats
-from ..models import Experiment, ExperimentResult, ExperimentStatus
+from ..models import Experiment, ExperimentStatus, GuardrailMetric, StatsEngine
 
 # Weights are shares of traffic: fractions summing to 1, or percentages summing to 100.
 WEIGHT_TOTALS = (1.0, 100.0)
@@ -46,8 +35,6 @@ WEIGHT_TOLERANCE = 1e-9
 # never be reported on.
 VARIANT_KEY_MAX_LENGTH = 100
 INVALID_TRANSITION = "invalid_transition"
-# The only metric the analysis decides on; other primary metrics get statistics, no winner.
-DECIDING_METRIC = "conversion_rate"
 
 # status -> {move: new status}
 TRANSITIONS: dict[str, dict[str, str]] = {
@@ -59,10 +46,6 @@ TRANSITIONS: dict[str, dict[str, str]] = {
 }
 # Statuses in which a recorded winner is a decision the analysis must not overturn.
 DECIDED_STATUSES = frozenset({ExperimentStatus.COMPLETED, ExperimentStatus.ARCHIVED})
-
-P_VALUE_PLACES = Decimal("1e-10")
-INTERVAL_PLACES = Decimal("1e-8")
-CONFIDENCE_PLACES = Decimal("1e-4")
 
 
 # --- variants ----------------------------------------------------------------------------
@@ -145,6 +128,68 @@ def variants_change_error(*, experiment: Experiment, variants: Any) -> str | Non
     )
 
 
+# --- analysis design ---------------------------------------------------------------------
+
+# How the analysis decides: fixed once traffic is split, so that no one can pick, after
+# looking, the engine or plan that declares the winner they want.
+DESIGN_FIELDS = (
+    "stats_engine",
+    "multiple_testing_correction",
+    "sequential_tuning",
+    "planned_sample_size",
+    "planned_end_date",
+    "prior_mean",
+    "prior_variance",
+    "risk_threshold",
+    "guardrail_metrics",
+)
+
+
+def design_errors(values: dict[str, Any]) -> dict[str, str]:
+    """Rules across the design fields (field -> reason): a prior needs both its mean and its
+    variance; a fixed-horizon test needs its plan (a planned sample or an end date)."""
+    errors: dict[str, str] = {}
+    mean, variance = values.get("prior_mean"), values.get("prior_variance")
+    if mean is not None and variance is None:
+        errors["prior_variance"] = "Required with prior_mean: a normal prior needs its variance."
+    if variance is not None and mean is None:
+        errors["prior_mean"] = "Required with prior_variance: a normal prior needs its mean."
+    if (
+        values.get("stats_engine") == StatsEngine.FIXED_HORIZON
+        and values.get("planned_sample_size") is None
+        and values.get("planned_end_date") is None
+    ):
+        errors["stats_engine"] = (
+            "fixed_horizon needs planned_sample_size or planned_end_date: a fixed-horizon test is valid at one "
+            "planned look only. Use sequential to look at any time."
+        )
+    guardrails = values.get("guardrail_metrics")
+    known = [metric.value for metric in GuardrailMetric]
+    if guardrails is not None and (
+        not isinstance(guardrails, list) or not all(isinstance(m, str) and m in known for m in guardrails)
+    ):
+        errors["guardrail_metrics"] = (
+            f"Must be a list of guardrail metrics among: {', '.join(known)}; got {guardrails!r}."
+        )
+    elif guardrails and len(set(guardrails)) != len(guardrails):
+        errors["guardrail_metrics"] = "Name each guardrail metric once."
+    return errors
+
+
+def design_change_errors(*, experiment: Experiment, values: dict[str, Any]) -> dict[str, str]:
+    """Design fields `values` would change on an experiment that is no longer a draft."""
+    if experiment.status == ExperimentStatus.DRAFT:
+        return {}
+    return {
+        name: (
+            f"The analysis design can only change while the experiment is a draft; it is {experiment.status}. "
+            "Choosing the engine or plan after seeing data would void its error rate."
+        )
+        for name in DESIGN_FIELDS
+        if name in values and values[name] != getattr(experiment, name)
+    }
+
+
 # --- lifecycle ---------------------------------------------------------------------------
 
 
@@ -222,222 +267,19 @@ def experiment_archive(*, experiment: Experiment) -> Experiment:
     return _apply(_locked(experiment), "archive")
 
 
-# --- analysis ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VariantAnalysis:
-    """One variant's latest figures and its comparison with control (None: undefined)."""
-
-    key: str
-    name: str
-    is_control: bool
-    weight: float
-    expected_share: float
-    snapshot_date: datetime.date | None
-    participants: int
-    conversions: int
-    conversion_rate: float | None
-    conversion_rate_interval: stats.Interval | None
-    absolute_lift: float | None
-    absolute_lift_interval: stats.Interval | None
-    relative_lift: float | None
-    relative_lift_interval: stats.Interval | None
-    z_statistic: float | None
-    p_value: float | None
-    adjusted_p_value: float | None
-    avg_order_value: float | None
-    revenue_per_user: float | None
-    revenue_per_user_stddev: float | None
-    revenue_per_user_lift: float | None
-    revenue_p_value: float | None
-    meets_min_sample_size: bool
-
-
-@dataclass(frozen=True)
-class AnalysisResult:
-    """What `experiment_analyze` found and recorded."""
-
-    experiment_id: int
-    experiment_key: str
-    status: str
-    primary_metric: str
-    as_of: datetime.date | None
-    snapshot_date: datetime.date | None
-    confidence_threshold: float
-    alpha: float
-    min_sample_size: int
-    control: str
-    variants: tuple[VariantAnalysis, ...]
-    sample_ratio_mismatch: stats.SampleRatioMismatch
-    # The analysis' verdict, and what the experiment records after it (a completed
-    # experiment keeps the winner it was completed with).
-    winner: str | None
-    confidence_level: float | None
-    winning_variant: str | None
-    recorded_confidence_level: float | None
-    reasons: tuple[str, ...]
-    warnings: tuple[str, ...]
-    results_updated: int
-
-    @property
-    def significant(self) -> bool:
-        return self.winner is not None
-
-
-def _optional_float(value: Decimal | None) -> float | None:
-    return None if value is None else float(value)
-
-
-def _quantize(value: float | None, places: Decimal, *, low: float | None = None, high: float | None = None) -> Any:
-    if value is None or not math.isfinite(value):
-        return None
-    if low is not None:
-        value = max(low, value)
-    if high is not None:
-        value = min(high, value)
-    return Decimal(value).quantize(places)
-
-
-def _snapshot_warnings(keys: list[str], latest: dict[str, ExperimentResult]) -> list[str]:
-    warnings: list[str] = []
-    unknown = sorted(set(latest) - set(keys))
-    if unknown:
-        warnings.append(f"Snapshots of keys that are not variants were ignored: {', '.join(unknown)}.")
-    missing = [key for key in keys if key not in latest]
-    if missing:
-        warnings.append(f"No snapshot yet (counted as 0 participants): {', '.join(missing)}.")
-    if len({latest[key].snapshot_date for key in keys if key in latest}) > 1:
-        days = ", ".join(f"{key} {latest[key].snapshot_date}" for key in keys if key in latest)
-        warnings.append(f"The variants' latest snapshots are from different days ({days}).")
-    return warnings
-
-
-def _figures(variant: dict[str, Any], row: ExperimentResult | None) -> stats.VariantFigures:
-    return stats.VariantFigures(
-        key=str(variant["key"]),
-        participants=row.participants if row else 0,
-        conversions=row.conversions if row else 0,
-        weight=float(variant["weight"]),
-        is_control=bool(variant.get("is_control", False)),
-        revenue_per_user=_optional_float(row.revenue_per_user) if row else None,
-        revenue_per_user_stddev=_optional_float(row.revenue_per_user_stddev) if row else None,
-    )
-
-
-def _store_statistics(computed: stats.ExperimentStatistics, latest: dict[str, ExperimentResult]) -> int:
-    """Each variant's z-test p-value and absolute-lift interval onto its latest snapshot row
-    (nulls for control and wherever a figure is undefined); returns the rows written."""
-    now = timezone.now()
-    rows: list[ExperimentResult] = []
-    for figures in computed.variants:
-        row = latest.get(figures.key)
-        if row is None:
-            continue
-        interval = figures.absolute_lift_interval
-        row.p_value = _quantize(figures.p_value, P_VALUE_PLACES, low=0.0, high=1.0)
-        row.confidence_interval_lower = _quantize(interval.lower if interval else None, INTERVAL_PLACES)
-        row.confidence_interval_upper = _quantize(interval.upper if interval else None, INTERVAL_PLACES)
-        row.updated_at = now
-        rows.append(row)
-    ExperimentResult.objects.bulk_update(
-        rows, ["p_value", "confidence_interval_lower", "confidence_interval_upper", "updated_at"]
-    )
-    return len(rows)
-
-
-def _record_decision(experiment: Experiment, winner: str | None, level: float | None) -> None:
-    """The winner follows the analysis unless a completed experiment already records one."""
-    if experiment.status in DECIDED_STATUSES and experiment.winning_variant:
-        return
-    experiment.winning_variant = winner
-    # Rounded down: the stored confidence never claims more than the analysis found.
-    experiment.confidence_level = (
-        None if level is None else Decimal(max(0.0, min(1.0, level))).quantize(CONFIDENCE_PLACES, ROUND_DOWN)
-    )
-    experiment.save(update_fields=["winning_variant", "confidence_level", "updated_at"])
-
-
-def _variant_analysis(
-    figures: stats.VariantStatistics, variant: dict[str, Any], row: ExperimentResult | None
-) -> VariantAnalysis:
-    return VariantAnalysis(
-        key=figures.key,
-        name=str(variant.get("name") or figures.key),
-        is_control=figures.is_control,
-        weight=float(variant["weight"]),
-        expected_share=figures.expected_share,
-        snapshot_date=row.snapshot_date if row else None,
-        participants=figures.participants,
-        conversions=figures.conversions,
-        conversion_rate=figures.conversion_rate,
-        conversion_rate_interval=figures.conversion_rate_interval,
-        absolute_lift=figures.absolute_lift,
-        absolute_lift_interval=figures.absolute_lift_interval,
-        relative_lift=figures.relative_lift,
-        relative_lift_interval=figures.relative_lift_interval,
-        z_statistic=figures.z_statistic,
-        p_value=figures.p_value,
-        adjusted_p_value=figures.adjusted_p_value,
-        avg_order_value=_optional_float(row.avg_order_value) if row else None,
-        revenue_per_user=figures.revenue_per_user,
-        revenue_per_user_stddev=_optional_float(row.revenue_per_user_stddev) if row else None,
-        revenue_per_user_lift=figures.revenue_per_user_lift,
-        revenue_p_value=figures.revenue_p_value,
-        meets_min_sample_size=figures.meets_min_sample_size,
-    )
-
-
-@transaction.atomic
-def experiment_analyze(*, experiment: Experiment, as_of: datetime.date | None = None) -> AnalysisResult:
-    """Compute the experiment's statistics from each variant's latest snapshot (on or before
-    `as_of`), store them on those snapshot rows, update the decision, and return it all."""
-    locked = _locked(experiment)
-    errors = variant_errors(locked.variants, check_weight_total=False)
-    if errors:
-        raise ValidationError({"variants": errors})
-    snapshots = ExperimentResult.objects.filter(experiment=locked)
-    if as_of is not None:
-        snapshots = snapshots.filter(snapshot_date__lte=as_of)
-    latest = {row.variant_key: row for row in snapshots.latest_per_variant()}
-    declared: dict[str, dict[str, Any]] = {str(v["key"]): v for v in locked.variants}
-
-    confidence = float(locked.confidence_threshold)
-    computed = stats.experiment_statistics(
-        [_figures(variant, latest.get(key)) for key, variant in declared.items()],
-        confidence=confidence,
-        min_sample_size=locked.min_sample_size,
-    )
-    winner, level = computed.winner, computed.confidence_level
-    reasons = list(computed.reasons)
-    if locked.primary_metric != DECIDING_METRIC and winner is not None:
-        reasons.append(
-            f"primary_metric is {locked.primary_metric!r}; only {DECIDING_METRIC} declares a winner automatically "
-            "(complete the experiment with the winner you choose)."
-        )
-        winner = level = None
-
-    updated = _store_statistics(computed, latest)
-    _record_decision(locked, winner, level)
-    dates = [row.snapshot_date for key, row in latest.items() if key in declared]
-    return AnalysisResult(
-        experiment_id=locked.pk,
-        experiment_key=locked.experiment_key,
-        status=locked.status,
-        primary_metric=locked.primary_metric,
-        as_of=as_of,
-        snapshot_date=max(dates) if dates else None,
-        confidence_threshold=confidence,
-        alpha=computed.alpha,
-        min_sample_size=locked.min_sample_size,
-        control=computed.control,
-        variants=tuple(_variant_analysis(v, declared[v.key], latest.get(v.key)) for v in computed.variants),
-        sample_ratio_mismatch=computed.sample_ratio_mismatch,
-        winner=winner,
-        confidence_level=level,
-        winning_variant=locked.winning_variant,
-        recorded_confidence_level=_optional_float(locked.confidence_level),
-        reasons=tuple(reasons),
-        warnings=tuple(_snapshot_warnings(list(declared), latest)),
-        results_updated=updated,
-    )
+# The analysis lives in its own module; these names stay importable from here.
+from .experiment_analysis import (  # noqa: E402
+    AnalysisResult as AnalysisResult,
+)
+from .experiment_analysis import (  # noqa: E402
+    LiftPoint as LiftPoint,
+)
+from .experiment_analysis import (  # noqa: E402
+    VariantAnalysis as VariantAnalysis,
+)
+from .experiment_analysis import (  # noqa: E402
+    experiment_analyze as experiment_analyze,
+)
+from .experiment_analysis import (  # noqa: E402
+    experiment_review as experiment_review,
+)

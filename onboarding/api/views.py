@@ -56,7 +56,7 @@ class OnboardingProgressViewSet(TenantViewSet):
         return user
 
     def _shop_domain(self) -> str:
-        return str(self.request.membership.shop_id)  # type: ignore[attr-defined]
+        return self.tenant.required_shop
 
     def _own_progress(self, step_key: str) -> OnboardingProgress:
         # Row level security already limits rows to the caller in this shop; the filter says so.

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 
 from tenancy.models import User
 
-from .scoping import active_user, requested_shop
+from .scoping import MembershipLookup, ShopHeader, TokenAuth, active_user
 
 ALGORITHM = "HS256"
 
@@ -36,11 +36,14 @@ def token_mint(*, user: User, ttl: datetime.timedelta) -> str:
 
 
 class JWTAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <token>`; the token's `sub` names an active user."""
+    """`Authorization: Bearer <token>`; the token's `sub` names an active user.
+
+    `request.auth` is a `TokenAuth`: the claims, and the caller's role in the shop the
+    `X-Shop-Domain` header names, read with the user."""
 
     keyword = "Bearer"
 
-    def authenticate(self, request: Request) -> tuple[User, dict[str, Any]] | None:
+    def authenticate(self, request: Request) -> tuple[User, TokenAuth] | None:
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None
@@ -65,10 +68,14 @@ class JWTAuthentication(authentication.BaseAuthentication):
             subject = uuid.UUID(str(claims["sub"]))
         except ValueError as exc:
             raise exceptions.AuthenticationFailed("Token subject is not a user id.") from exc
-        user = active_user(subject, shop=requested_shop(request))
-        if user is None:
+        # The membership of the shop the header names is read in the user's statement (one round
+        # trip); a missing or invalid header is refused later, by the view (tenant_context).
+        shop_header = ShopHeader.of(request)
+        found = active_user(subject, shop=shop_header.domain)
+        if found is None:
             raise exceptions.AuthenticationFailed("No active user for this token.")
-        return user, claims
+        user, role = found
+        return user, TokenAuth(claims=claims, membership=MembershipLookup(header=shop_header, role=role))
 
     def authenticate_header(self, request: Request) -> str:
         # A WWW-Authenticate header makes DRF answer 401 (not 403) to a missing token.

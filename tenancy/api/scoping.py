@@ -1,11 +1,14 @@
-"""Resolve the shop a request acts for and run the view inside that tenant scope."""
+"""Resolve the tenant context of an API request (shop, subject, member role) once, check the
+role permissions against it and run the view inside its scope."""
 
 from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, models, transaction
@@ -16,13 +19,10 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
-from tenancy.models import MembershipRole, Shop, ShopMembership, User, shop_domain_validator
+from tenancy.models import Shop, ShopMembership, User, shop_domain_validator
 from tenancy.scope import Scope, enter_scope, shop_scope
 
-if TYPE_CHECKING:
-    # Imported for annotations only: rest_framework.views imports the authentication classes,
-    # which import this module.
-    from rest_framework.views import APIView
+from .permissions import IsShopWriterOrReadOnly
 
 SHOP_HEADER = "X-Shop-Domain"
 SHOP_HEADER_PARAMETER = OpenApiParameter(
@@ -39,7 +39,6 @@ OPTIONAL_SHOP_HEADER_PARAMETER = OpenApiParameter(
     required=False,
     description="Optional for this resource: the user's own data is scoped by the token's subject.",
 )
-WRITER_ROLES = frozenset({MembershipRole.OWNER, MembershipRole.CEO, MembershipRole.MEMBER})
 
 
 class ShopHeaderMissing(exceptions.APIException):
@@ -52,24 +51,72 @@ class NotAShopMember(exceptions.PermissionDenied):
     default_code = "not_a_member"
 
 
-# Set on the user by `active_user`: (shop, role or None) of the membership the header names,
-# read in the same query as the user.
-_MEMBERSHIP_CACHE = "_requested_membership"
+@dataclass(frozen=True)
+class ShopHeader:
+    """The `X-Shop-Domain` header, parsed and validated once per request."""
+
+    raw: str
+    # The lowercased domain when the header holds a valid one, else None.
+    domain: str | None
+
+    @classmethod
+    def of(cls, request: HttpRequest | Request) -> ShopHeader:
+        raw = request.headers.get(SHOP_HEADER, "").strip()
+        try:
+            shop_domain_validator(raw.lower())
+        except DjangoValidationError:
+            return cls(raw=raw, domain=None)
+        return cls(raw=raw, domain=raw.lower())
+
+    def required_domain(self, *, required: bool) -> str | None:
+        """The shop the request names; a missing header is an error when `required`, an
+        invalid one always is."""
+        if not self.raw:
+            if required:
+                raise ShopHeaderMissing()
+            return None
+        if self.domain is None:
+            raise exceptions.ValidationError({SHOP_HEADER: [f"{self.raw!r} is not a shop domain."]})
+        return self.domain
 
 
-def _shop_header(request: HttpRequest | Request) -> tuple[str, str]:
-    raw = request.headers.get(SHOP_HEADER, "").strip()
-    return raw, raw.lower()
+@dataclass(frozen=True)
+class MembershipLookup:
+    """What the user's statement read about the shop the header names: the caller's role
+    there (None: no membership of an active shop)."""
+
+    header: ShopHeader
+    role: str | None
 
 
-def requested_shop(request: HttpRequest | Request) -> str | None:
-    """The shop the header names, when it is a valid domain (errors are `resolve_membership`'s)."""
-    _, domain = _shop_header(request)
-    try:
-        shop_domain_validator(domain)
-    except DjangoValidationError:
-        return None
-    return domain
+@dataclass(frozen=True)
+class TokenAuth:
+    """`request.auth` of a bearer token: its claims, and the membership read with the user."""
+
+    claims: dict[str, Any]
+    membership: MembershipLookup
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    """Who an API request acts as and for which shop, resolved once per request (after
+    authentication): the shop (None for resources scoped by the subject alone, when no header
+    names one), the token's subject and the caller's role in the shop."""
+
+    shop: str | None
+    subject: str
+    member_role: str | None
+
+    @property
+    def required_shop(self) -> str:
+        """The shop, on resources that require one (`shop_required`): resolving refused the
+        request without it."""
+        if self.shop is None:
+            raise RuntimeError("this resource is scoped by the subject alone: it has no shop")
+        return self.shop
+
+    def scope(self) -> Scope:
+        return shop_scope(shop=self.shop or "", subject=self.subject, member_role=self.member_role)
 
 
 @functools.cache
@@ -99,9 +146,9 @@ def _user_sql(*, with_role: bool) -> tuple[str, tuple[str, ...]]:
     return sql, fields
 
 
-def active_user(subject: uuid.UUID, *, shop: str | None) -> User | None:
-    """The active user `subject`, with their membership of `shop` read in the same statement (a
-    request needs both: one round trip instead of two)."""
+def active_user(subject: uuid.UUID, *, shop: str | None) -> tuple[User, str | None] | None:
+    """The active user `subject`, and their role in `shop` read in the same statement (a request
+    needs both: one round trip instead of two); None when there is no such active user."""
     sql, fields = _user_sql(with_role=shop is not None)
     with connection.cursor() as cursor:
         cursor.execute(sql, {"user": subject, "shop": shop})
@@ -109,50 +156,40 @@ def active_user(subject: uuid.UUID, *, shop: str | None) -> User | None:
     if row is None:
         return None
     user = User.from_db(connection.alias, list(fields), row[: len(fields)])
-    if shop is not None:
-        setattr(user, _MEMBERSHIP_CACHE, (shop, row[len(fields)]))
-    return user
+    return user, (row[len(fields)] if shop is not None else None)
 
 
-def resolve_membership(request: Request, *, required: bool) -> ShopMembership | None:
-    """The caller's membership of the shop named by the header (read as app_owner, before
-    any scope exists: memberships are a directory table without RLS)."""
-    raw, domain = _shop_header(request)
-    if not raw:
-        if required:
-            raise ShopHeaderMissing()
-        return None
-    try:
-        shop_domain_validator(domain)
-    except DjangoValidationError as exc:
-        raise exceptions.ValidationError({SHOP_HEADER: [f"{raw!r} is not a shop domain."]}) from exc
-    cached: tuple[str, str | None] | None = getattr(request.user, _MEMBERSHIP_CACHE, None)
-    if cached is None or cached[0] != domain:
+def tenant_context(request: Request, *, required: bool) -> TenantContext:
+    """The request's tenant context: the shop named by the header and the caller's role there
+    (read as app_owner, before any scope exists: memberships are a directory table without
+    RLS). A bearer token's authentication already read the role with the user; a session's
+    did not, and it is read now."""
+    auth = request.auth
+    lookup = auth.membership if isinstance(auth, TokenAuth) else None
+    header = lookup.header if lookup is not None else ShopHeader.of(request)
+    subject = str(request.user.pk)
+    domain = header.required_domain(required=required)
+    if domain is None:
+        return TenantContext(shop=None, subject=subject, member_role=None)
+    if lookup is not None:
+        role = lookup.role
+    else:
         # Not read with the user (session authentication): the same statement now.
-        again = active_user(uuid.UUID(str(request.user.pk)), shop=domain)
-        cached = (domain, None) if again is None else getattr(again, _MEMBERSHIP_CACHE)
-    role = cached[1]
+        found = active_user(uuid.UUID(subject), shop=domain)
+        role = found[1] if found is not None else None
     if role is None:
         # The same answer whether or not the shop exists: no existence leak.
         raise NotAShopMember(f"You are not a member of shop {domain!r}.")
-    # Only the role and the shop are read from it; it is never saved.
-    return ShopMembership(user_id=str(request.user.pk), shop_id=domain, role=role)
-
-
-class IsShopWriterOrReadOnly(permissions.BasePermission):
-    """Viewers read; owners, CEOs and members also write."""
-
-    message = "Your role in this shop is read-only."
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        if request.method in permissions.SAFE_METHODS:
-            return True
-        membership: ShopMembership | None = getattr(request, "membership", None)
-        return membership is None or membership.role in WRITER_ROLES
+    return TenantContext(shop=domain, subject=subject, member_role=role)
 
 
 class TenantScopedViewMixin:
-    """Enter the tenant scope once the caller is authenticated and the shop resolved.
+    """Resolve the tenant context once the caller is authenticated, check the role permissions
+    and enter the tenant scope.
+
+    The order of the answers is the contract's: 401 (authentication), 429 (throttling, in
+    DRF's `initial`), then 400/403 for the shop header and the membership, then 403 from
+    `tenant_permission_classes`.
 
     The view opens the request's transaction itself (instead of ATOMIC_REQUESTS) so that the
     scope provably ends with it: nothing runs between leaving the scope and the commit or
@@ -164,6 +201,12 @@ class TenantScopedViewMixin:
 
     # False for resources scoped by the subject alone (feature tours).
     shop_required: bool = True
+    # DRF permission classes that need the tenant context (`view.tenant`); DRF's own
+    # `permission_classes` run before it is resolved.
+    tenant_permission_classes: Sequence[type[permissions.BasePermission]] = (IsShopWriterOrReadOnly,)
+    # Actions that only read although they are sent as POST.
+    read_actions: tuple[str, ...] = ()
+    tenant: TenantContext
 
     @classmethod
     def as_view(cls, *args: Any, **kwargs: Any) -> Any:
@@ -181,24 +224,14 @@ class TenantScopedViewMixin:
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
-        membership = resolve_membership(request, required=self.shop_required)
-        request.membership = membership  # type: ignore[attr-defined]
-        self.check_role(request)
-        scope = self.scope_for(request, membership)
-        self._scope_stack.enter_context(enter_scope(scope, ends_transaction=True))
+        self.tenant = tenant_context(request, required=self.shop_required)
+        self.check_tenant_permissions(request)
+        self._scope_stack.enter_context(enter_scope(self.tenant.scope(), ends_transaction=True))
 
-    def check_role(self, request: Request) -> None:
-        if "user" in getattr(self, "owner_fields", ()):
-            # The caller's own rows (progress, tours) are not shop data: a viewer writes their
-            # own too, and the policies limit every read and write to the token's subject.
-            return
-        permission = IsShopWriterOrReadOnly()
-        if not permission.has_permission(request, self):  # type: ignore[arg-type]
-            raise exceptions.PermissionDenied(permission.message)
-
-    def scope_for(self, request: Request, membership: ShopMembership | None) -> Scope:
-        return shop_scope(
-            shop=membership.shop_id if membership else "",
-            subject=str(request.user.pk),
-            member_role=membership.role if membership else None,
-        )
+    def check_tenant_permissions(self, request: Request) -> None:
+        for permission_class in self.tenant_permission_classes:
+            permission = permission_class()
+            if not permission.has_permission(request, self):  # type: ignore[arg-type]
+                self.permission_denied(  # type: ignore[attr-defined]
+                    request, message=getattr(permission, "message", None), code=getattr(permission, "code", None)
+                )

@@ -63,7 +63,7 @@ class TenantViewSet(RowListMixin, TenantScopedViewMixin, viewsets.ModelViewSet):
     def owner(self, request: Request) -> dict[str, Any]:
         values: dict[str, Any] = {}
         if "shop" in self.owner_fields:
-            values["shop_id"] = request.membership.shop_id  # type: ignore[attr-defined]
+            values["shop_id"] = self.tenant.required_shop
         if "user" in self.owner_fields:
             values["user_id"] = request.user.pk
         return values

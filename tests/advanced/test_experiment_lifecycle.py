@@ -58,6 +58,17 @@ ANALYSIS_KEYS = {
     "reasons",
     "warnings",
     "results_updated",
+    "stats_engine",
+    "multiple_testing_correction",
+    "sequential_tuning",
+    "risk_threshold",
+    "prior_mean",
+    "prior_variance",
+    "guardrail_metrics",
+    "state",
+    "power",
+    "cuped_theta",
+    "lift_history",
 }
 
 
@@ -340,7 +351,13 @@ def test_another_shops_experiment_is_404_for_every_action(owner_a: Actor, owner_
 
 
 def test_analyze_declares_a_clearly_significant_winner(owner_a: Actor) -> None:
-    experiment = with_snapshots(owner_a, {"control": (10_000, 300), "treatment": (10_000, 450)})
+    # Fixed horizon at its planned sample: the z-test of statsmodels, stored as it was.
+    experiment = with_snapshots(
+        owner_a,
+        {"control": (10_000, 300), "treatment": (10_000, 450)},
+        stats_engine="fixed_horizon",
+        planned_sample_size=10_000,
+    )
     response = owner_a.client.post(url(experiment, "analyze"), {}, format="json")
     assert response.status_code == 200, response.content
     body = response.json()
@@ -372,6 +389,7 @@ def test_analyze_declares_a_clearly_significant_winner(owner_a: Actor) -> None:
     assert stored_treatment.confidence_interval_upper == Decimal(interval["upper"]).quantize(Decimal("1e-8"))
     assert 0 < stored_treatment.confidence_interval_lower < stored_treatment.confidence_interval_upper
     assert (stored_control.p_value, stored_control.confidence_interval_lower) == (None, None)
+    assert body["state"] == "decided" and body["power"]["plan_reached"] is True
 
 
 def test_analyze_declares_no_winner_when_insignificant_and_clears_a_stale_one(owner_a: Actor) -> None:
@@ -390,7 +408,13 @@ def test_analyze_declares_no_winner_when_insignificant_and_clears_a_stale_one(ow
 
 
 def test_analyze_declares_no_winner_below_min_sample_size(owner_a: Actor) -> None:
-    experiment = with_snapshots(owner_a, {"control": (400, 10), "treatment": (400, 60)}, min_sample_size=500)
+    experiment = with_snapshots(
+        owner_a,
+        {"control": (400, 10), "treatment": (400, 60)},
+        min_sample_size=500,
+        stats_engine="fixed_horizon",
+        planned_sample_size=400,
+    )
     body = owner_a.client.post(url(experiment, "analyze")).json()
     assert body["variants"][1]["p_value"] < 1e-6
     assert body["winner"] is None and stored(experiment.pk).winning_variant is None
@@ -434,7 +458,10 @@ def test_analyze_without_snapshots_or_conversions_answers_with_nulls(owner_a: Ac
     assert all(v["conversion_rate"] is None and v["snapshot_date"] is None for v in body["variants"])
     assert body["sample_ratio_mismatch"] == {"statistic": None, "p_value": None, "flagged": False}
 
-    none_converted = with_snapshots(owner_a, {"control": (800, 0), "treatment": (800, 0)})
+    # Fixed horizon: its Wald interval collapses to a point; a confidence sequence is undefined.
+    none_converted = with_snapshots(
+        owner_a, {"control": (800, 0), "treatment": (800, 0)}, stats_engine="fixed_horizon", planned_sample_size=800
+    )
     body = owner_a.client.post(url(none_converted, "analyze")).json()
     assert body["results_updated"] == 2 and body["variants"][1]["p_value"] is None
     assert body["variants"][1]["absolute_lift_interval"] == {"lower": 0.0, "upper": 0.0}
@@ -478,10 +505,11 @@ def test_command_analyses_running_experiments_of_every_shop(owner_a: Actor, owne
     out, err = run()
     assert err == ""
     lines = out.splitlines()
-    assert lines[0].startswith("[1/3] alpha.myshopify.com clear: winner treatment (confidence 0.9999")
+    # Sequential (the default): 1 - the always-valid p, 0.9997 where the z-test said 0.99999998.
+    assert lines[0].startswith("[1/3] alpha.myshopify.com clear: sequential: winner treatment (confidence 0.9997")
     assert "treatment p=" in lines[0] and "(Holm " in lines[0] and "SRM ok" in lines[0]
-    assert lines[1].startswith("[2/3] bravo.myshopify.com flat: no winner: No treatment beats control")
-    assert lines[2].startswith("[3/3] bravo.myshopify.com small: no winner: Fewer than min_sample_size")
+    assert lines[1].startswith("[2/3] bravo.myshopify.com flat: sequential: no winner: No treatment beats control")
+    assert lines[2].startswith("[3/3] bravo.myshopify.com small: sequential: no winner: Fewer than min_sample_size")
     assert "Analysed 3 of 3 experiments" in lines[-1] and "1 with a winner, 2 without, 0 failed" in lines[-1]
     assert [stored(e.pk).winning_variant for e in (winner, flat, small, draft)] == ["treatment", None, None, None]
     assert all(r.p_value is None for r in results_of(draft).values())
@@ -498,7 +526,10 @@ def test_command_filters_by_shop_and_key(owner_a: Actor, owner_b: Actor) -> None
     assert (stored(mine.pk).winning_variant, stored(theirs.pk).winning_variant) == ("treatment", None)
     # A key selects the experiment whatever its status.
     out, _ = run("--experiment-key", "done")
-    assert "[1/1] alpha.myshopify.com done: winner treatment" in out and stored(done.pk).winning_variant == "treatment"
+    assert (
+        "[1/1] alpha.myshopify.com done: sequential: winner treatment" in out
+        and stored(done.pk).winning_variant == "treatment"
+    )
 
 
 @pytest.mark.parametrize(
@@ -525,7 +556,7 @@ def test_command_reports_an_experiment_it_cannot_analyse_and_goes_on(owner_a: Ac
     with pytest.raises(CommandError, match="1 of 2 experiments could not be analysed"):
         call_command("analyze_experiments", stdout=out, stderr=err)
     assert "broken: failed: variants: Exactly one variant must have is_control" in err.getvalue()
-    assert "good: winner treatment" in out.getvalue()
+    assert "good: sequential: winner treatment" in out.getvalue()
     assert stored(good.pk).winning_variant == "treatment" and stored(broken.pk).winning_variant is None
 
 

@@ -104,7 +104,8 @@ def test_staff_reviews_a_briefing_and_reads_an_experiment_chart(live_server: Any
             page.screenshot(path=str(ARTIFACTS / "e2e-03b-rating-statistics.png"), full_page=True)
 
             page.goto(f"{live_server.url}{reverse('admin:advanced_experiment_change', args=[experiment.pk])}")
-            chart = page.locator("svg.interval-chart")
+            # The conversion-rate chart (the review's lift chart is another interval chart).
+            chart = page.locator("svg.interval-chart", has=page.locator("title", has_text="Conversion rate"))
             expect(chart).to_be_visible()
             expect(chart.locator("line.interval")).to_have_count(2)
             expect(chart.locator("circle.estimate")).to_have_count(2)

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -319,7 +320,11 @@ def test_limited_staff_sees_the_trend_of_their_shop_only(campaign_with_history: 
     assert series_of(svgs(own.content.decode())[1]) == {
         "ROAS (revenue / spend)": ["ROAS (revenue / spend) · 2025-03-10: 3"]
     }
-    assert other.status_code in (302, 404)
+    # Another shop's campaign is answered as one that does not exist: back to the index.
+    assert (other.status_code, other["Location"]) == (302, reverse("admin:index"))
+    assert [str(m) for m in get_messages(other.wsgi_request)] == [
+        f"ad campaign with ID “{campaign_with_history.pk}” doesn\u2019t exist. Perhaps it was deleted?"
+    ]
     assert "Ours" in listing and "Spring sale" not in listing
 
 

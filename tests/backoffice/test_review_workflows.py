@@ -385,7 +385,8 @@ def test_experiment_page_shows_variants_latest_results_and_an_interval_per_varia
 
     body = staff_client.get(change_url(experiment)).content.decode()
 
-    svg = re.search(r"<svg [^>]*class=\"chart interval-chart\".*?</svg>", body, re.S)
+    # The conversion-rate chart (the review's lift chart comes first on the page).
+    svg = re.search(r"<svg [^>]*class=\"chart interval-chart\"[^>]*><title>Conversion rate.*?</svg>", body, re.S)
     assert svg is not None
     chart = svg.group(0)
     assert "<script" not in chart and "href=" not in chart

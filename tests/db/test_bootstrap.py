@@ -8,12 +8,13 @@ import io
 import os
 from typing import Any
 
+import psycopg
 import pytest
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 
-from config.dbbootstrap import bootstrap
+from config.dbbootstrap import BootstrapError, bootstrap
 
 pytestmark = pytest.mark.django_db
 
@@ -97,3 +98,57 @@ def test_bootstrap_db_command_reports_nothing_to_change() -> None:
     out = io.StringIO()
     call_command("bootstrap_db", stdout=out)
     assert "nothing to change" in out.getvalue()
+
+
+def test_bootstrap_db_without_a_superuser_dsn_verifies_as_the_application_role(settings: Any) -> None:
+    settings.DATABASE_ADMIN_URL = ""
+    out = io.StringIO()
+    call_command("bootstrap_db", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "No superuser DSN (DATABASE_ADMIN_URL); verifying the server as the application role."
+    assert lines[-1] == "Bootstrap: nothing to change (roles, grants and the vector extension are in place)."
+
+
+def _superuser_execute(statement: str) -> None:
+    with psycopg.connect(SUPERUSER_URL, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@needs_embedded_superuser
+@pytest.mark.parametrize("attribute", ["SUPERUSER", "BYPASSRLS"])
+def test_bootstrap_refuses_an_app_owner_that_is_superuser_or_bypassrls(attribute: str) -> None:
+    _superuser_execute(f"ALTER ROLE {APP_OWNER} {attribute}")
+    try:
+        with pytest.raises(BootstrapError) as refused:
+            bootstrap(superuser_dsn=SUPERUSER_URL, database=settings.EMBEDDED_DATABASE_NAME, app_password=None)
+    finally:
+        _superuser_execute(f"ALTER ROLE {APP_OWNER} NO{attribute}")
+    assert str(refused.value) == (
+        f"role app_owner exists but is {attribute}; run ALTER ROLE app_owner NOSUPERUSER NOBYPASSRLS first"
+    )
+    # The refusal changed nothing: the role is back to what the application needs.
+    assert fetch("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [APP_OWNER]) == [(False, False)]
+
+
+@needs_embedded_superuser
+# The command reads the database name from settings; the override is undone by the fixture and
+# no connection is opened with it (the refusal comes before any).
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES:UserWarning")
+def test_bootstrap_refuses_a_database_owned_by_another_role_and_the_command_names_it(settings: Any) -> None:
+    database = f"bootstrap_foreign_{os.getpid()}"
+    _superuser_execute(f"CREATE DATABASE {database}")  # owned by the superuser, not app_owner
+    try:
+        with pytest.raises(BootstrapError) as refused:
+            bootstrap(superuser_dsn=SUPERUSER_URL, database=database, app_password=None)
+        settings.DATABASES = {**settings.DATABASES, "default": {**settings.DATABASES["default"], "NAME": database}}
+        with pytest.raises(CommandError) as command_refused:
+            call_command("bootstrap_db", admin_url=SUPERUSER_URL, stdout=io.StringIO())
+    finally:
+        _superuser_execute(f"DROP DATABASE IF EXISTS {database}")
+    owner = refused.value.args[0].split(" owned by ")[1].split(",")[0]
+    assert owner != APP_OWNER
+    assert str(refused.value) == (
+        f"database {database} exists but is owned by {owner}, not app_owner; "
+        f"run ALTER DATABASE {database} OWNER TO app_owner"
+    )
+    assert str(command_refused.value) == str(refused.value)

@@ -296,6 +296,25 @@ VIOLATIONS: dict[str, Violation] = {
     "advanced_experiment_end_after_start": Violation(
         lambda: (ExperimentFactory(started_at=T0), {"ended_at": T0 - DAY})
     ),
+    "advanced_experiment_stats_engine_valid": Violation(updating(ExperimentFactory, stats_engine="bandit")),
+    "advanced_experiment_multiple_testing_correction_valid": Violation(
+        updating(ExperimentFactory, multiple_testing_correction="bonferroni")
+    ),
+    "advanced_experiment_risk_threshold_0_1": Violation(updating(ExperimentFactory, risk_threshold=Decimal("1.5"))),
+    "advanced_experiment_prior_mean_range": Violation(
+        updating(ExperimentFactory, prior_mean=Decimal("11"), prior_variance=Decimal("1"))
+    ),
+    "advanced_experiment_prior_variance_range": Violation(
+        updating(ExperimentFactory, prior_mean=Decimal("0"), prior_variance=Decimal("0"))
+    ),
+    "advanced_experiment_prior_complete": Violation(updating(ExperimentFactory, prior_mean=Decimal("0.1"))),
+    "advanced_experiment_fixed_horizon_planned": Violation(updating(ExperimentFactory, stats_engine="fixed_horizon")),
+    "advanced_experiment_target_mde_positive": Violation(updating(ExperimentFactory, target_mde=Decimal("0"))),
+    "advanced_experiment_sequential_tuning_positive": Violation(updating(ExperimentFactory, sequential_tuning=0)),
+    "advanced_experiment_planned_sample_positive": Violation(updating(ExperimentFactory, planned_sample_size=0)),
+    "advanced_experiment_guardrails_known": Violation(
+        updating(ExperimentFactory, guardrail_metrics=["revenue_per_user", "bounce_rate"])
+    ),
     # experiment_results
     "advanced_experimentresult_daily_uniq": Violation(two_days_of_one_variant),
     "advanced_experimentresult_participants_nonnegative": Violation(
@@ -315,7 +334,23 @@ VIOLATIONS: dict[str, Violation] = {
         "avg_order_value",
         "revenue_per_user",
         "revenue_per_user_stddev",
+        "expected_loss",
     ),
+    **{
+        f"advanced_experimentresult_{name}_nonnegative": Violation(
+            result_with(
+                **{
+                    "covariate_sum": Decimal("10"),
+                    "covariate_sum_squares": Decimal("100"),
+                    "covariate_cross_sum": Decimal("5"),
+                    name: Decimal("-1"),
+                }
+            )
+        )
+        for name in ("covariate_sum", "covariate_sum_squares", "covariate_cross_sum")
+    },
+    "advanced_experimentresult_covariate_complete": Violation(result_with(covariate_sum=Decimal("10"))),
+    "advanced_experimentresult_chance_to_win_0_1": Violation(result_with(chance_to_win=Decimal("1.5"))),
     "advanced_experimentresult_p_value_0_1": Violation(result_with(p_value=Decimal("1.5"))),
     "advanced_experimentresult_conversions_lte_participants": Violation(result_with(conversions=101)),
     "advanced_experimentresult_interval_ordered": Violation(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
+from django.urls import reverse
 
 from growth.factories import AdCampaignFactory
 from tenancy.factories import ShopMembershipFactory, UserFactory
@@ -45,7 +47,12 @@ def test_staff_member_of_one_shop_sees_only_that_shop(campaigns: dict[str, int],
     body = client.get(CHANGELIST).content.decode()
     assert "Alpha brand" in body
     assert "Bravo brand" not in body
-    assert client.get(f"{CHANGELIST}{campaigns[SHOP_B]}/change/").status_code in (302, 404)
+    hidden = client.get(f"{CHANGELIST}{campaigns[SHOP_B]}/change/")
+    # Another shop's row is answered as one that does not exist: back to the index.
+    assert (hidden.status_code, hidden["Location"]) == (302, reverse("admin:index"))
+    assert [str(m) for m in get_messages(hidden.wsgi_request)] == [
+        f"ad campaign with ID “{campaigns[SHOP_B]}” doesn\u2019t exist. Perhaps it was deleted?"
+    ]
     assert client.get(f"{CHANGELIST}{campaigns[SHOP_A]}/change/").status_code == 200
 
 

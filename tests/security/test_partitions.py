@@ -17,7 +17,6 @@ from growth.factories import AdCampaignFactory, AdPerformanceFactory, SocialAnal
 from growth.models import AdPerformance, SocialAnalytics
 from tenancy.partitions import (
     DEFAULT_MONTHS_AHEAD,
-    PARTITIONED,
     PartitionedTable,
     default_rows_condition,
     month_start,
@@ -25,6 +24,7 @@ from tenancy.partitions import (
     months_between,
     next_month,
     partitioned_table,
+    partitioned_tables,
     partitions_ensure,
 )
 from tenancy.retention import expired_rows_purge, retention_rule
@@ -34,6 +34,8 @@ from tenancy.services import row_create
 from .conftest import Tenant
 
 pytestmark = pytest.mark.django_db
+
+PARTITIONED = partitioned_tables()
 
 AD = partitioned_table("ad_performance")
 SOCIAL = partitioned_table("social_analytics")
@@ -150,7 +152,7 @@ def test_no_scope_role_can_address_a_partition_directly(tenant_a: Tenant, role: 
     partition = where(AdPerformance, row.pk)
     scope = {
         "authenticated": tenant_a.scope(),
-        "back_office": back_office_scope(subject=None),
+        "back_office": back_office_scope(subject=None, shops=None),
         "service_role": service_scope(),
     }[role]
     with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic(), enter_scope(scope):

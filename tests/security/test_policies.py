@@ -1,4 +1,4 @@
-"""The catalog agrees with tenancy.rls: RLS forced everywhere, policies as declared, no
+"""The catalog agrees with the declared policies (tenancy.rls): RLS forced everywhere, policies as declared, no
 privileged functions or views of ours, and the roles that scope by user and by CEO role."""
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from django.db import connection
 
 from advanced.factories import CeoBriefingFactory
 from advanced.models import CeoBriefing
+from growth.models import SeoAudit
 from onboarding.factories import FeatureTourFactory, OnboardingProgressFactory
 from onboarding.models import FeatureTour, OnboardingProgress
 from tenancy import rls
 from tenancy.factories import ShopMembershipFactory, UserFactory
 from tenancy.management.commands.makepolicymigrations import pending_operations
 from tenancy.scope import Scope, shop_scope
+from tenancy.tables import PolicyKind, TenantTable
 
 from .conftest import Tenant
 
@@ -62,7 +64,7 @@ def test_every_table_with_a_tenant_column_forces_row_level_security() -> None:
         )
     }
     tenant_tables = tables - DIRECTORY_TABLES
-    assert tenant_tables == set(rls.TABLES), "a tenant table is missing from tenancy.rls.TABLES"
+    assert tenant_tables == set(rls.tenant_policies()), "a tenant table declares no `tenancy = TenantTable(...)`"
     flags = {
         name: (enabled, forced)
         for name, enabled, forced in _fetch(
@@ -81,7 +83,9 @@ def test_installed_policies_match_the_declared_ones() -> None:
         )
     }
     declared = {
-        (table, policy.name, (policy.role,), "ALL") for table, policies in rls.TABLES.items() for policy in policies
+        (table, policy.name, (policy.role,), "ALL")
+        for table, policies in rls.tenant_policies().items()
+        for policy in policies
     }
     assert installed == declared
 
@@ -95,7 +99,7 @@ def test_anon_has_no_privilege_on_any_tenant_table() -> None:
     granted = _fetch(
         "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
         "WHERE grantee IN ('anon', 'PUBLIC') AND table_name = ANY(%s)",
-        [sorted(rls.TABLES)],
+        [sorted(rls.tenant_policies())],
     )
     assert granted == []
 
@@ -105,10 +109,8 @@ def test_policy_migrations_are_in_step_with_the_declared_policies() -> None:
 
 
 def test_a_changed_policy_without_migration_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
-    changed = dict(rls.TABLES)
-    changed["seo_audits"] = rls.ceo_policies("seo_audits")
-    monkeypatch.setattr(rls, "TABLES", changed)
-    monkeypatch.setattr("tenancy.management.commands.makepolicymigrations.TABLES", changed)
+    # The model's own declaration is the only place a policy kind is written down.
+    monkeypatch.setattr(SeoAudit, "tenancy", TenantTable(policy=PolicyKind.CEO))
     pending = pending_operations()
     assert [op.table for ops in pending.values() for op in ops] == ["seo_audits"]
     operation = pending["growth"][0]

@@ -107,7 +107,7 @@ def test_back_office_scope_limits_staff_to_listed_shops(tenant_a: Tenant, tenant
     AdCampaignFactory(shop=tenant_a.shop)
     AdCampaignFactory(shop=tenant_b.shop)
     with transaction.atomic():
-        with enter_scope(back_office_scope(subject=None)):
+        with enter_scope(back_office_scope(subject=None, shops=None)):
             assert sorted(AdCampaign.objects.values_list("shop_id", flat=True)) == [SHOP_A, SHOP_B]
         with enter_scope(back_office_scope(subject=None, shops=(SHOP_B,))):
             assert list(AdCampaign.objects.values_list("shop_id", flat=True)) == [SHOP_B]

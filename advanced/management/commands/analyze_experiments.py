@@ -30,27 +30,34 @@ def _p(value: float | None) -> str:
 
 
 def summary_line(result: AnalysisResult) -> str:
-    """One line: the verdict, each treatment's p-values, and the sample ratio check."""
+    """One line: the engine, the verdict, each treatment's p-values (Bayesian: chance to win and
+    expected loss), and the sample ratio check."""
     if result.winner is not None:
         verdict = f"winner {result.winner} (confidence {_confidence(result.confidence_level)})"
     else:
         verdict = "no winner" + (f": {result.reasons[0]}" if result.reasons else "")
     if result.winning_variant != result.winner:
         verdict += f"; keeps recorded winner {result.winning_variant}"
-    tests = ", ".join(
-        f"{v.key} p={_p(v.p_value)} (Holm {_p(v.adjusted_p_value)})" for v in result.variants if not v.is_control
-    )
+    correction = "Holm" if result.multiple_testing_correction == "holm" else "BH"
+    treatments = [v for v in result.variants if not v.is_control]
+    if result.stats_engine == "bayesian":
+        tests = ", ".join(
+            f"{v.key} chance to win={_p(v.chance_to_win)} expected loss={_p(v.expected_loss)}" for v in treatments
+        )
+    else:
+        tests = ", ".join(f"{v.key} p={_p(v.p_value)} ({correction} {_p(v.adjusted_p_value)})" for v in treatments)
     srm = result.sample_ratio_mismatch
     check = "SRM!" if srm.flagged else "SRM ok"
-    return f"{verdict} | {tests} | {check} (p={_p(srm.p_value)})"
+    return f"{result.stats_engine}: {verdict} | {tests} | {check} (p={_p(srm.p_value)})"
 
 
 class Command(BaseCommand):
     help = (
-        "Analyse A/B experiments (default: every running or paused experiment of every shop): "
-        "z-tests against control with Holm's correction, lift intervals, Welch's t-test of revenue "
-        "per user and the sample ratio check; stores p-values and intervals on each variant's "
-        "latest snapshot and declares a winner when significant. Runs as service_role."
+        "Analyse A/B experiments (default: every running or paused experiment of every shop) under "
+        "each experiment's engine (sequential, fixed_horizon at its plan, or bayesian), with its "
+        "correction, guardrails, CUPED and the sample ratio check; stores the engine's figures on each "
+        "variant's latest snapshot and declares a winner when the decision is valid at this look. "
+        "Runs as service_role."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

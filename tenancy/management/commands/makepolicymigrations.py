@@ -1,16 +1,17 @@
-"""Write the migrations that bring the database's RLS policies to `tenancy.rls.TABLES`."""
+"""Write the migrations that bring the database's RLS policies to the models' declarations
+(`tenancy.rls.tenant_policies`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import migrations
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.writer import MigrationWriter
 
-from tenancy.rls import TABLES, SecureTable
+from tenancy.rls import SecureTable, tenant_policies
+from tenancy.tables import declared_tables
 
 
 def frozen_policies(loader: MigrationLoader) -> dict[str, list[dict[str, str]]]:
@@ -28,21 +29,19 @@ def pending_operations() -> dict[str, list[SecureTable]]:
     """SecureTable operations still needed, grouped by the app that owns each table."""
     loader = MigrationLoader(None, ignore_no_migrations=True)
     frozen = frozen_policies(loader)
-    owners = {model._meta.db_table: model._meta.app_label for model in apps.get_models()}
+    owners = {declared.table: declared.app_label for declared in declared_tables()}
     pending: dict[str, list[SecureTable]] = {}
-    for table, policies in TABLES.items():
+    for table, policies in tenant_policies().items():
         wanted = [p.as_dict() for p in policies]
         current = frozen.get(table)
         if current == wanted:
             continue
-        if table not in owners:
-            raise CommandError(f"tenancy.rls.TABLES names {table!r}, which no model uses as db_table")
         pending.setdefault(owners[table], []).append(SecureTable(table=table, policies=wanted, previous=current))
     return pending
 
 
 class Command(BaseCommand):
-    help = "Create migrations for row level security policies that differ from tenancy.rls.TABLES."
+    help = "Create migrations for row level security policies that differ from the models' declarations."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--check", action="store_true", help="Exit non-zero if a policy migration is missing.")

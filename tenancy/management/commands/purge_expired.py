@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from tenancy.management.options import day_option, today_utc
-from tenancy.retention import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, RETENTION, expired_rows_purge
+from tenancy.retention import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, expired_rows_purge, retention_rules
 
 
 class Command(BaseCommand):
@@ -79,9 +79,10 @@ class Command(BaseCommand):
         verb = "would remove" if dry_run else "removed"
         title = "Dry run, nothing deleted" if dry_run else "Expired rows deleted"
         self.stdout.write(self.style.SUCCESS(f"{title}: retention counted back from {today} ({elapsed:.1f} s)."))
-        width = max(len(rule.table) for rule in RETENTION)
+        rules = retention_rules()
+        width = max(len(rule.table) for rule in rules)
         self.stdout.write(f"{'table'.ljust(width)}  {'keeps':>9}  {'first kept':>10}  {verb:>12}")
-        for rule in RETENTION:
+        for rule in rules:
             if rule.days is None:
                 self.stdout.write(f"{rule.table.ljust(width)}  {'forever':>9}  {'-':>10}  {'-':>12}")
                 continue

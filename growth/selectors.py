@@ -1,11 +1,9 @@
-"""The reads behind a CEO briefing: one aggregate query per figure, for one shop and one span.
+"""Reads of the growth tables that other apps build on (CEO briefings): one aggregate query per
+figure, for one shop and one span of UTC days (tenancy/spans.py).
 
 Every function filters on the shop explicitly. Briefings are generated as `service_role`,
 whose policies show every shop, so row level security would not keep another shop's rows
-out of a briefing; the `for_shop()` filter does.
-
-Days are UTC days (the project's TIME_ZONE, and the day `seo_rankings.tracked_on` uses): a
-span covers `start 00:00 UTC` up to, not including, `end + 1 day 00:00 UTC`.
+out of them; the `for_shop()` filter does.
 """
 
 from __future__ import annotations
@@ -13,35 +11,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-from django.db.models import Count, F, Min, OuterRef, Q, Subquery, Sum
+from django.db.models import F, Min, OuterRef, Subquery, Sum
 
-from growth.models import AdPerformance, SeoAudit, SeoRanking, SocialAnalytics
-from onboarding.models import OnboardingProgress, StepStatus
+from tenancy.spans import Span
 
-from .models import Experiment, ExperimentStatus
-
-
-@dataclass(frozen=True)
-class Span:
-    """An inclusive range of UTC days."""
-
-    start: datetime.date
-    end: datetime.date
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days + 1
-
-    @property
-    def starts_at(self) -> datetime.datetime:
-        return datetime.datetime.combine(self.start, datetime.time.min, tzinfo=datetime.UTC)
-
-    @property
-    def ends_before(self) -> datetime.datetime:
-        return datetime.datetime.combine(self.end + datetime.timedelta(days=1), datetime.time.min, tzinfo=datetime.UTC)
-
+from .models import AdPerformance, SeoAudit, SeoRanking, SocialAnalytics
 
 # --- Ads --------------------------------------------------------------------------------
 
@@ -162,92 +137,3 @@ def top_post_snapshots(*, shop_id: str, span: Span, limit: int = 3) -> list[Post
         )
         for row in rows
     ]
-
-
-# --- Experiments ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConcludedExperiment:
-    experiment_id: int
-    experiment_key: str
-    experiment_name: str
-    ended_at: datetime.datetime
-    winning_variant: str | None
-    winning_variant_name: str | None
-    confidence_level: Decimal | None
-
-
-def _variant_name(variants: Any, key: str | None) -> str | None:
-    if key is None or not isinstance(variants, list):
-        return None
-    for variant in variants:
-        if isinstance(variant, dict) and variant.get("key") == key and isinstance(variant.get("name"), str):
-            return str(variant["name"])
-    return None
-
-
-def concluded_experiments(*, shop_id: str, span: Span) -> list[ConcludedExperiment]:
-    """Experiments completed with an end in the span, in the order they ended."""
-    rows = (
-        Experiment.objects.for_shop(shop_id)
-        .filter(
-            status=ExperimentStatus.COMPLETED,
-            ended_at__gte=span.starts_at,
-            ended_at__lt=span.ends_before,
-        )
-        .order_by("ended_at", "id")
-        .values(
-            "id",
-            "experiment_key",
-            "experiment_name",
-            "ended_at",
-            "winning_variant",
-            "variants",
-            "confidence_level",
-        )
-    )
-    concluded: list[ConcludedExperiment] = []
-    for row in rows:
-        # An empty string is "no winner" too; the API would never store one, ingestion might.
-        winner = row["winning_variant"] or None
-        ended_at = row["ended_at"]
-        assert ended_at is not None  # filtered on above
-        concluded.append(
-            ConcludedExperiment(
-                experiment_id=row["id"],
-                experiment_key=row["experiment_key"],
-                experiment_name=row["experiment_name"],
-                ended_at=ended_at,
-                winning_variant=winner,
-                winning_variant_name=_variant_name(row["variants"], winner),
-                confidence_level=row["confidence_level"],
-            )
-        )
-    return concluded
-
-
-# --- Onboarding -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OnboardingCounts:
-    steps_total: int
-    steps_completed: int
-    completed_in_span: int
-
-
-def onboarding_counts(*, shop_id: str, span: Span) -> OnboardingCounts:
-    """The shop's (user, step) onboarding rows: all of them, those completed by the span's
-    end, and those completed within it."""
-    completed = Q(status=StepStatus.COMPLETED, completed_at__lt=span.ends_before)
-    counts = OnboardingProgress.objects.for_shop(shop_id).aggregate(
-        total=Count("id"),
-        completed=Count("id", filter=completed),
-        in_span=Count("id", filter=completed & Q(completed_at__gte=span.starts_at)),
-    )
-    return OnboardingCounts(
-        steps_total=counts["total"],
-        steps_completed=counts["completed"],
-        completed_in_span=counts["in_span"],
-    )

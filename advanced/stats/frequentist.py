@@ -1,4 +1,4 @@
-"""Statistics of A/B experiments: pure functions on plain numbers (no Django, no database).
+"""Fixed-horizon statistics of conversion rates and revenue: pure functions on plain numbers.
 
 Every function takes counts and figures per variant and returns floats, or None where the
 figure is undefined (no participants, a zero standard error, a zero control rate, ...), so no
@@ -20,15 +20,11 @@ Methods (two-sided throughout; `confidence` is the experiment's confidence_thres
   (ddof=1) and size.
 - sample ratio mismatch: chi-square goodness of fit of the participants against the planned
   weights; flagged when p < 0.001.
-- Holm's step-down correction of the treatments' z-test p-values (treatments whose p-value
-  is undefined are left out of the family).
+- Holm's step-down correction (family-wise error) and Benjamini-Hochberg's step-up correction
+  (false discovery rate) of the treatments' p-values (undefined p-values are left out of the
+  family).
 
-Decision (`experiment_statistics`): with alpha = 1 - confidence, a winner is declared only when
-every variant has at least `min_sample_size` participants, the sample ratio is not flagged, and
-either some treatment is better than control with Holm-adjusted p < alpha (the winner is the
-best such treatment by conversion rate; confidence = 1 - its adjusted p), or every treatment
-is worse than control with adjusted p < alpha (the winner is control; confidence = 1 - the
-largest adjusted p, i.e. the weakest of those comparisons).
+These are valid at one planned look. Looked at daily they are not (see `sequential`).
 """
 
 from __future__ import annotations
@@ -61,57 +57,6 @@ class SampleRatioMismatch:
     statistic: float | None
     p_value: float | None
     flagged: bool
-
-
-@dataclass(frozen=True)
-class VariantFigures:
-    """What one variant's snapshot holds (the input of the analysis)."""
-
-    key: str
-    participants: int
-    conversions: int
-    weight: float
-    is_control: bool = False
-    revenue_per_user: float | None = None
-    revenue_per_user_stddev: float | None = None
-
-
-@dataclass(frozen=True)
-class VariantStatistics:
-    """One variant's figures and, for a treatment, its comparison with control."""
-
-    key: str
-    is_control: bool
-    participants: int
-    conversions: int
-    expected_share: float
-    conversion_rate: float | None
-    conversion_rate_interval: Interval | None
-    absolute_lift: float | None
-    absolute_lift_interval: Interval | None
-    relative_lift: float | None
-    relative_lift_interval: Interval | None
-    z_statistic: float | None
-    p_value: float | None
-    adjusted_p_value: float | None
-    revenue_per_user: float | None
-    revenue_per_user_lift: float | None
-    revenue_p_value: float | None
-    meets_min_sample_size: bool
-
-
-@dataclass(frozen=True)
-class ExperimentStatistics:
-    control: str
-    confidence: float
-    alpha: float
-    min_sample_size: int
-    variants: tuple[VariantStatistics, ...]
-    sample_ratio_mismatch: SampleRatioMismatch
-    winner: str | None
-    confidence_level: float | None
-    # Why no winner was declared (empty when there is one).
-    reasons: tuple[str, ...]
 
 
 def _finite(value: float) -> float | None:
@@ -272,113 +217,15 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def experiment_statistics(
-    variants: Sequence[VariantFigures], *, confidence: float, min_sample_size: int
-) -> ExperimentStatistics:
-    """Every variant against the one control, the sample ratio check, and the decision."""
-    controls = [v for v in variants if v.is_control]
-    if len(controls) != 1:
-        raise ValueError(f"exactly one variant must be the control; {len(controls)} are")
-    control = controls[0]
-    alpha = 1 - confidence
-    n_c, x_c = control.participants, control.conversions
-    tests = [None if v.is_control else two_proportion_z_test(v.participants, v.conversions, n_c, x_c) for v in variants]
-    adjusted = holm([None if test is None else test.p_value for test in tests])
-    weight_total = sum(v.weight for v in variants)
-    rows: list[VariantStatistics] = []
-    for variant, test, adjusted_p in zip(variants, tests, adjusted, strict=True):
-        n, x = variant.participants, variant.conversions
-        treatment = not variant.is_control
-        revenue_lift = revenue_p = None
-        if treatment and variant.revenue_per_user is not None and control.revenue_per_user is not None:
-            revenue_lift = variant.revenue_per_user - control.revenue_per_user
-            if variant.revenue_per_user_stddev is not None and control.revenue_per_user_stddev is not None:
-                revenue_p = welch_t_test(
-                    variant.revenue_per_user,
-                    variant.revenue_per_user_stddev,
-                    n,
-                    control.revenue_per_user,
-                    control.revenue_per_user_stddev,
-                    n_c,
-                )
-        rows.append(
-            VariantStatistics(
-                key=variant.key,
-                is_control=variant.is_control,
-                participants=n,
-                conversions=x,
-                expected_share=variant.weight / weight_total if weight_total > 0 else 0.0,
-                conversion_rate=conversion_rate(n, x),
-                conversion_rate_interval=rate_interval(n, x, confidence),
-                absolute_lift=absolute_lift(n, x, n_c, x_c) if treatment else None,
-                absolute_lift_interval=absolute_lift_interval(n, x, n_c, x_c, confidence) if treatment else None,
-                relative_lift=relative_lift(n, x, n_c, x_c) if treatment else None,
-                relative_lift_interval=relative_lift_interval(n, x, n_c, x_c, confidence) if treatment else None,
-                z_statistic=None if test is None else test.statistic,
-                p_value=None if test is None else test.p_value,
-                adjusted_p_value=adjusted_p,
-                revenue_per_user=variant.revenue_per_user,
-                revenue_per_user_lift=revenue_lift,
-                revenue_p_value=revenue_p,
-                meets_min_sample_size=n >= min_sample_size and n > 0,
-            )
-        )
-    srm = sample_ratio_mismatch([v.participants for v in variants], [v.weight for v in variants])
-    winner, level, reasons = _decide(rows, srm, alpha=alpha, confidence=confidence, min_sample_size=min_sample_size)
-    return ExperimentStatistics(
-        control=control.key,
-        confidence=confidence,
-        alpha=alpha,
-        min_sample_size=min_sample_size,
-        variants=tuple(rows),
-        sample_ratio_mismatch=srm,
-        winner=winner,
-        confidence_level=level,
-        reasons=tuple(reasons),
-    )
-
-
-def _decide(
-    rows: Sequence[VariantStatistics],
-    srm: SampleRatioMismatch,
-    *,
-    alpha: float,
-    confidence: float,
-    min_sample_size: int,
-) -> tuple[str | None, float | None, list[str]]:
-    reasons: list[str] = []
-    small = [f"{row.key} ({row.participants})" for row in rows if not row.meets_min_sample_size]
-    if small:
-        reasons.append(f"Fewer than min_sample_size ({min_sample_size}) participants: {', '.join(small)}.")
-    if srm.flagged:
-        reasons.append(
-            f"Sample ratio mismatch: participants do not match the planned weights "
-            f"(chi-square p = {srm.p_value:.3g} < {SRM_ALPHA}); the assignment is suspect."
-        )
-    control = next(row for row in rows if row.is_control)
-    treatments = [row for row in rows if not row.is_control]
-
-    def significant(row: VariantStatistics) -> bool:
-        return row.adjusted_p_value is not None and row.adjusted_p_value < alpha
-
-    better = [row for row in treatments if significant(row) and (row.absolute_lift or 0) > 0]
-    worse = [row for row in treatments if significant(row) and (row.absolute_lift or 0) < 0]
-    winner: VariantStatistics | None = None
-    level: float | None = None
-    if better:
-        # Several treatments beat control: the best observed rate (then the stronger evidence).
-        winner = max(better, key=lambda row: (row.conversion_rate or 0.0, -(row.adjusted_p_value or 0.0)))
-        level = 1 - (winner.adjusted_p_value or 0.0)
-    elif treatments and len(worse) == len(treatments):
-        winner = control
-        level = 1 - max(row.adjusted_p_value or 0.0 for row in worse)
-    else:
-        defined = [row.adjusted_p_value for row in treatments if row.adjusted_p_value is not None]
-        smallest = f" (smallest Holm-adjusted p = {min(defined):.3g})" if defined else " (no p-value is defined)"
-        reasons.append(
-            f"No treatment beats control, nor does control beat every treatment, "
-            f"at {confidence:.2%} confidence{smallest}."
-        )
-    if reasons or winner is None:
-        return None, None, reasons
-    return winner.key, level, reasons
+def benjamini_hochberg(p_values: Sequence[float | None]) -> list[float | None]:
+    """Benjamini-Hochberg step-up adjusted p-values (q-values), in the order given; None stays
+    None and is not counted in the family. adjusted_(i) = min over j >= i of m·p_(j)/j."""
+    defined = sorted((p, position) for position, p in enumerate(p_values) if p is not None)
+    family = len(defined)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 1.0
+    for rank in range(family - 1, -1, -1):
+        p, position = defined[rank]
+        running = min(running, family * p / (rank + 1))
+        adjusted[position] = min(1.0, running)
+    return adjusted
