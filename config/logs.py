@@ -141,12 +141,13 @@ class RequestLogMiddleware:
 
     @staticmethod
     def _remember_caller(request: HttpRequest, response: HttpResponseBase, context: _Context) -> None:
-        # The API's scope has ended by now; DRF keeps its request (with the membership the
+        # The API's scope has ended by now; DRF keeps its view (with the tenant context the
         # scope was built from) on the response, and sets the Django request's user.
-        drf_request = getattr(response, "renderer_context", None) or {}
-        membership = getattr(drf_request.get("request"), "membership", None)
-        if membership is not None and context.shop is None:
-            context.shop = str(membership.shop_id)
+        renderer_context = getattr(response, "renderer_context", None) or {}
+        tenant = getattr(renderer_context.get("view"), "tenant", None)
+        shop = getattr(tenant, "shop", None)
+        if context.shop is None and shop:
+            context.shop = str(shop)
         user = getattr(request, "user", None)
         if context.user is None and user is not None and user.is_authenticated:
             context.user = str(user.pk)
