@@ -6,6 +6,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from procrastinate.contrib.django.admin import ProcrastinateJobAdmin
+from procrastinate.contrib.django.models import ProcrastinateJob
 
 from .models import JobRun
 
@@ -43,3 +45,20 @@ class JobRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class QueuedJobAdmin(ProcrastinateJobAdmin):
+    """procrastinate's own page of queued jobs and their events, with every field read-only.
+
+    procrastinate lists its computed columns (`pretty_args`, ...) in `fields` but not among the
+    read-only ones; the admin's change view shows them read-only anyway (nobody may change a
+    job), but a form built for the page outright, as the back office's form-field check does
+    for every admin, would fail on them.
+    """
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return list(dict.fromkeys([*super().get_readonly_fields(request, obj), *(self.fields or ())]))
+
+
+admin.site.unregister(ProcrastinateJob)
+admin.site.register(ProcrastinateJob, QueuedJobAdmin)
