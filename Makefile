@@ -7,9 +7,14 @@ INSTALLED := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' '
 # mypy's Django plugin imports the settings; it needs no database, so it must not start one.
 NO_DB := DATABASE_URL=postgresql://unused@127.0.0.1:1/unused
 
-.PHONY: run test install migrate seed lint typecheck pytest browser bench clean-db
+.PHONY: run test install migrate seed lint typecheck pytest browser pgbouncer bench clean-db serve worker
 
-run: install migrate seed ## Set everything up and serve on http://127.0.0.1:8000
+# The development server and, beside it, the job worker (docs/operations.md, Scheduled jobs).
+# Ctrl-C stops both: the shell's EXIT trap sends the worker SIGTERM (a background job of a
+# non-interactive shell ignores SIGINT) and waits for it to finish its current job.
+run: install migrate seed ## Set everything up and serve on http://127.0.0.1:8000, with the job worker
+	@$(PY) manage.py procrastinate worker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 test: install lint typecheck pytest ## Set everything up and run ruff, mypy and the whole test suite
@@ -37,7 +42,7 @@ lint: install
 typecheck: install
 	$(NO_DB) $(VENV)/bin/mypy .
 
-pytest: install browser
+pytest: install browser pgbouncer
 	$(PY) -m pytest
 
 # The end-to-end admin test drives Debian's Chromium through Playwright (no browser download:
@@ -57,11 +62,46 @@ browser: ## Debian's chromium for tests/backoffice/test_e2e_browser.py (root + a
 			|| echo "browser: apt-get could not install chromium; the browser test will be skipped"; \
 	fi
 
+# tests/deploy/test_pgbouncer.py runs the API and the ingest paths through Debian's PgBouncer in
+# transaction mode, started and stopped by the test itself; installed like chromium above.
+PGBOUNCER := /usr/sbin/pgbouncer
+pgbouncer: ## Debian's pgbouncer for tests/deploy/test_pgbouncer.py (root + apt-get only)
+	@if [ -x $(PGBOUNCER) ]; then \
+		echo "pgbouncer: $(PGBOUNCER) is installed"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "pgbouncer: $(PGBOUNCER) is missing and this is not root; the pooler tests will be skipped"; \
+	elif [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null; then \
+		echo "pgbouncer: $(PGBOUNCER) is missing and this is not Debian with apt-get; the pooler tests will be skipped"; \
+	else \
+		echo "pgbouncer: installing Debian's pgbouncer with apt-get"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer; } \
+			|| echo "pgbouncer: apt-get could not install pgbouncer; the pooler tests will be skipped"; \
+	fi
+
+# The production server (README, Deploying): migrations, static files, then gunicorn on
+# 127.0.0.1:$PORT with $WEB_CONCURRENCY workers (docs/performance.md says why gunicorn's
+# sync workers). The environment decides the rest: DJANGO_DEBUG=0 with its secrets, and
+# DATABASE_URL, without which it serves the embedded database.
+PORT ?= 8000
+WEB_CONCURRENCY ?= 3
+serve: install ## Production server: migrate, collectstatic, gunicorn on 127.0.0.1:$PORT ($WEB_CONCURRENCY workers)
+	@if [ -z "$$DATABASE_URL" ]; then echo "serve: no DATABASE_URL, serving the embedded database in .pgdata"; fi
+	@if [ -z "$$DATABASE_URL" ]; then export DJANGO_EMBEDDED_DATABASE=1; fi; \
+	$(PY) manage.py bootstrap_db && $(PY) manage.py migrate --noinput && \
+	$(PY) manage.py collectstatic --noinput --verbosity 0 && \
+	exec $(VENV)/bin/gunicorn config.wsgi:application --bind 127.0.0.1:$(PORT) --workers $(WEB_CONCURRENCY) \
+		--preload --timeout 60 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200 --no-control-socket
+
+worker: install migrate ## The scheduled-jobs worker alone (make run starts one beside the development server)
+	$(PY) manage.py procrastinate worker
+
 # Not part of `make test`: generates data in its own database (`bench` on the embedded server,
 # or DATABASE_URL) and writes bench/results/<timestamp>.json. BENCH_ARGS="--scale full" for the
-# issue's figures; see docs/performance.md.
-bench: install ## Benchmarks (RLS, ingest, vectors, storage, retention, experiments, retrieval); options in BENCH_ARGS
+# issue's figures; see docs/performance.md. Then bench.load: gunicorn (3 workers) under 10,000
+# requests from 16 threads across 20 shops (`bench_load` database; at most 4 minutes of load).
+bench: install ## Benchmarks (RLS, ingest, vectors, storage, retention, experiments, retrieval, then HTTP load); options in BENCH_ARGS / LOAD_ARGS
 	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.load $(LOAD_ARGS)
 
 clean-db: ## Delete the embedded database (it is recreated on the next run)
 	rm -rf .pgdata

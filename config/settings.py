@@ -63,7 +63,8 @@ EMBEDDED_DATABASE_PASSWORD = env_str("EMBEDDED_DATABASE_PASSWORD", "app_owner")
 # Superuser DSN for `manage.py bootstrap_db` on a real server (never used by requests).
 DATABASE_ADMIN_URL = env_str("DATABASE_ADMIN_URL", "") or env_str("EMBEDDED_DATABASE_SUPERUSER_URL", "")
 if not DATABASE_URL:
-    if not DEBUG:
+    # DJANGO_EMBEDDED_DATABASE=1: `make serve` trying the production server on the embedded one.
+    if not DEBUG and not env_bool("DJANGO_EMBEDDED_DATABASE", False):
         raise ImproperlyConfigured("DATABASE_URL must be set when DJANGO_DEBUG is off")
     from config.embedded import activate
 
@@ -329,3 +330,90 @@ SPECTACULAR_SETTINGS = {
 # --- Demo data ------------------------------------------------------------------------
 # Password given to the accounts `seed_demo` creates (development only).
 DEMO_PASSWORD = env_str("DEMO_PASSWORD", "demo-password-123")
+
+# --- Production: static files, security headers, logs, scheduled jobs (issue 15) ----------
+# Kept in one block so the settings above stay as they were. See README, Deploying.
+
+# Static files: WhiteNoise serves them from the application (no web server to configure),
+# right after SecurityMiddleware so a static response still gets the security headers. With
+# debug off the names are hashed and gzip-compressed by `collectstatic` (make serve runs it),
+# so they can be cached for a year; with debug on (development, tests) the plain storage
+# serves them from the apps, needing no collectstatic.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware"
+)
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(STATIC_ROOT)))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# Security behind a TLS-terminating proxy. Secure by default when debug is off; HSTS is an
+# opt-in (it pins browsers to HTTPS for its whole max-age). `manage.py check --deploy` is
+# clean with the values of the README's deploy section (tests/deploy/test_settings.py).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+# Load balancer probes speak plain HTTP to the instance.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+# "HTTP_X_FORWARDED_PROTO,https": trust the proxy's header that the request came over HTTPS.
+# Only behind a proxy that sets (and strips from clients) that header.
+_proxy_ssl_header = env_list("DJANGO_SECURE_PROXY_SSL_HEADER", [])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured(
+            "DJANGO_SECURE_PROXY_SSL_HEADER must be 'HEADER,value', e.g. HTTP_X_FORWARDED_PROTO,https"
+        )
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1])
+
+# Logs: one JSON object a line in production (LOG_FORMAT=json, the default with debug off),
+# each carrying the request id, the shop and the user (config/logs.py); secrets are redacted.
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, got {LOG_FORMAT!r}")
+MIDDLEWARE.insert(0, "config.logs.RequestLogMiddleware")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_context": {"()": "config.logs.RequestContextFilter"}},
+    "formatters": {
+        "json": {
+            "()": "config.logs.RedactingJsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(shop)s %(user)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["request_context"], "formatter": LOG_FORMAT}
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # Every request gets one line from config.logs; django.server's line would repeat it.
+    # procrastinate announces every task and periodic task at each start.
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "procrastinate.periodic": {"level": "WARNING"},
+        "procrastinate.blueprints": {"level": "WARNING"},
+    },
+}
+
+# Scheduled jobs (app `jobs`, procrastinate: PostgreSQL is the queue; docs/operations.md).
+INSTALLED_APPS += ["procrastinate.contrib.django", "jobs"]
+PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
+# A knowledge index refit is due when the rows with an embedding have grown by this factor
+# since the index was fitted (jobs/tasks.py).
+try:
+    JOBS_KNOWLEDGE_REFIT_GROWTH = float(env_str("JOBS_KNOWLEDGE_REFIT_GROWTH", "2.0"))
+except ValueError as exc:
+    raise ImproperlyConfigured("JOBS_KNOWLEDGE_REFIT_GROWTH must be a number, e.g. 2.0") from exc
+if JOBS_KNOWLEDGE_REFIT_GROWTH <= 1:
+    raise ImproperlyConfigured("JOBS_KNOWLEDGE_REFIT_GROWTH must be above 1 (2.0: refit when the rows double)")
