@@ -197,6 +197,14 @@ class TenantScopedViewMixin:
     restoring them first would be one more statement for nothing. Inside an enclosing
     transaction (tests, a caller's atomic block) the transaction is a savepoint, and the scope
     restores what it changed as everywhere else.
+
+    The transaction opens after authentication and throttling, not before: the throttles count
+    through their own connection (the `cache` alias), and a request that held a transaction on
+    `default` while it waited for that one needed two server connections at once. Behind a
+    transaction pooler whose pool is smaller than twice the busy workers, every pooled
+    connection was then held by a request waiting for a second: the pool deadlocked (seen with
+    3 gunicorn workers on a PgBouncer pool of 2, tests/deploy/test_pgbouncer.py). Now each step
+    holds at most one: the user lookup is its own short transaction, the count another.
     """
 
     # False for resources scoped by the subject alone (feature tours).
@@ -214,16 +222,26 @@ class TenantScopedViewMixin:
         return transaction.non_atomic_requests(super().as_view(*args, **kwargs))  # type: ignore[misc]
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        with transaction.atomic(), ExitStack() as stack:
+        with ExitStack() as stack:
             self._scope_stack = stack
+            # Inside an enclosing transaction (tests, a caller's atomic block) the connection is
+            # held already: the savepoint opens at once, so that an error answered before
+            # `initial` (401, 429) rolls back this savepoint rather than the caller's transaction.
+            self._in_transaction = connection.in_atomic_block
+            if self._in_transaction:
+                stack.enter_context(transaction.atomic())
             response: HttpResponseBase = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
-            if getattr(response, "exception", False):
+            if self._in_transaction and getattr(response, "exception", False):
                 # An error answered by the exception handler: nothing of the request is kept.
                 transaction.set_rollback(True)
             return response
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Authentication and throttling first, each in its own short transaction (class docstring).
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        if not self._in_transaction:
+            self._scope_stack.enter_context(transaction.atomic())
+            self._in_transaction = True
         self.tenant = tenant_context(request, required=self.shop_required)
         self.check_tenant_permissions(request)
         self._scope_stack.enter_context(enter_scope(self.tenant.scope(), ends_transaction=True))
