@@ -97,18 +97,17 @@ DATABASES = {
         "ATOMIC_REQUESTS": True,
     }
 }
-# The same database for the rate-limit counters (tenancy/api/throttling.py), in autocommit:
-# counted outside the request's transaction, which rolls back on every refused request.
-DATABASES["cache"] = {**DATABASES["default"], "ATOMIC_REQUESTS": False, "TEST": {"MIRROR": "default"}}
-DATABASE_ROUTERS = ["tenancy.api.throttling.CacheRouter"]
-# Shared by every worker process (DRF's throttles count in it); no new server.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "api_cache",
-        "OPTIONS": {"MAX_ENTRIES": env_int("API_CACHE_MAX_ENTRIES", 100_000)},
-    }
-}
+# The same database for the rate-limit counters (tenancy/ratelimit.py), in autocommit: counted
+# outside the request's transaction, which rolls back on every refused request. Each worker holds
+# this second connection (count it when sizing a pooler: 2 per worker).
+DATABASES["ratelimit"] = {**DATABASES["default"], "ATOMIC_REQUESTS": False, "TEST": {"MIRROR": "default"}}
+# `database`: counts shared by every worker process (table api_rate_counts); `memory`: one
+# process's own counts (tests that do not test the limits).
+API_THROTTLE_STORE = env_str("API_THROTTLE_STORE", "database")
+if API_THROTTLE_STORE not in ("database", "memory"):
+    raise ImproperlyConfigured(f"API_THROTTLE_STORE must be 'database' or 'memory', not {API_THROTTLE_STORE!r}")
+# Nothing relies on Django's cache being shared (the rate limits have their own store).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Applications -----------------------------------------------------------------------

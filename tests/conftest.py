@@ -17,11 +17,15 @@ def fast_password_hashing(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
-def process_local_cache(settings: Any) -> None:
-    # The configured cache is the database's, through its own connection alias (throttling
-    # counts must survive the request's rollback); a test transaction may use `default` only.
-    # tests/api/test_throttling.py checks the shared cache itself, across processes.
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+def process_local_rate_counts(settings: Any) -> Iterator[None]:
+    # The configured rate-limit counters are the database's, through their own connection alias
+    # (counts must survive the request's rollback); a test transaction may use `default` only.
+    # tests/api/test_auth_and_contract.py checks the shared counters themselves, across processes.
+    from tenancy.ratelimit import memory_counters
+
+    settings.API_THROTTLE_STORE = "memory"
+    yield
+    memory_counters.clear()
 
 
 @pytest.fixture

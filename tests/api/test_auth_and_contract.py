@@ -248,57 +248,129 @@ def test_configured_rates_are_the_throttles_rates() -> None:
     assert settings.API_THROTTLE_RATE == "1200/minute"
     assert (UserThrottle().num_requests, UserThrottle().duration) == (1200, 60)
     assert (AnonThrottle().num_requests, AnonThrottle().duration) == (60, 60)
-    # As configured (tests/conftest.py swaps in a per-process cache for the other tests).
+    # As configured (tests/conftest.py swaps in per-process counters for the other tests).
     configured = importlib.import_module("config.settings")
-    assert configured.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
-    assert configured.DATABASES["cache"]["ATOMIC_REQUESTS"] is False
+    assert configured.API_THROTTLE_STORE == "database"
+    assert configured.DATABASES["ratelimit"]["ATOMIC_REQUESTS"] is False
 
 
 @pytest.fixture
-def database_cache(settings: Any) -> Iterator[Callable[..., None]]:
-    """The configured database cache (not the per-process one of tests/conftest.py), with the
-    given throttle rates; emptied and its connection closed afterwards."""
-    from django.core.cache import cache
+def database_counters(settings: Any) -> Iterator[Callable[..., None]]:
+    """The configured counters in PostgreSQL (not the per-process ones of tests/conftest.py),
+    with the given throttle rates; emptied and their connection closed afterwards."""
     from django.db import connections
 
     def use(**rates: str) -> None:
-        settings.CACHES = {
-            "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_cache"}
-        }
+        settings.API_THROTTLE_STORE = "database"
         settings.REST_FRAMEWORK = {
             **settings.REST_FRAMEWORK,
             "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **rates},
         }
 
     yield use
-    cache.clear()
-    connections["cache"].close()  # or the test database cannot be dropped at the end
+    with connections["ratelimit"].cursor() as cursor:
+        cursor.execute("DELETE FROM api_rate_counts")
+    connections["ratelimit"].close()  # or the test database cannot be dropped at the end
 
 
-@pytest.mark.django_db(databases=["default", "cache"])
-def test_user_throttle_counts_refused_requests_in_the_shared_cache(
-    owner_a: Actor, database_cache: Callable[..., None]
+@pytest.mark.django_db(databases=["default", "ratelimit"])
+def test_user_throttle_counts_refused_requests_in_the_shared_counters(
+    owner_a: Actor, database_counters: Callable[..., None]
 ) -> None:
-    # Through the database cache on its own connection: the request's transaction is rolled
-    # back for each 400, and the counts must survive it.
-    database_cache(user="3/minute")
+    # On their own connection: the request's transaction is rolled back for each 400, and the
+    # counts must survive it.
+    database_counters(user="3/minute")
     statuses = [owner_a.client.post(CAMPAIGNS, {"campaign_name": ""}, format="json").status_code for _ in range(4)]
     assert statuses == [400, 400, 400, 429]
-    body = assert_error(owner_a.client.get(CAMPAIGNS), 429, code="throttled")
+    response = owner_a.client.get(CAMPAIGNS)
+    body = assert_error(response, 429, code="throttled")
     assert "available in" in body["detail"]
+    # Three requests in this minute (the previous one is empty): the next fits when it ends.
+    assert 1 <= int(response["Retry-After"]) <= 60
 
 
-@pytest.mark.django_db(databases=["default", "cache"])
+@pytest.mark.django_db(databases=["default", "ratelimit"])
 def test_anonymous_throttle_limits_the_public_schema_by_address_not_by_forwarded_header(
-    client: Client, database_cache: Callable[..., None]
+    client: Client, database_counters: Callable[..., None]
 ) -> None:
-    database_cache(anon="2/minute")
+    database_counters(anon="2/minute")
     statuses = [
         client.get("/api/schema/", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}", REMOTE_ADDR="198.51.100.7").status_code
         for n in range(3)
     ]
     assert statuses == [200, 200, 429]
     assert client.get("/api/schema/", REMOTE_ADDR="198.51.100.8").status_code == 200
+
+
+@pytest.mark.django_db(databases=["default", "ratelimit"])
+@pytest.mark.parametrize("store", ["database", "memory"])
+def test_the_limit_slides_across_a_window_boundary_and_refusals_are_not_counted(
+    store: str, database_counters: Callable[..., None], settings: Any
+) -> None:
+    from tenancy.ratelimit import rate_hit
+
+    database_counters()
+    settings.API_THROTTLE_STORE = store
+    key = f"test-{uuid.uuid4().hex}"
+    minute = 60 * 29_000_000  # the start of some window of 60 s
+
+    def allowed(at: float, times: int) -> list[bool]:
+        return [rate_hit(key=key, limit=10, duration=60, now=minute + at).allowed for _ in range(times)]
+
+    # 10 in the first window's second half; an 11th is refused, and refused again (not counted).
+    assert allowed(30, 12) == [True] * 10 + [False, False]
+    # At the next window's start the last 60 s still hold those 10: refused.
+    assert allowed(60, 1) == [False]
+    # 45 s into it, a quarter of the previous window is still inside the last minute (2.5 of its
+    # 10 hits): 7 more fit (7 + 2.5 <= 10), not 8.
+    assert allowed(105, 8) == [True] * 7 + [False]
+    # Two windows later nothing is left.
+    assert allowed(180, 10) == [True] * 10
+
+
+@pytest.mark.django_db(databases=["default", "ratelimit"])
+def test_a_refusal_says_when_the_next_request_fits(database_counters: Callable[..., None]) -> None:
+    from tenancy.ratelimit import rate_hit
+
+    database_counters()
+    key = f"test-{uuid.uuid4().hex}"
+    start = 60 * 29_000_000
+    assert all(rate_hit(key=key, limit=4, duration=60, now=start + 10).allowed for _ in range(4))
+    # Full in its own window: the next window, 50 s later.
+    assert rate_hit(key=key, limit=4, duration=60, now=start + 10).retry_after == pytest.approx(50)
+    # 15 s into the next window 4 * 0.75 = 3 of them still count and one fits; after it, the
+    # previous window's share must fall to 2/4, at 30 s: 15 s more.
+    assert rate_hit(key=key, limit=4, duration=60, now=start + 75).allowed
+    refused = rate_hit(key=key, limit=4, duration=60, now=start + 75)
+    assert (refused.allowed, refused.retry_after) == (False, pytest.approx(15))
+    assert rate_hit(key=key, limit=4, duration=60, now=start + 90).allowed
+
+
+@pytest.mark.django_db(databases=["default", "ratelimit"])
+def test_a_counter_expires_when_no_window_reads_it_and_is_then_purged(
+    database_counters: Callable[..., None],
+) -> None:
+    from django.db import connection, connections
+
+    from tenancy.ratelimit import expired_rate_counts_purge, rate_hit
+
+    database_counters()
+    # A counter of the window [60·k, 60·k + 60) is read in its own window and the next one.
+    k = 29_000_000
+    rate_hit(key="fresh", limit=5, duration=60, now=60 * k + 12.5)
+    with connections["ratelimit"].cursor() as cursor:
+        cursor.execute("SELECT key, slot, hits, extract(epoch FROM expires_at) FROM api_rate_counts")
+        assert cursor.fetchall() == [("fresh:60", k, 1, 60 * k + 120)]
+    # The purge (a command, on the default connection) removes the expired rows only.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO api_rate_counts (key, slot, hits, expires_at) VALUES "
+            "('gone:60', 1, 3, now() - interval '1 second'), ('kept:60', 2, 3, now() + interval '1 minute')"
+        )
+    assert expired_rate_counts_purge() == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT key FROM api_rate_counts ORDER BY key")
+        assert [row[0] for row in cursor.fetchall()] == ["kept:60"]
 
 
 def test_throttle_counts_are_shared_by_worker_processes() -> None:

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from tenancy.management.options import day_option, today_utc
+from tenancy.ratelimit import expired_rate_counts_purge
 from tenancy.retention import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, expired_rows_purge, retention_rules
 
 
@@ -94,3 +95,7 @@ class Command(BaseCommand):
         for name, rows in dropped:
             self.stdout.write(f"{'Would drop' if dry_run else 'Dropped'} partition {name} ({rows} rows).")
         self.stdout.write(f"Total {verb}: {sum(removed.values())} rows.")
+        if not dry_run:
+            # Not shop data: the API's rate-limit counters of windows that have passed.
+            counters = expired_rate_counts_purge()
+            self.stdout.write(f"Rate-limit counters of past windows removed: {counters}.")
