@@ -91,7 +91,7 @@ def database_hit(*, key: str, limit: int, duration: int, now: float) -> Hit:
     slot, carry = _slot_and_carry(now, duration)
     # The duration is part of the key: a rate changed from 100/minute to 1000/hour between two
     # deploys must not read minutes as hours.
-    params = {
+    params: dict[str, str | int | float] = {
         "key": f"{key}:{duration}",
         "slot": slot,
         "carry": carry,

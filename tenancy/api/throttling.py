@@ -29,17 +29,19 @@ class CountedRateThrottle(SimpleRateThrottle):
     """A DRF rate throttle whose counts live in tenancy.ratelimit, not in Django's cache."""
 
     _retry_after: float | None = None
+    num_requests: int | None  # set by SimpleRateThrottle.__init__ from the rate
+    duration: int | None
 
     def get_rate(self) -> str | None:
         return live_rate(self.scope)
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        if self.rate is None:
+        if self.rate is None or self.num_requests is None or self.duration is None:
             return True
         key = self.get_cache_key(request, view)
         if key is None:
             return True
-        hit = rate_hit(key=key, limit=int(self.num_requests), duration=int(self.duration))
+        hit = rate_hit(key=key, limit=self.num_requests, duration=self.duration)
         self._retry_after = hit.retry_after
         return hit.allowed
 
