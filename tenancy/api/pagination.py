@@ -11,8 +11,10 @@ from urllib import parse
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.paginator import Paginator as DjangoPaginator
 from django.db import models
 from django.db.models import Q, QuerySet
+from django.utils.functional import cached_property
 from rest_framework import exceptions
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.request import Request
@@ -49,11 +51,33 @@ def page_size_of(request: Request, default: int | None) -> int | None:
     return int(raw)
 
 
+class CountedPaginator(DjangoPaginator):
+    """Django's paginator, counting `count_source` when given: the same rows without the
+    columns and casts a row plan selects (tenancy/api/rows.py). Counting the planned
+    `.values()` query wraps it, casts and all, in a subquery that the ORM builds by cloning and
+    hashing every expression: 18% of the CPU of a short list in process (feature-tours)."""
+
+    def __init__(self, object_list: Any, per_page: int, *, count_source: QuerySet[Any] | None = None) -> None:
+        super().__init__(object_list, per_page)
+        self.count_source = count_source
+
+    @cached_property
+    def count(self) -> int:
+        if self.count_source is not None:
+            return self.count_source.count()
+        return int(super().count)
+
+
 class PagePagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = settings.API_MAX_PAGE_SIZE
     # The contract says `page` is an integer; DRF's `?page=last` is not in it.
     last_page_strings = ()
+    # The rows to count, when the listed queryset selects more than they are (rows_page).
+    count_source: QuerySet[Any] | None = None
+
+    def django_paginator_class(self, object_list: Any, per_page: int) -> CountedPaginator:  # type: ignore[override]
+        return CountedPaginator(object_list, per_page, count_source=self.count_source)
 
     def get_page_size(self, request: Request) -> int | None:
         return page_size_of(request, self.page_size)
@@ -162,14 +186,25 @@ class TimeSeriesPagination(CursorPagination):
         encoded = b64encode(parse.urlencode(tokens, doseq=True).encode("ascii")).decode("ascii")
         return replace_query_param(str(self.base_url), self.cursor_query_param, encoded)
 
+    def key_terms(self, request: Request, queryset: QuerySet[Any], view: APIView | None) -> tuple[str, ...]:
+        """The order of the pages: the view's ordering, the primary key last (a total order)."""
+        ordering = self.get_ordering(request, queryset, view)  # type: ignore[arg-type]
+        terms = [str(term) for term in (ordering if isinstance(ordering, list | tuple) else (ordering,))]
+        if not any(term.lstrip("-") in {"id", "pk"} for term in terms):
+            terms.append("-id" if terms[-1].startswith("-") else "id")
+        return tuple(terms)
+
+    def key_columns(self, request: Request, queryset: QuerySet[Any], view: APIView | None) -> tuple[str, ...]:
+        """The columns a page's rows must hold for its cursors: a `.values()` list selects them
+        up front (rows_page), since adding them here would build the query a second time (7% of
+        a time-series list's CPU)."""
+        return tuple(term.lstrip("-") for term in self.key_terms(request, queryset, view))
+
     def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: APIView | None = None) -> Any:
         self.request = request
         self.page_size = self.get_page_size(request)
         self.base_url = request.build_absolute_uri()
-        ordering = self.get_ordering(request, queryset, view)  # type: ignore[arg-type]
-        terms = [str(term) for term in (ordering if isinstance(ordering, list | tuple) else (ordering,))]
-        if not any(term.lstrip("-") in {"id", "pk"} for term in terms):
-            terms.append("-id" if terms[-1].startswith("-") else "id")  # a total order
+        terms = list(self.key_terms(request, queryset, view))
         self.key_order = tuple(terms)
         names = [term.lstrip("-") for term in terms]
         selected = (*queryset.query.values_select, *queryset.query.annotation_select)

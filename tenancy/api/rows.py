@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,9 +252,11 @@ class RowPlan:
     texts: dict[str, Cast]
     fields: tuple[tuple[str, str, ConverterFactory], ...]
 
-    def select(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        """`queryset` as the rows `represent` reads."""
-        return queryset.values(*self.columns, **self.texts)
+    def select(self, queryset: QuerySet[Any], *, also: Sequence[str] = ()) -> QuerySet[Any]:
+        """`queryset` as the rows `represent` reads, with the columns `also` besides (a
+        paginator's sort key)."""
+        extra = [name for name in also if name not in self.columns and name not in self.texts]
+        return queryset.values(*self.columns, *extra, **self.texts)
 
     def represent(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         plan = [(name, column, factory()) for name, column, factory in self.fields]

@@ -199,7 +199,7 @@ class TenantScopedViewMixin:
     restores what it changed as everywhere else.
 
     The transaction opens after authentication and throttling, not before: the throttles count
-    through their own connection (the `cache` alias), and a request that held a transaction on
+    through their own connection (the `ratelimit` alias), and a request that held a transaction on
     `default` while it waited for that one needed two server connections at once. Behind a
     transaction pooler whose pool is smaller than twice the busy workers, every pooled
     connection was then held by a request waiting for a second: the pool deadlocked (seen with

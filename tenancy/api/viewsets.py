@@ -15,7 +15,7 @@ from rest_framework.viewsets import GenericViewSet
 
 from tenancy.services import row_create, row_update
 
-from .pagination import FixedOrderCursorPagination
+from .pagination import FixedOrderCursorPagination, PagePagination, TimeSeriesPagination
 from .rows import row_plan
 from .scoping import TenantScopedViewMixin
 
@@ -30,7 +30,12 @@ def rows_page(
     (no model instances, see tenancy/api/rows.py), else the serializer itself."""
     plan = row_plan(serializer_class)
     if plan is not None and not getattr(queryset, "_prefetch_related_lookups", ()):
-        queryset = plan.select(queryset)
+        keys: tuple[str, ...] = ()
+        if isinstance(paginator, PagePagination):
+            paginator.count_source = queryset  # the same rows, counted without the plan's casts
+        elif isinstance(paginator, TimeSeriesPagination):
+            keys = paginator.key_columns(view.request, queryset, view)
+        queryset = plan.select(queryset, also=keys)
     else:
         plan = None
     page = None if paginator is None else paginator.paginate_queryset(queryset, view.request, view=view)
