@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import functools
+import time
 import uuid
 from typing import Any
 
@@ -35,6 +37,34 @@ def token_mint(*, user: User, ttl: datetime.timedelta) -> str:
     return jwt.encode(claims, settings.JWT_SECRET, algorithm=ALGORITHM)
 
 
+@functools.lru_cache(maxsize=4096)
+def _verified_claims(token: str, secret: str, audience: str) -> dict[str, Any]:
+    """The claims of a token whose signature, audience and times PyJWT has checked."""
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],
+        audience=audience or None,
+        options={"require": ["sub", "exp"], "verify_aud": bool(audience)},
+    )
+    return claims
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The verified claims of an access token, or PyJWT's InvalidTokenError.
+
+    A client sends the same token with every request until it expires: the verification (an
+    HMAC and two JSON parses, 80 us) is kept per worker process for the last 4,096 tokens, keyed
+    by the token, the secret and the audience, so a changed setting never reuses an answer. A
+    refused token is never kept. Expiry is checked again on every use: a kept token stops
+    working the second it expires, as an unkept one does.
+    """
+    claims = _verified_claims(token, settings.JWT_SECRET, settings.JWT_AUDIENCE or "")
+    if int(claims["exp"]) <= time.time():
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    return dict(claims)  # the kept dict is shared by every request that sends this token
+
+
 class JWTAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <token>`; the token's `sub` names an active user.
 
@@ -53,13 +83,7 @@ class JWTAuthentication(authentication.BaseAuthentication):
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
         try:
-            claims = jwt.decode(
-                parts[1],
-                settings.JWT_SECRET,
-                algorithms=[ALGORITHM],
-                audience=settings.JWT_AUDIENCE or None,
-                options={"require": ["sub", "exp"], "verify_aud": bool(settings.JWT_AUDIENCE)},
-            )
+            claims = token_claims(parts[1])
         except jwt.ExpiredSignatureError as exc:
             raise exceptions.AuthenticationFailed("Token has expired.") from exc
         except jwt.InvalidTokenError as exc:

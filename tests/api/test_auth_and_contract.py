@@ -77,6 +77,24 @@ def test_audience_is_checked_when_configured(owner_a: Actor, settings: Any) -> N
     assert _client(right).get(CAMPAIGNS).status_code == 200
 
 
+def test_a_token_verified_earlier_is_refused_once_it_expires(owner_a: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The verification is kept per process (tenancy/api/authentication.py); its expiry is not.
+    now = time.time()
+    token = jwt.encode(_claims(owner_a, exp=int(now) + 30), settings.JWT_SECRET, "HS256")
+    assert _client(token).get(CAMPAIGNS).status_code == 200
+    assert _client(token).get(CAMPAIGNS).status_code == 200
+    monkeypatch.setattr("tenancy.api.authentication.time.time", lambda: now + 31)
+    body = assert_error(_client(token).get(CAMPAIGNS), 401)
+    assert "expired" in body["detail"].lower()
+
+
+def test_a_kept_verification_is_not_reused_under_another_secret(owner_a: Actor, settings: Any) -> None:
+    token = jwt.encode(_claims(owner_a), settings.JWT_SECRET, "HS256")
+    assert _client(token).get(CAMPAIGNS).status_code == 200
+    settings.JWT_SECRET = "another-secret-of-enough-length-0123456789abcdef"
+    assert _client(token).get(CAMPAIGNS).status_code == 401
+
+
 def test_token_of_inactive_user_is_refused(owner_a: Actor) -> None:
     token = token_mint(user=owner_a.user, ttl=datetime.timedelta(minutes=1))
     owner_a.user.is_active = False
