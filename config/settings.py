@@ -408,6 +408,15 @@ LOGGING = {
 # Scheduled jobs (app `jobs`, procrastinate: PostgreSQL is the queue; docs/operations.md).
 INSTALLED_APPS += ["procrastinate.contrib.django", "jobs"]
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
+# A worker that starts after an outage queues each periodic job's most recent missed run if it
+# was due less than this long ago (procrastinate's default, 10 minutes, skipped every run missed
+# by a longer outage or deploy). 8 days: every daily and weekly job, and a monthly or quarterly
+# briefing missed in the last week. Every job takes its day from its scheduled time and is
+# idempotent, so a late run does the on-time run's work.
+JOBS_CATCH_UP_HOURS = env_int("JOBS_CATCH_UP_HOURS", 8 * 24)
+if JOBS_CATCH_UP_HOURS < 0:
+    raise ImproperlyConfigured("JOBS_CATCH_UP_HOURS must be 0 or more")
+PROCRASTINATE_PERIODIC_DEFAULTS = {"max_delay": JOBS_CATCH_UP_HOURS * 3600 + 600}
 # A knowledge index refit is due when the rows with an embedding have grown by this factor
 # since the index was fitted (jobs/tasks.py).
 try:

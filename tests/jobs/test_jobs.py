@@ -95,6 +95,27 @@ def test_every_job_of_the_issue_is_scheduled() -> None:
     }
 
 
+def test_a_worker_starting_after_an_outage_queues_each_jobs_most_recent_missed_run() -> None:
+    from procrastinate.periodic import PeriodicDeferrer
+
+    # The worker was down from Sunday night; it starts on Wednesday 2 December 2026 at noon.
+    deferrer = PeriodicDeferrer(registry=app.periodic_registry, **app.periodic_defaults)
+    queued = {
+        (task.task.name, task.periodic_id): timestamp
+        for task, timestamp in deferrer.get_previous_tasks(at=_utc(2026, 12, 2, 12))
+    }
+    assert queued == {
+        ("jobs.ensure_partitions", ""): _utc(2026, 12, 2, 3, 5),
+        ("jobs.purge_expired", ""): _utc(2026, 12, 2, 3, 15),
+        ("jobs.generate_briefings", "daily"): _utc(2026, 12, 2, 3, 30),
+        ("jobs.generate_briefings", "weekly"): _utc(2026, 11, 30, 3, 40),  # Monday
+        ("jobs.generate_briefings", "monthly"): _utc(2026, 12, 1, 3, 50),
+        # The quarter's run (1 October) is older than JOBS_CATCH_UP_HOURS (8 days): not replayed.
+        ("jobs.analyze_experiments", ""): _utc(2026, 12, 2, 4, 20),
+        ("jobs.refit_knowledge_index", ""): _utc(2026, 12, 2, 4, 40),
+    }
+
+
 @pytest.mark.parametrize(
     ("rows", "built", "fitted", "due"),
     [
