@@ -90,7 +90,8 @@ serve: install ## Production server: migrate, collectstatic, gunicorn on 127.0.0
 	$(PY) manage.py bootstrap_db && $(PY) manage.py migrate --noinput && \
 	$(PY) manage.py collectstatic --noinput --verbosity 0 && \
 	exec $(VENV)/bin/gunicorn config.wsgi:application --bind 127.0.0.1:$(PORT) --workers $(WEB_CONCURRENCY) \
-		--preload --timeout 60 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200 --no-control-socket
+		--preload --timeout 60 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200 --no-control-socket \
+		--logger-class config.gunicorn_logging.AppLogger
 
 worker: install migrate ## The scheduled-jobs worker alone (make run starts one beside the development server)
 	$(PY) manage.py procrastinate worker

@@ -130,6 +130,8 @@ def gunicorn(
             "--max-requests", "2000", "--max-requests-jitter", "200",
             # gunicorn's control socket is one file in $HOME, shared by every server on the machine.
             "--no-control-socket",
+            # gunicorn's own lines as JSON in the app's log (config/gunicorn_logging.py).
+            "--logger-class", "config.gunicorn_logging.AppLogger",
         ]  # fmt: skip
         if kind == "gthread":
             command += ["--worker-class", "gthread", "--threads", "4"]
