@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gunicorn import glogging
+from gunicorn import glogging  # type: ignore[import-untyped]
 
 
 class AppLogger(glogging.Logger):
