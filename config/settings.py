@@ -412,7 +412,8 @@ PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
 # was due less than this long ago (procrastinate's default, 10 minutes, skipped every run missed
 # by a longer outage or deploy). 8 days: every daily and weekly job, and a monthly or quarterly
 # briefing missed in the last week. Every job takes its day from its scheduled time and is
-# idempotent, so a late run does the on-time run's work.
+# idempotent, so a late run does the on-time run's work. 0: only procrastinate's 10 minutes
+# (its deferrer needs that slack to defer a run at its own time).
 JOBS_CATCH_UP_HOURS = env_int("JOBS_CATCH_UP_HOURS", 8 * 24)
 if JOBS_CATCH_UP_HOURS < 0:
     raise ImproperlyConfigured("JOBS_CATCH_UP_HOURS must be 0 or more")

@@ -193,10 +193,33 @@ def _from_text(
             convert = factory()
             if convert is None:
                 return None
+            if _renders_in_utc(field):
+                return lambda text: _utc_text(text) or convert(datetime.datetime.fromisoformat(text))
             return lambda text: convert(datetime.datetime.fromisoformat(text))
 
         return parsed
     return None
+
+
+def _renders_in_utc(field: fields.DateTimeField) -> bool:
+    """Whether DRF renders this field's datetimes in UTC now (the active time zone, or the
+    field's own)."""
+    fixed = getattr(field, "timezone", None)
+    zone = fixed if fixed is not None else (timezone.get_current_timezone() if settings.USE_TZ else None)
+    return zone is not None and str(zone) == "UTC"
+
+
+def _utc_text(text: str) -> str | None:
+    """PostgreSQL's text of a timestamptz in UTC ("2026-12-02 08:00:00.12+00", the session's
+    time zone, which Django sets to UTC) as DRF renders it ("2026-12-02T08:00:00.120000Z"),
+    by moving characters: parsing and formatting a datetime per value cost 1.5 us, ~150 values a
+    page. None for any other shape (another offset, BC, a year past 9999): parsed instead."""
+    if len(text) < 22 or text[10] != " " or not text.endswith("+00") or text[4] != "-" or text[13] != ":":
+        return None
+    clock = text[11:-3]
+    if len(clock) > 8:
+        clock = clock.ljust(15, "0")  # PostgreSQL drops a fraction's trailing zeros; Python prints 6 digits
+    return f"{text[:10]}T{clock}Z"
 
 
 def _column(model: type[models.Model], field: fields.Field[Any, Any, Any, Any]) -> models.Field[Any, Any] | None:

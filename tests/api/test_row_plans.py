@@ -16,8 +16,8 @@ from advanced.api.urls import router as advanced_router
 from advanced.models import KnowledgeDocument
 from growth.api.serializers import AdPerformanceSerializer, SeoRankingSerializer, SocialAnalyticsSerializer
 from growth.api.urls import router as growth_router
-from growth.factories import AdCampaignFactory, AdPerformanceFactory
-from growth.models import AdPerformance
+from growth.factories import AdCampaignFactory, AdPerformanceFactory, SeoRankingFactory
+from growth.models import AdPerformance, SeoRanking
 from onboarding.api.urls import router as onboarding_router
 from tenancy.api.rows import row_plan
 from tenancy.scope import atomic_scope, service_scope
@@ -86,6 +86,21 @@ def test_row_plan_renders_nulls_zeros_and_odd_values_like_the_serializer(owner_a
     expected, planned = _both(AdPerformance, AdPerformanceSerializer)
     assert b"null" in expected
     assert planned == expected
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Chatham"])
+def test_row_plan_renders_timestamps_with_any_fraction_like_the_serializer(owner_a: Actor, zone: str) -> None:
+    # PostgreSQL prints 08:00:00, 08:00:00.1 and 08:00:00.000001; DRF prints 6 digits or none.
+    base = datetime.datetime(2026, 3, 1, 8, tzinfo=datetime.UTC)
+    for index, micro in enumerate([0, 100_000, 120_000, 1, 999_999, 123_456]):
+        SeoRankingFactory(
+            shop=owner_a.shop, keyword=f"kw {index}", tracked_at=base + datetime.timedelta(days=index, microseconds=micro)
+        )
+    with timezone.override(zone):
+        expected, planned = _both(SeoRanking, SeoRankingSerializer)
+    assert planned == expected
+    if zone == "UTC":
+        assert b'"2026-03-02T08:00:00.100000Z"' in planned and b'"2026-03-01T08:00:00Z"' in planned
 
 
 def test_api_list_is_the_serializers_json(owner_a: Actor) -> None:
