@@ -93,9 +93,8 @@ def test_row_plan_renders_timestamps_with_any_fraction_like_the_serializer(owner
     # PostgreSQL prints 08:00:00, 08:00:00.1 and 08:00:00.000001; DRF prints 6 digits or none.
     base = datetime.datetime(2026, 3, 1, 8, tzinfo=datetime.UTC)
     for index, micro in enumerate([0, 100_000, 120_000, 1, 999_999, 123_456]):
-        SeoRankingFactory(
-            shop=owner_a.shop, keyword=f"kw {index}", tracked_at=base + datetime.timedelta(days=index, microseconds=micro)
-        )
+        tracked = base + datetime.timedelta(days=index, microseconds=micro)
+        SeoRankingFactory(shop=owner_a.shop, keyword=f"kw {index}", tracked_at=tracked)
     with timezone.override(zone):
         expected, planned = _both(SeoRanking, SeoRankingSerializer)
     assert planned == expected
