@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import DatabaseError, IntegrityError, connection, models, transaction
 
 from .errors import Forbidden, Refused
@@ -18,7 +19,7 @@ from .partitions import parent_index_name
 
 _M = TypeVar("_M", bound=models.Model)
 
-# How many rows one INSERT statement carries in a bulk upsert (bounded statement size).
+# How many rows one INSERT statement carries in a bulk upsert (bounded parameter size).
 UPSERT_CHUNK = 1000
 
 
@@ -117,9 +118,13 @@ def rows_upsert(
 ) -> UpsertResult:
     """Insert or replace `rows` (attribute name -> value) on their natural key, all or nothing.
 
-    One `INSERT ... ON CONFLICT (key) DO UPDATE ... RETURNING <inserted?>` per chunk: the
-    policies of the scope apply to both the insert and the update. An inserted row is told from
-    an updated one by `created_at = statement_timestamp()` (its database default, which an
+    One `INSERT ... SELECT * FROM unnest(<one array per column>) ON CONFLICT (key) DO UPDATE
+    ... RETURNING <inserted?>` per chunk: the policies of the scope apply to both the insert and
+    the update. One array parameter per column keeps the statement's text the same for any
+    number of rows, so psycopg parses it once and PostgreSQL reuses its prepared plan; a
+    VALUES list of 25 rows x 9 columns was a new 225-parameter statement to convert every time
+    (13% of a bulk request's CPU). Array columns cannot go through unnest (it flattens them).
+    An inserted row is told from an updated one by `created_at = statement_timestamp()` (its database default, which an
     update leaves as it was); `xmax = 0`, the usual trick, is refused on partitioned tables
     ("cannot retrieve a system column in this context").
     """
@@ -149,30 +154,33 @@ def rows_upsert(
         assignments.append("updated_at = now()")
     if "created_at" in insert_cols or "created_at" not in fields:
         raise ValueError(f"{model.__name__} needs a database-defaulted created_at that rows do not set")
+    arrays = [name for name in insert_cols if isinstance(fields[name], ArrayField)]
+    if arrays:
+        raise ValueError(f"{model.__name__}: array columns {arrays} cannot be upserted in bulk")
     table = model._meta.db_table
     column_sql = ", ".join(fields[name].column for name in insert_cols)
-    placeholders = "(" + ", ".join(["%s"] * len(insert_cols)) + ")"
+    unnest = ", ".join(f"%s::{fields[name].db_type(connection)}[]" for name in insert_cols)
+    sql = (
+        f"INSERT INTO {table} ({column_sql}) SELECT * FROM unnest({unnest}) "
+        f"ON CONFLICT ({', '.join(key_cols)}) DO UPDATE SET {', '.join(assignments)} "
+        f"RETURNING ({fields['created_at'].column} = statement_timestamp())"
+    )
     created = updated = 0
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             for start in range(0, len(rows), UPSERT_CHUNK):
                 chunk = rows[start : start + UPSERT_CHUNK]
-                params: list[Any] = []
+                columns: list[list[Any]] = [[] for _ in insert_cols]
                 for row in chunk:
-                    for name in insert_cols:
+                    for values, name in zip(columns, insert_cols, strict=True):
                         if name in row:
                             value = row[name]
                         elif name == "created_by":
                             value = actor
                         else:
                             value = fields[name].get_default()
-                        params.append(fields[name].get_db_prep_save(value, connection))
-                cursor.execute(
-                    f"INSERT INTO {table} ({column_sql}) VALUES {', '.join([placeholders] * len(chunk))} "
-                    f"ON CONFLICT ({', '.join(key_cols)}) DO UPDATE SET {', '.join(assignments)} "
-                    f"RETURNING ({fields['created_at'].column} = statement_timestamp())",
-                    params,
-                )
+                        values.append(fields[name].get_db_prep_save(value, connection))
+                cursor.execute(sql, columns)
                 flags = [bool(inserted) for (inserted,) in cursor.fetchall()]
                 created += sum(flags)
                 updated += len(flags) - sum(flags)
