@@ -159,6 +159,9 @@ class HashingEmbeddingProvider(EmbeddingProvider):
 
 WORDLLAMA_CONFIG = "l2_supercat"
 WORDLLAMA_DIMENSIONS = 256
+# What LocalEmbeddingProvider() records per row (`embedding_model`); the HNSW index of the
+# local model's vectors is partial on this value (advanced.models).
+LOCAL_EMBEDDING_MODEL = f"wordllama-{WORDLLAMA_CONFIG}-{WORDLLAMA_DIMENSIONS}"
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,7 @@ class KnowledgeSearchHitSerializer(TenantModelSerializer):
     keyword_rank = serializers.FloatField(
         read_only=True,
         allow_null=True,
-        help_text="Full text rank (ts_rank_cd); null when keyword search did not find it or did not run.",
+        help_text="Full text rank (ts_rank); null when keyword search did not find it or did not run.",
     )
     score = serializers.FloatField(
         read_only=True,
