@@ -180,12 +180,13 @@ class Methods:
         return hits / len(orders)
 
     def semantic(self, s: dict[str, Matrix]) -> str:
-        return " / ".join(f"{self.recall3(k, [np.argsort(-row, kind='stable') for row in s[k]]):.3f}" for k in SETS)
+        orders = {k: [np.argsort(-row, kind="stable").tolist() for row in s[k]] for k in SETS}
+        return " / ".join(f"{self.recall3(k, orders[k]):.3f}" for k in SETS)
 
     def hybrid(self, s: dict[str, Matrix], depth: int = 10, gamma: float | None = None) -> str:
         results = []
         for kind in SETS:
-            orders = []
+            orders: list[list[int]] = []
             for i, row in enumerate(s[kind]):
                 fused: dict[int, float] = {}
                 if gamma is not None:  # score fusion
@@ -198,7 +199,8 @@ class Methods:
                     hits = [j for j, coverage in self.keyword[kind][i] if coverage >= 0.5][:depth]
                     for rank, j in enumerate(hits, start=1):
                         fused[j] = fused.get(j, 0.0) + 1 / (60 + rank)
-                orders.append(sorted(fused, key=lambda j, row=row: (-fused[j], -row[j])))
+                values = row.tolist()
+                orders.append(sorted(fused, key=lambda j: (-fused[j], -values[j])))
             results.append(f"{self.recall3(kind, orders):.3f}")
         return " / ".join(results)
 
