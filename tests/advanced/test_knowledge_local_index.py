@@ -178,3 +178,26 @@ def test_the_candidate_count_is_an_index_only_scan_once_the_rows_are_committed_a
         count = KnowledgeDocument.objects.searchable().order_by()[:1001].count()
     assert "Index Only Scan using knowledge_base_searchable_idx" in plan, plan
     assert count == 400
+
+
+def test_over_the_api_a_text_query_above_the_limit_says_it_walked_the_hnsw_index(owner_a: Actor, settings: Any) -> None:
+    settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES = 2
+    documents = {
+        "refund-damaged": ("Refund policy for damaged goods", "Items that arrive broken are refunded in full."),
+        "shipping": ("Shipping times", "Standard delivery takes 3 to 6 business days."),
+        "gift-cards": ("Gift cards", "Digital gift cards never expire."),
+        "headlamp": ("Beacon 400 Rechargeable Headlamp", "A 400-lumen headlamp with a USB-C battery."),
+    }
+    with in_shop(SHOP_A):
+        for key, (title, content) in documents.items():
+            knowledge_document_save(shop_id=SHOP_A, document_key=key, title=title, content=content, actor=None)
+    for mode in ("semantic", "hybrid"):
+        response = owner_a.client.post(
+            "/api/v1/knowledge-documents/search/",
+            {"query": "my parcel arrived broken, can I get my money back", "mode": mode, "k": 3},
+            format="json",
+        )
+        body = response.json()
+        assert response.status_code == 200, body
+        assert (body["scan"], body["embedding_model"], body["count"]) == ("hnsw", LOCAL_EMBEDDING_MODEL, 3), mode
+        assert body["results"][0]["document_key"] == "refund-damaged", mode
