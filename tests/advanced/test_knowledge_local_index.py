@@ -201,3 +201,16 @@ def test_over_the_api_a_text_query_above_the_limit_says_it_walked_the_hnsw_index
         assert response.status_code == 200, body
         assert (body["scan"], body["embedding_model"], body["count"]) == ("hnsw", LOCAL_EMBEDDING_MODEL, 3), mode
         assert body["results"][0]["document_key"] == "refund-damaged", mode
+
+
+@pytest.mark.usefixtures("two_shops")
+def test_when_the_hnsw_walk_falls_short_the_exact_search_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from advanced.services.knowledge import search as search_module
+
+    # A walk that keeps one candidate and never iterates: most of its rows are shop B's.
+    monkeypatch.setattr(
+        search_module, "hnsw_search_settings", lambda state, k: {"hnsw.ef_search": "1", "hnsw.iterative_scan": "off"}
+    )
+    result = search(SHOP_A, k=20)
+    assert result.scan == "hnsw+exact"
+    assert [d.pk for d in result.documents] == exhaustive(SHOP_A, 20)
