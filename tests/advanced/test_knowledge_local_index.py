@@ -160,8 +160,9 @@ def test_a_text_query_of_another_provider_never_takes_the_local_index(owner_a: A
 
 @pytest.mark.django_db(transaction=True)
 def test_the_candidate_count_is_an_index_only_scan_once_the_rows_are_committed_and_vacuumed() -> None:
-    """knowledge_base_searchable_idx (migration 0009) holds exactly what the count reads: the shop,
-    the id, and its predicates (current, with a vector) in the index's own WHERE.
+    """knowledge_base_searchable_idx (migrations 0009, 0013) holds exactly what the count reads: the
+    shop, the model (a text query counts its own model's rows), the id, and the predicates
+    (current, with a vector) in the index's own WHERE.
 
     Committed and vacuumed (all-visible pages, fresh statistics), so the plan does not depend on
     what earlier tests left in the statistics: rows inserted inside a test's transaction are
@@ -174,10 +175,11 @@ def test_the_candidate_count_is_an_index_only_scan_once_the_rows_are_committed_a
         cursor.execute("VACUUM (ANALYZE) knowledge_base")
     with in_shop(SHOP_A), connection.cursor() as cursor:
         cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)")
-        plan = KnowledgeDocument.objects.searchable().order_by()[:1001].values("pk").explain()
-        count = KnowledgeDocument.objects.searchable().order_by()[:1001].count()
-    assert "Index Only Scan using knowledge_base_searchable_idx" in plan, plan
-    assert count == 400
+        for model in (None, LOCAL_EMBEDDING_MODEL):
+            candidates = KnowledgeDocument.objects.searchable(embedding_model=model).order_by()[:1001]
+            plan = candidates.values("pk").explain()
+            assert "Index Only Scan using knowledge_base_searchable_idx" in plan, (model, plan)
+            assert candidates.count() == 400
 
 
 def test_over_the_api_a_text_query_above_the_limit_says_it_walked_the_hnsw_index(owner_a: Actor, settings: Any) -> None:

@@ -7,6 +7,13 @@ import pgvector.django.vector
 from django.db import migrations, models
 
 
+# Issue 14: searches of the default (local) model on large shops.
+# - knowledge_base_local_hnsw_idx: HNSW over the local model's 256 dimensions (the column's last
+#   256; zeros before them), for that model's rows only.
+# - knowledge_base_searchable_idx gains embedding_model, so that a text query's candidate count
+#   (its own model's rows only) is an index-only scan too.
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("advanced", "0012_text_length_limits"),
@@ -34,6 +41,18 @@ class Migration(migrations.Migration):
                 ef_construction=64,
                 m=16,
                 name="knowledge_base_local_hnsw_idx",
+            ),
+        ),
+        migrations.RemoveIndex(
+            model_name="knowledgedocument",
+            name="knowledge_base_searchable_idx",
+        ),
+        migrations.AddIndex(
+            model_name="knowledgedocument",
+            index=models.Index(
+                condition=models.Q(("embedding__isnull", False), ("is_current", True)),
+                fields=["shop", "embedding_model", "id"],
+                name="knowledge_base_searchable_idx",
             ),
         ),
     ]
