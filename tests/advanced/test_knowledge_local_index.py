@@ -8,6 +8,7 @@ the index, and compare its answers with an exhaustive search computed here in nu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +27,7 @@ from advanced.services.knowledge.index import (
     hnsw_search_settings,
     local_settings,
 )
+from advanced.services.knowledge.search import local_nearest
 from tenancy.factories import ShopFactory
 from tenancy.scope import atomic_scope, service_scope, shop_scope
 from tests.api.conftest import SHOP_A, SHOP_B, Actor, owner_a, owner_b
@@ -216,3 +218,23 @@ def test_when_the_hnsw_walk_falls_short_the_exact_search_answers(monkeypatch: py
     result = search(SHOP_A, k=20)
     assert result.scan == "hnsw+exact"
     assert [d.pk for d in result.documents] == exhaustive(SHOP_A, 20)
+
+
+@pytest.mark.usefixtures("two_shops")
+def test_a_prepared_statement_s_generic_plan_still_walks_the_hnsw_index() -> None:
+    """With DATABASE_PREPARED_STATEMENTS psycopg prepares a statement from its sixth execution,
+    and PostgreSQL may then run a generic plan, made without the parameters' values: the index
+    expression and the partial predicate must then be in the SQL text, not in parameters."""
+    with in_shop(SHOP_A):
+        candidates = KnowledgeDocument.objects.searchable(embedding_model=LOCAL_EMBEDDING_MODEL)
+        sql, params = local_nearest(candidates, padded(QUERY))[:10].query.sql_with_params()
+        numbered = iter(range(1, len(params) + 1))
+        generic = re.sub(r"%s", lambda _match: f"${next(numbered)}", sql)
+        state = hnsw_index_state()
+        assert state is not None
+        plan_settings = {**hnsw_search_settings(state, 10), **INDEX_PLAN_SETTINGS}
+        with local_settings(plan_settings), connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (GENERIC_PLAN) " + generic.replace("%", "%%"))
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert f"Index Scan using {LOCAL_INDEX_NAME}" in plan, plan
+    assert "Disabled" not in plan, plan

@@ -62,7 +62,7 @@ from ...embeddings import (
     EmbeddingProvider,
     embedding_provider,
 )
-from ...models import KnowledgeDocument, local_embedding
+from ...models import IsLocalModel, KnowledgeDocument, LocalEmbedding
 from ...querysets import KnowledgeDocumentQuerySet
 from .errors import EmbeddingUnavailable
 from .index import (
@@ -344,14 +344,20 @@ def _local_nearest(
         return [], "exact"
     if count <= limit:
         return _exact_nearest(candidates, target, k), "exact"
-    distance = CosineDistance(local_embedding(), target[-WORDLLAMA_DIMENSIONS:])
     with local_settings({**hnsw_search_settings(state, k), **INDEX_PLAN_SETTINGS}):
-        found = _ranked(candidates.annotate(distance=distance).order_by("distance")[:k])
+        found = _ranked(local_nearest(candidates, target)[:k])
     wanted = k if count >= k else candidates.order_by()[:k].count()
     if len(found) < wanted:
         logger.warning("knowledge search: the HNSW index gave %d of %d rows; answering exactly", len(found), wanted)
         return _exact_nearest(candidates, target, k), "hnsw+exact"
     return found, "hnsw"
+
+
+def local_nearest(candidates: KnowledgeDocumentQuerySet, target: list[float]) -> KnowledgeDocumentQuerySet:
+    """The local model's candidates by cosine distance over its 256 dimensions: the shape its
+    HNSW index serves, in custom and generic plans alike (see LocalEmbedding, IsLocalModel)."""
+    distance = CosineDistance(LocalEmbedding(F("embedding")), target[-WORDLLAMA_DIMENSIONS:])
+    return candidates.filter(IsLocalModel(F("embedding_model"))).annotate(distance=distance).order_by("distance")
 
 
 def _exact_nearest(candidates: KnowledgeDocumentQuerySet, target: list[float], k: int) -> list[KnowledgeDocument]:
