@@ -24,6 +24,15 @@ vector query is compared with every embedded document, or those of `embedding_mo
   still yields fewer than min(k, candidates) rows (a lowered max_probes), the exact search
   answers instead.
 
+The default (local) model's vectors have an HNSW index of their own over their 256 dimensions
+(advanced.models.LOCAL_INDEX_NAME): a query of that model counts its candidates (at most
+hnsw_exact_search_limit() + 1, an index-only scan of knowledge_base_searchable_idx), is exact
+up to the limit and walks the graph above it (`hnsw.ef_search` = max(400, k), iterative scan,
+the same planner settings), falling back to exact if the walk yields too few rows. Its SQL
+carries the index expression and the model as literals, so that a prepared statement's generic
+plan can still use the partial expression index. Other models and vector queries without a
+model take the IVFFlat path above.
+
 Keyword. `search_vector @@ websearch_to_tsquery(KNOWLEDGE_SEARCH_LANGUAGE, 'w1 or w2 ...')`
 through the GIN index, ranked by the share of the query's lexemes a document holds, then by
 `ts_rank` (divided by 1 + log(length)).
