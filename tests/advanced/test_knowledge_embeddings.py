@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 import pytest
 
 from advanced.embeddings import (
@@ -271,3 +272,14 @@ def test_settings_choose_the_provider(settings: Any, fake_openai: FakeOpenAI) ->
     assert (provider.name, provider.model) == ("openai", "text-embedding-3-large")
     provider.embed_one("hello")
     assert fake_openai.requests[0]["body"]["model"] == "text-embedding-3-large"
+
+
+def test_embed_array_gives_every_provider_s_vectors_as_float32_rows(fake_openai: FakeOpenAI) -> None:
+    texts = ["Free shipping over $75", "Refund policy for damaged goods", "Kestrel 50 rain cover"]
+    for provider in (LocalEmbeddingProvider(), HashingEmbeddingProvider(), _openai(fake_openai)):
+        array = provider.embed_array(texts)
+        assert array.dtype == np.float32 and array.shape == (3, MODEL_DIMENSIONS), provider.name
+        assert np.allclose(array, np.asarray(provider.embed(texts)), rtol=0, atol=1e-7), provider.name
+        assert provider.embed_array([]).shape == (0, MODEL_DIMENSIONS), provider.name
+    with pytest.raises(EmbeddingError, match="empty text"):
+        LocalEmbeddingProvider().embed_array(["fine", " "])

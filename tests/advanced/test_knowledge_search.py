@@ -520,20 +520,3 @@ def test_below_the_limit_the_search_is_exact_computing_each_distance_once(settin
     [ranked] = [sql for sql in statements if "<=>" in sql]
     # One distance per candidate: the ORDER BY names the selected expression.
     assert ranked.count("<=>") == 1
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="Statistics-dependent: after tests/advanced/test_knowledge_index.py commits and analyses a few "
-    "rows, the planner estimates 8 rows for the shop and takes another index of the shop (plain index scan with "
-    "a filter); with fresh ANALYZE it prefers advanced_knowledgedocument_id_shop_uniq, since rows inserted in the "
-    "test transaction are not all-visible and an index-only scan then costs heap fetches too. Not order-safe as "
-    "written; see the closing note of the session that merged issue 14.",
-)
-@pytest.mark.usefixtures("large_table")
-def test_the_candidate_count_can_be_an_index_only_scan() -> None:
-    """knowledge_base_searchable_idx (migration 0008) holds exactly what the count reads."""
-    with in_shop(SHOP_A), connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)")
-        plan = KnowledgeDocument.objects.searchable().order_by()[:1001].values("pk").explain()
-    assert "Index Only Scan using knowledge_base_searchable_idx" in plan, plan

@@ -394,3 +394,24 @@ def _call(*arguments: str) -> str:
     out = StringIO()
     call_command(*arguments, stdout=out)
     return out.getvalue()
+
+
+def test_hybrid_fetches_each_list_at_least_k_deep_so_k_above_the_fusion_depth_still_gets_k(owner_a: Actor) -> None:
+    provider = HashingEmbeddingProvider()
+    with in_shop(SHOP_A):
+        for i in range(25):
+            knowledge_document_save(
+                shop_id=SHOP_A,
+                document_key=f"tent-{i}",
+                title=f"Tent model {i}",
+                content=f"A tent for {i} nights of camping.",
+                actor=None,
+                provider=provider,
+            )
+        for k in (5, 10, 20, 25, 40):
+            result = knowledge_search(query="tent for camping", k=k, provider=provider)
+            assert result.mode == "hybrid" and len(result.documents) == min(k, 25), k
+            assert len({d.pk for d in result.documents}) == len(result.documents)
+        # At k = 40 both lists went 40 deep: every document holds every lexeme and has a vector,
+        # so each result carries both sides' evidence.
+        assert all(d.keyword_rank is not None and d.distance is not None for d in result.documents)

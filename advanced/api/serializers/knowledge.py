@@ -202,7 +202,7 @@ class KnowledgeSearchHitSerializer(TenantModelSerializer):
     keyword_rank = serializers.FloatField(
         read_only=True,
         allow_null=True,
-        help_text="Full text rank (ts_rank_cd); null when keyword search did not find it or did not run.",
+        help_text="Full text rank (ts_rank); null when keyword search did not find it or did not run.",
     )
     score = serializers.FloatField(
         read_only=True,
@@ -244,10 +244,10 @@ class KnowledgeSearchResponseSerializer(serializers.Serializer[Any]):
         "null in keyword mode or for a vector query without embedding_model.",
     )
     scan = serializers.ChoiceField(
-        choices=[("exact", "exact"), ("ivfflat", "ivfflat"), ("ivfflat+exact", "ivfflat+exact")],
+        choices=[(scan, scan) for scan in ("exact", "hnsw", "hnsw+exact", "ivfflat", "ivfflat+exact")],
         allow_null=True,
-        help_text="How the vector side was searched: exact scan of the candidates, the IVFFlat index, or the index "
-        "then exact; null in keyword mode.",
+        help_text="How the vector side was searched: exact scan of the candidates, the default model's HNSW index, "
+        "the IVFFlat index (other models, vector queries), or an index then exact; null in keyword mode.",
     )
     query_truncated = serializers.BooleanField(
         help_text="True when the query was longer than the model reads (its first query_tokens tokens were used) "

@@ -1,5 +1,6 @@
-"""The IVFFlat index: its physical state, the settings a search probes it with, the
-exact/index break-even, and its rebuild with lists fitted to the rows."""
+"""The vector indexes: the IVFFlat index's physical state, the settings a search probes it
+with, the exact/index break-even, and its rebuild with lists fitted to the rows; the local
+model's HNSW index (advanced.models.LOCAL_INDEX_NAME) and the settings a search walks it with."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from psycopg.pq import TransactionStatus
 
 from tenancy.scope import active_scope, atomic_scope, service_scope
 
-from ...models import EMBEDDING_DIMENSIONS, KnowledgeDocument
+from ...models import EMBEDDING_DIMENSIONS, LOCAL_INDEX_NAME, KnowledgeDocument
 
 INDEX_NAME = "knowledge_base_embedding_idx"
 # pgvector's bounds for `lists` (IVFFLAT_MIN_LISTS, IVFFLAT_MAX_LISTS) and its default.
@@ -86,6 +87,54 @@ def ivfflat_index_state() -> IvfflatIndexState | None:
         pgvector_version=_version_tuple(str(row[0])),
         rows=int(row[3]),
     )
+
+
+# --- the local model's HNSW index -------------------------------------------------------
+
+# The candidate list a search keeps while walking the graph (pgvector's default is 40). The
+# 10,000-document shop of bench/retrieval.py is full of near-duplicate product pages, where a
+# short list stops in a local minimum: paraphrase recall@3 0.561 at 40, 0.597 at 100, 0.612
+# at 200, 0.647 at 400, against 0.676 for the exact search; the search stays ~1-3 ms.
+HNSW_MIN_EF_SEARCH = 400
+# An HNSW search costs about the same whatever the shop (~1 ms for 50 neighbours of 10,000
+# 256-d vectors, bench/retrieval.py); an exact one ~5 us a candidate (52 ms for 10,000). Up to
+# this many candidates the exact search costs a few milliseconds and is never approximate, and
+# a small shop in a large shared table never walks a graph mostly made of other shops' rows.
+HNSW_EXACT_SEARCH_MAX_CANDIDATES = 1000
+
+
+@dataclass(frozen=True)
+class HnswIndexState:
+    pgvector_version: tuple[int, ...]
+
+
+def hnsw_index_state() -> HnswIndexState | None:
+    """The installed pgvector version when the local model's HNSW index exists (None: it does not)."""
+    with connection.cursor() as cursor:
+        # The cast loads pgvector's library in this session, which defines the hnsw.* settings.
+        cursor.execute(
+            "SELECT e.extversion, '[1]'::vector IS NOT NULL FROM pg_extension e "
+            "WHERE e.extname = 'vector' AND to_regclass(%s) IS NOT NULL",
+            [LOCAL_INDEX_NAME],
+        )
+        row = cursor.fetchone()
+    return None if row is None else HnswIndexState(pgvector_version=_version_tuple(str(row[0])))
+
+
+def hnsw_exact_search_limit() -> int:
+    """The most candidates an exact search scans before the HNSW index answers instead."""
+    configured = settings.KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES
+    return HNSW_EXACT_SEARCH_MAX_CANDIDATES if configured is None else int(configured)
+
+
+def hnsw_search_settings(state: HnswIndexState, k: int) -> dict[str, str]:
+    """The pgvector settings an HNSW search runs with: a candidate list of at least k, and with
+    pgvector 0.8 an iterative scan, which keeps walking the graph until k rows pass the shop's
+    policy and the filters (without it the search would stop at ef_search rows before them)."""
+    values = {"hnsw.ef_search": str(max(HNSW_MIN_EF_SEARCH, k))}
+    if state.pgvector_version >= ITERATIVE_SCAN_VERSION:
+        values["hnsw.iterative_scan"] = "relaxed_order"
+    return values
 
 
 def recommended_probes(lists: int) -> int:

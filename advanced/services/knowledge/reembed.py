@@ -24,10 +24,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
+from pgvector.psycopg.vector import register_vector_info
+from psycopg.types import TypeInfo
 
 from ...embeddings import EmbeddingError, EmbeddingProvider, document_text, embedding_provider
 from ...models import KnowledgeDocument, RegConfigField
@@ -82,33 +86,16 @@ def knowledge_reembed_batch(
     # A row already of the model (only its language is behind) keeps its vector.
     stale = [row for row in rows if row[3] != provider.model]
     try:
-        vectors = provider.embed([document_text(title=title, content=content) for _id, title, content, _m in stale])
+        vectors = provider.embed_array(
+            [document_text(title=title, content=content) for _id, title, content, _m in stale]
+        )
     except EmbeddingError as exc:
         raise EmbeddingUnavailable(f"Could not embed the documents: {exc}") from exc
     language = settings.KNOWLEDGE_SEARCH_LANGUAGE
+    updated = 0
+    if stale:
+        updated += _store_vectors([row[0] for row in stale], vectors, model=provider.model, language=language)
     with connection.cursor() as cursor:
-        updated = 0
-        if stale:
-            cursor.execute(
-                """
-                UPDATE knowledge_base AS kb
-                   SET embedding = new.embedding::vector, embedding_model = %s,
-                       search_language = %s::regconfig, updated_at = now()
-                  FROM unnest(%s::bigint[], %s::text[]) AS new(id, embedding)
-                 WHERE kb.id = new.id
-                   AND (kb.embedding IS NULL OR kb.embedding_model <> %s
-                        OR kb.search_language <> %s::regconfig)
-                """,
-                [
-                    provider.model,
-                    language,
-                    [row[0] for row in stale],
-                    [_vector_text(vector) for vector in vectors],
-                    provider.model,
-                    language,
-                ],
-            )
-            updated += cursor.rowcount
         fresh = [row[0] for row in rows if row[3] == provider.model]
         if fresh:
             cursor.execute(
@@ -143,6 +130,35 @@ def knowledge_reembed(
         yield batch
 
 
-def _vector_text(vector: list[float]) -> str:
-    # repr() of a float is the shortest text that reads back to the same float32 value.
-    return "[" + ",".join(map(repr, vector)) + "]"
+def _store_vectors(ids: list[int], vectors: np.ndarray, *, model: str, language: str) -> int:
+    """One UPDATE of `ids` to `vectors` (rows still behind only), the vectors sent as binary
+    parameters: pgvector's psycopg dumper packs each float32 row as the server stores it.
+    Formatting them as text instead (1,536 reprs a row, parsed back by the server) made the
+    text, not the model, the bottleneck of re-embedding (bench/retrieval.py)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw is not None
+    # Django's cursors bind parameters client-side (as SQL literals, text only); a cursor of
+    # psycopg's own binds them server-side, in the same connection and transaction. The vector
+    # dumpers are registered on this cursor only: the rest of the connection loads and dumps
+    # vectors as Django's VectorField expects.
+    info = raw.adapters.types.get("vector") or TypeInfo.fetch(raw, "vector")
+    if info is None:  # pragma: no cover - the migrations create the extension
+        raise EmbeddingUnavailable("The vector type is not installed in this database.")
+    with psycopg.Cursor(raw) as cursor:
+        register_vector_info(cursor, info)  # type: ignore[arg-type]  # any AdaptContext; typed for connections
+        cursor.execute(
+            """
+            UPDATE knowledge_base AS kb
+               SET embedding = new.embedding, embedding_model = %(model)s,
+                   search_language = %(language)s::regconfig, updated_at = now()
+              FROM unnest(%(ids)s::bigint[], %(vectors)b::vector[]) AS new(id, embedding)
+             WHERE kb.id = new.id
+               AND (kb.embedding IS NULL OR kb.embedding_model <> %(model)s
+                    OR kb.search_language <> %(language)s::regconfig)
+            """,
+            {"model": model, "language": language, "ids": ids, "vectors": list(vectors)},
+            # Never a named prepared statement: PgBouncer in transaction mode (DATABASE_PREPARED_STATEMENTS=0).
+            prepare=False,
+        )
+        return cursor.rowcount
