@@ -293,6 +293,7 @@ def main(argv: list[str]) -> int:
         default="sync",
         help="gunicorn sync workers (make serve), gunicorn gthread, or granian (if installed): for comparison",
     )
+    parser.add_argument("--threads", type=int, default=4, help="threads a worker, for --server gthread (4)")
     args = parser.parse_args(argv)
     if args.shops < 20 and args.requests >= 10_000:
         print("note: the issue's figure is for at least 20 shops", file=sys.stderr)
@@ -347,7 +348,9 @@ def main(argv: list[str]) -> int:
     postmaster = parent_pid(backend) if local_database else None
     connection.close()
     load_before = _load_average()
-    with gunicorn(env, workers=args.workers, log_path=folder / "server.log", kind=args.server) as server:
+    with gunicorn(
+        env, workers=args.workers, log_path=folder / "server.log", kind=args.server, threads=args.threads
+    ) as server:
         harness.log(
             f"{args.server} server, {args.workers} workers on {server.base_url}; warm-up {len(warmup)} requests"
         )

@@ -108,11 +108,12 @@ def gunicorn(
     log_path: Path,
     timeout: float = 90,
     kind: str = "sync",
+    threads: int = 4,
 ) -> Iterator[Server]:
     """The production server on a free loopback port: gunicorn serving config.wsgi with
     `workers` sync workers and the options of `make serve`.
 
-    `kind` "gthread" (gunicorn, 4 threads a worker) and "granian" (its WSGI interface) exist
+    `kind` "gthread" (gunicorn, `threads` threads a worker) and "granian" (its WSGI interface) exist
     to compare servers (docs/performance.md). Stopped (SIGTERM, then SIGKILL) when the block
     exits.
     """
@@ -134,7 +135,7 @@ def gunicorn(
             "--logger-class", "config.gunicorn_logging.AppLogger",
         ]  # fmt: skip
         if kind == "gthread":
-            command += ["--worker-class", "gthread", "--threads", "4"]
+            command += ["--worker-class", "gthread", "--threads", str(threads)]
         elif kind != "sync":
             raise ValueError(f"unknown server kind {kind!r}")
     with log_path.open("wb") as log:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Any
 
@@ -80,8 +81,12 @@ def _wrong_type(field: serializers.Field[Any, Any, Any, Any], value: Any) -> str
     return None
 
 
-def _check_conditions(model: type[models.Model]) -> list[tuple[str, str, Any]]:
-    """(field, lookup, value) of every CHECK constraint made of ANDed plain lookups."""
+@functools.cache
+def _check_conditions(model: type[models.Model]) -> tuple[tuple[str, str, Any], ...]:
+    """(field, lookup, value) of every CHECK constraint made of ANDed plain lookups.
+
+    Read once per model: a model's constraints do not change while the process runs, and a
+    serializer builds its fields on every request (twice per field: bounds and patterns)."""
     out: list[tuple[str, str, Any]] = []
     for constraint in model._meta.constraints:
         condition = getattr(constraint, "condition", None)
@@ -93,7 +98,7 @@ def _check_conditions(model: type[models.Model]) -> list[tuple[str, str, Any]]:
         for lookup, value in children:
             field, _, op = str(lookup).rpartition("__")
             out.append((field, op, value))
-    return out
+    return tuple(out)
 
 
 def check_bounds(model: type[models.Model]) -> dict[str, dict[str, Any]]:
