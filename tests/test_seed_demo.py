@@ -228,6 +228,9 @@ def test_onboarding_and_briefings_are_consistent(seeded: str) -> None:
             assert briefing.generation_model == "template-v1"
 
 
-def test_rejects_empty_runs(db: None) -> None:
-    with pytest.raises(CommandError):
-        call_command("seed_demo", shops=0, days=5, stdout=StringIO())
+@pytest.mark.parametrize(("shops", "days"), [(0, 5), (2, 0), (-1, 5), (2, -3)])
+def test_rejects_empty_runs_naming_the_options_and_writes_nothing(db: None, shops: int, days: int) -> None:
+    with pytest.raises(CommandError, match="--shops and --days must be at least 1"):
+        call_command("seed_demo", shops=shops, days=days, stdout=StringIO())
+    with atomic_scope(service_scope()):
+        assert not Shop.objects.filter(domain__startswith="demo-").exists()
