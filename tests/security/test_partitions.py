@@ -98,6 +98,27 @@ def test_migrate_leaves_a_partition_for_every_month_of_retention_and_the_next_mo
     assert sorted(monthly_partitions(spec)) == months_between(month_start(rule.cutoff(today())), last)
 
 
+# The schema's retention (days) of each partitioned table, written out rather than read from the
+# declarations the code under test uses.
+SCHEMA_RETENTION_DAYS = {"ad_performance": 730, "seo_rankings": 365, "social_analytics": 365}
+
+
+@pytest.mark.parametrize("table", sorted(SCHEMA_RETENTION_DAYS))
+def test_the_partitions_in_the_catalog_run_from_the_oldest_kept_month_to_three_months_ahead(table: str) -> None:
+    # Worked out with month numbers, and the partitions' names read from pg_inherits.
+    now = datetime.datetime.now(datetime.UTC).date()
+    oldest = now - datetime.timedelta(days=SCHEMA_RETENTION_DAYS[table])
+    first, last = oldest.year * 12 + oldest.month - 1, now.year * 12 + now.month - 1 + 3
+    expected = [f"{table}_p{index // 12:04d}_{index % 12 + 1:02d}" for index in range(first, last + 1)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass AND c.relname <> %s ORDER BY c.relname",
+            [table, f"{table}_default"],
+        )
+        assert [row[0] for row in cursor.fetchall()] == expected
+
+
 @pytest.mark.parametrize("spec", PARTITIONED, ids=lambda spec: spec.table)
 def test_primary_key_includes_the_partition_key(spec: PartitionedTable) -> None:
     assert fetch(
