@@ -13,6 +13,9 @@ CREATE UNLOGGED TABLE api_rate_counts (
     CONSTRAINT api_rate_counts_pkey PRIMARY KEY (key, slot)
 );
 CREATE INDEX api_rate_counts_expires ON api_rate_counts (expires_at);
+-- Counted by the app's login role outside any scope; the scope roles (which default privileges
+-- give every new table) have no business with whom the API counts (user ids, client addresses).
+REVOKE ALL ON api_rate_counts FROM PUBLIC, anon, authenticated, back_office, service_role;
 DROP TABLE IF EXISTS api_cache;
 """
 DROP = """

@@ -420,3 +420,18 @@ def test_throttle_counts_are_shared_by_worker_processes() -> None:
 
     assert worker() == [True, True]
     assert worker() == [True, False]
+
+
+@pytest.mark.parametrize("role", ["authenticated", "anon", "back_office", "service_role"])
+def test_no_scope_role_can_read_or_change_the_rate_limit_counters(role: str) -> None:
+    # Counted by the app's own login role on its own connection, never inside a scope: a tenant
+    # (or staff) request cannot see whom else the API counts, nor reset its own count.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT bool_or(has_table_privilege(%s, 'api_rate_counts', p)) "
+            "FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS p",
+            [role],
+        )
+        assert cursor.fetchone()[0] is False
