@@ -154,6 +154,7 @@ class TimeSeriesPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = settings.API_MAX_PAGE_SIZE
     ordering = "-created_at"
+    _key_terms: tuple[str, ...] | None = None
 
     def get_page_size(self, request: Request) -> int | None:
         return page_size_of(request, self.page_size)
@@ -187,12 +188,15 @@ class TimeSeriesPagination(CursorPagination):
         return replace_query_param(str(self.base_url), self.cursor_query_param, encoded)
 
     def key_terms(self, request: Request, queryset: QuerySet[Any], view: APIView | None) -> tuple[str, ...]:
-        """The order of the pages: the view's ordering, the primary key last (a total order)."""
-        ordering = self.get_ordering(request, queryset, view)  # type: ignore[arg-type]
-        terms = [str(term) for term in (ordering if isinstance(ordering, list | tuple) else (ordering,))]
-        if not any(term.lstrip("-") in {"id", "pk"} for term in terms):
-            terms.append("-id" if terms[-1].startswith("-") else "id")
-        return tuple(terms)
+        """The order of the pages: the view's ordering, the primary key last (a total order).
+        Read once: a paginator serves one request, and rows_page asks before paginate_queryset."""
+        if self._key_terms is None:
+            ordering = self.get_ordering(request, queryset, view)  # type: ignore[arg-type]
+            terms = [str(term) for term in (ordering if isinstance(ordering, list | tuple) else (ordering,))]
+            if not any(term.lstrip("-") in {"id", "pk"} for term in terms):
+                terms.append("-id" if terms[-1].startswith("-") else "id")
+            self._key_terms = tuple(terms)
+        return self._key_terms
 
     def key_columns(self, request: Request, queryset: QuerySet[Any], view: APIView | None) -> tuple[str, ...]:
         """The columns a page's rows must hold for its cursors: a `.values()` list selects them
