@@ -14,12 +14,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import Paginator as DjangoPaginator
 from django.db import models
 from django.db.models import Q, QuerySet
-from django.utils.functional import cached_property
 from rest_framework import exceptions
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
+
+from .statements import PlannedRows
 
 
 class Keyset(NamedTuple):
@@ -51,21 +52,17 @@ def page_size_of(request: Request, default: int | None) -> int | None:
     return int(raw)
 
 
-class CountedPaginator(DjangoPaginator):
-    """Django's paginator, counting `count_source` when given: the same rows without the
-    columns and casts a row plan selects (tenancy/api/rows.py). Counting the planned
-    `.values()` query wraps it, casts and all, in a subquery that the ORM builds by cloning and
-    hashing every expression: 18% of the CPU of a short list in process (feature-tours)."""
+class FullPagePaginator(DjangoPaginator):
+    """Django's paginator, slicing a whole page's bounds even for the last page (Django cuts
+    them to the count): the rows are the same, and the first page of a short list is then one
+    statement for every shop, whatever its count (tenancy/api/statements.py keeps it)."""
 
-    def __init__(self, object_list: Any, per_page: int, *, count_source: QuerySet[Any] | None = None) -> None:
-        super().__init__(object_list, per_page)
-        self.count_source = count_source
-
-    @cached_property
-    def count(self) -> int:
-        if self.count_source is not None:
-            return self.count_source.count()
-        return int(super().count)
+    def page(self, number: Any) -> Any:
+        if self.orphans:
+            return super().page(number)
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        return self._get_page(self.object_list[bottom : bottom + self.per_page], number, self)  # type: ignore[attr-defined]
 
 
 class PagePagination(PageNumberPagination):
@@ -73,11 +70,7 @@ class PagePagination(PageNumberPagination):
     max_page_size = settings.API_MAX_PAGE_SIZE
     # The contract says `page` is an integer; DRF's `?page=last` is not in it.
     last_page_strings = ()
-    # The rows to count, when the listed queryset selects more than they are (rows_page).
-    count_source: QuerySet[Any] | None = None
-
-    def django_paginator_class(self, object_list: Any, per_page: int) -> CountedPaginator:  # type: ignore[override]
-        return CountedPaginator(object_list, per_page, count_source=self.count_source)
+    django_paginator_class = FullPagePaginator
 
     def get_page_size(self, request: Request) -> int | None:
         return page_size_of(request, self.page_size)
@@ -204,31 +197,42 @@ class TimeSeriesPagination(CursorPagination):
         a time-series list's CPU)."""
         return tuple(term.lstrip("-") for term in self.key_terms(request, queryset, view))
 
-    def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: APIView | None = None) -> Any:
+    def paginate_queryset(
+        self, queryset: QuerySet[Any] | PlannedRows, request: Request, view: APIView | None = None
+    ) -> Any:
         self.request = request
         self.page_size = self.get_page_size(request)
         self.base_url = request.build_absolute_uri()
-        terms = list(self.key_terms(request, queryset, view))
+        planned = queryset if isinstance(queryset, PlannedRows) else None
+        base = planned.queryset if planned is not None else queryset
+        assert isinstance(base, QuerySet)
+        terms = list(self.key_terms(request, base, view))
         self.key_order = tuple(terms)
         names = [term.lstrip("-") for term in terms]
-        selected = (*queryset.query.values_select, *queryset.query.annotation_select)
-        if queryset.query.values_select and not set(names) <= set(selected):
-            # A page of `.values()` rows: the cursor is read from each row's ordering columns.
-            queryset = queryset.values(*selected, *(name for name in names if name not in selected))
+        nullable = []
         for name in names:
-            field = next((f for f in queryset.model._meta.concrete_fields if f.name == name), None)
+            field = next((f for f in base.model._meta.concrete_fields if f.name == name), None)
             # A generated column is nullable through its output field.
             if field is not None and (field.null or getattr(getattr(field, "output_field", None), "null", False)):
-                queryset = queryset.filter(**{f"{name}__isnull": False})
-        self._cursor_queryset = queryset  # for decode_cursor (positions are checked per column)
+                nullable.append(name)
+        self._cursor_queryset = base  # for decode_cursor (positions are checked per column)
         keyset = self.decode_cursor(request)
         reverse = bool(keyset and keyset.reverse)
         order = [_flip(term) for term in terms] if reverse else terms
-        queryset = queryset.order_by(*order)
-        if keyset is not None:
-            queryset = queryset.filter(_after(order, keyset.position))
+
+        def arrange(rows: QuerySet[Any]) -> QuerySet[Any]:
+            for name in nullable:
+                rows = rows.filter(**{f"{name}__isnull": False})
+            rows = rows.order_by(*order)
+            return rows if keyset is None else rows.filter(_after(order, keyset.position))
+
         assert self.page_size is not None
-        rows = list(queryset[: self.page_size + 1])
+        if planned is not None:
+            # Without a cursor the page is the same statement for every shop (statements.py).
+            key = ("keyset", tuple(order)) if keyset is None else None
+            rows = planned.rows(0, self.page_size + 1, transform=arrange, key=key)
+        else:
+            rows = list(arrange(base)[: self.page_size + 1])
         more = len(rows) > self.page_size
         self.page = rows[: self.page_size]
         if reverse:

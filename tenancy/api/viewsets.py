@@ -15,9 +15,10 @@ from rest_framework.viewsets import GenericViewSet
 
 from tenancy.services import row_create, row_update
 
-from .pagination import FixedOrderCursorPagination, PagePagination, TimeSeriesPagination
+from .pagination import FixedOrderCursorPagination, TimeSeriesPagination
 from .rows import row_plan
 from .scoping import TenantScopedViewMixin
+from .statements import PlannedRows
 
 
 def rows_page(
@@ -31,18 +32,19 @@ def rows_page(
     plan = row_plan(serializer_class)
     if plan is not None and not getattr(queryset, "_prefetch_related_lookups", ()):
         keys: tuple[str, ...] = ()
-        if isinstance(paginator, PagePagination):
-            paginator.count_source = queryset  # the same rows, counted without the plan's casts
-        elif isinstance(paginator, TimeSeriesPagination):
+        if isinstance(paginator, TimeSeriesPagination):
             keys = paginator.key_columns(view.request, queryset, view)
-        queryset = plan.select(queryset, also=keys)
+        planned = PlannedRows(queryset, plan, also=keys)
+        # The paginators slice and count PlannedRows as they would the planned queryset.
+        rows: Any = planned
+        page: list[Any] | None = (
+            None if paginator is None else paginator.paginate_queryset(rows, view.request, view=view)
+        )
+        data = plan.represent(planned.rows(0, None) if page is None else page)
     else:
-        plan = None
-    page = None if paginator is None else paginator.paginate_queryset(queryset, view.request, view=view)
-    rows = queryset if page is None else page
-    data = (
-        plan.represent(rows) if plan else serializer_class(rows, many=True, context=view.get_serializer_context()).data
-    )
+        page = None if paginator is None else paginator.paginate_queryset(queryset, view.request, view=view)
+        rows = queryset if page is None else page
+        data = serializer_class(rows, many=True, context=view.get_serializer_context()).data
     return Response(data) if paginator is None or page is None else paginator.get_paginated_response(data)
 
 
