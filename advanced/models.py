@@ -78,7 +78,7 @@ class IsLocalModel(Func):
 # The literal above is a constant of the code, never input; keep it one that needs no quoting.
 assert re.fullmatch(r"[A-Za-z0-9_.-]+", LOCAL_EMBEDDING_MODEL), LOCAL_EMBEDDING_MODEL
 
-REFINED_INDEX_NAME = "knowledge_base_refined_hnsw_idx"
+REFINED_INDEX_NAME = "knowledge_base_minilm_hnsw_idx"
 
 
 class IsRefinedModel(Func):
@@ -504,8 +504,9 @@ class KnowledgeDocument(ShopScopedModel):
     # or content, whoever writes): a stale refined vector is never compared, and the refine job
     # recomputes it. Never accepted from a client (the API's serializers leave it out).
     refined_embedding = VectorField(dimensions=REFINED_DIMENSIONS, null=True, blank=True, editable=False)
-    refined_model = models.CharField(max_length=100, blank=True, default="", editable=False)
-    refined_digest = models.CharField(max_length=32, blank=True, default="", editable=False)
+    # db_default too: writers in SQL (bulk loads, bench/retrieval.py) name only the columns they know.
+    refined_model = models.CharField(max_length=100, blank=True, default="", db_default="", editable=False)
+    refined_digest = models.CharField(max_length=32, blank=True, default="", db_default="", editable=False)
     refined_at = models.DateTimeField(null=True, blank=True, editable=False)
     text_digest = models.GeneratedField(
         expression=text_digest(), output_field=models.CharField(max_length=32), db_persist=True

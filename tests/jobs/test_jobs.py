@@ -92,6 +92,7 @@ def test_every_job_of_the_issue_is_scheduled() -> None:
         ("jobs.generate_briefings", "quarterly"): "0 4 1 1,4,7,10 *",
         ("jobs.analyze_experiments", ""): "20 4 * * *",
         ("jobs.refit_knowledge_index", ""): "40 4 * * *",
+        ("jobs.refine_knowledge", ""): "* * * * *",
     }
 
 
@@ -113,6 +114,7 @@ def test_a_worker_starting_after_an_outage_queues_each_jobs_most_recent_missed_r
         # The quarter's run (1 October) is older than JOBS_CATCH_UP_HOURS (8 days): not replayed.
         ("jobs.analyze_experiments", ""): _utc(2026, 12, 2, 4, 20),
         ("jobs.refit_knowledge_index", ""): _utc(2026, 12, 2, 4, 40),
+        ("jobs.refine_knowledge", ""): _utc(2026, 12, 2, 12, 0),
     }
 
 
