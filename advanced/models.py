@@ -92,6 +92,31 @@ class IsRefinedModel(Func):
 assert re.fullmatch(r"[A-Za-z0-9_.-]+", REFINED_MODEL), REFINED_MODEL
 
 
+class IsNotRefinedModel(Func):
+    """`refined_model <> '<the refined model>'`. Written as `<>`, not `NOT (... = ...)`:
+    PostgreSQL turns a query's NOT (a = b) into a <> b before proving a partial index's
+    predicate, but keeps an index predicate as written, so a NOT (=) predicate was never
+    proven and the count of documents not yet refined read the shop's rows (53-75 ms on the
+    10,000-document shop)."""
+
+    template = "%(expressions)s <> '" + REFINED_MODEL + "'"
+    output_field = models.BooleanField()
+
+
+class NotEqual(Func):
+    """`(a <> b)` of two columns (see IsNotRefinedModel for why not NOT (a = b))."""
+
+    template = "(%(expressions)s)"
+    arg_joiner = " <> "
+    output_field = models.BooleanField()
+
+
+def not_refined() -> Q:
+    """Current-or-not rows without a current refined vector: another model, or a digest of
+    another text. The predicate of knowledge_base_unrefined_idx, and what the queries write."""
+    return Q(IsNotRefinedModel(F("refined_model"))) | Q(NotEqual(F("refined_digest"), F("text_digest")))
+
+
 def text_digest() -> MD5:
     """md5 of what both embeddings read (advanced.embeddings.document_text's inputs): a refined
     vector is current only while the row's digest equals the one it was computed from."""
@@ -554,7 +579,7 @@ class KnowledgeDocument(ShopScopedModel):
             models.Index(
                 fields=["shop", "id"],
                 name="knowledge_base_unrefined_idx",
-                condition=Q(is_current=True) & (~Q(refined_model=REFINED_MODEL) | ~Q(refined_digest=F("text_digest"))),
+                condition=Q(is_current=True) & not_refined(),
             ),
             models.Index(
                 fields=["shop", "id"],

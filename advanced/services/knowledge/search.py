@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import transaction
-from django.db.models import ExpressionWrapper, F, FloatField, Q
+from django.db.models import ExpressionWrapper, F, FloatField
 from django.db.models.expressions import RawSQL
 from pgvector.django import CosineDistance
 
@@ -72,7 +72,7 @@ from ...embeddings import (
     embedding_provider,
 )
 from ...embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider
-from ...models import IsLocalModel, IsRefinedModel, KnowledgeDocument, LocalEmbedding
+from ...models import IsLocalModel, KnowledgeDocument, LocalEmbedding
 from ...querysets import KnowledgeDocumentQuerySet
 from .errors import EmbeddingUnavailable
 from .index import (
@@ -87,6 +87,7 @@ from .index import (
     local_settings,
     refined_index_state,
 )
+from .refine import not_refined_current, refined_current
 from .versioning import clean_vector
 
 logger = logging.getLogger(__name__)
@@ -406,17 +407,11 @@ def refine_applies(provider: EmbeddingProvider) -> bool:
     return bool(settings.KNOWLEDGE_REFINE) and provider.model == LOCAL_EMBEDDING_MODEL
 
 
-def _refined_rows() -> Q:
-    """Current refined vectors: of the refined model (a literal, for the partial index) and of
-    the row's present text (a stale vector is never compared)."""
-    return Q(IsRefinedModel(F("refined_model"))) & Q(refined_digest=F("text_digest"))
-
-
 def _has_refined() -> bool:
     """Does the scope hold any current refined vector? (an index-only probe; no: the query is
     not embedded by the refined model at all, ~10 ms saved)."""
     with transaction.atomic():
-        return KnowledgeDocument.objects.current().filter(_refined_rows()).exists()
+        return KnowledgeDocument.objects.current().filter(refined_current()).exists()
 
 
 def _filtered(rows: KnowledgeDocumentQuerySet, filters: _Filters) -> KnowledgeDocumentQuerySet:
@@ -456,11 +451,11 @@ def _refined_search(
         current = _filtered(KnowledgeDocument.objects.current(), filters).defer(
             "embedding", "search_vector", "refined_embedding"
         )
-        ranked, refined_scan = _refined_nearest(current.filter(_refined_rows()), refined.vector, depth)
+        ranked, refined_scan = _refined_nearest(current.filter(refined_current()), refined.vector, depth)
         for document in ranked:
             document.distance_model = REFINED_MODEL  # type: ignore[attr-defined]
-        unrefined = current.filter(embedding__isnull=False, embedding_model=LOCAL_EMBEDDING_MODEL).filter(
-            ~Q(refined_model=REFINED_MODEL) | ~Q(refined_digest=F("text_digest"))
+        unrefined = current.filter(not_refined_current()).filter(
+            IsLocalModel(F("embedding_model")), embedding__isnull=False
         )
         hnsw = hnsw_index_state()
         if hnsw is not None:
