@@ -15,7 +15,9 @@ it names); otherwise the text `title + content` is embedded by the configured pr
 new version whose title and content equal an earlier version's reuses that vector when the
 provider's model made it; a partial edit (PATCH) of other fields keeps the current vector.
 The row records the text search configuration (KNOWLEDGE_SEARCH_LANGUAGE) its keyword
-vector is generated with.
+vector is generated with. A new version starts without a refined vector (refine.py fills it in
+the background), except one whose title and content equal an earlier version's: it takes that
+version's current refined vector.
 """
 
 from __future__ import annotations
