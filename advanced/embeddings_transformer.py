@@ -174,7 +174,7 @@ class RefinedEmbeddingProvider(EmbeddingProvider):
         for position, text in enumerate(texts):
             if not text.strip():
                 raise EmbeddingError(f"Cannot embed an empty text (input {position}).")
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
         model = _load()
         out = np.zeros((len(texts), REFINED_DIMENSIONS), dtype=np.float32)

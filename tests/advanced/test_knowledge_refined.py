@@ -20,12 +20,15 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 
 from advanced.embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider
 from advanced.models import KnowledgeDocument
 from advanced.services.knowledge import knowledge_document_revise, knowledge_search, refine_pending
 from jobs import tasks
 from jobs.models import JobRun, JobStatus
+from tenancy.factories import ShopFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope
 from tests.advanced.test_knowledge_search_modes import LOCAL_MODEL, STORE, in_shop, post, save_store
 from tests.api.conftest import SHOP_A, SHOP_B, Actor, assert_error, owner_a, owner_b
@@ -302,3 +305,20 @@ def test_the_refined_and_unrefined_filters_prove_their_partial_indexes_in_a_gene
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert f"using {index}" in plan, plan
         assert KnowledgeDocument.objects.current().filter(not_refined_current()).count() == len(STORE)
+
+
+def test_the_admin_shows_which_documents_are_refined(db: None, client: Client) -> None:
+    staff = UserFactory.create(username="kb-refine-staff", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    ShopFactory.create(domain=SHOP_A)
+    save_store(SHOP_A, keys=("shipping",))
+    refine(SHOP_A)
+    save_store(SHOP_A, keys=("gift-cards",))
+    with atomic_scope(service_scope()):
+        ids = dict(KnowledgeDocument.objects.values_list("document_key", "pk"))
+    changelist = client.get(reverse("admin:advanced_knowledgedocument_changelist"))
+    assert changelist.status_code == 200
+    flags = {row.document_key: row.refined_present for row in changelist.context["cl"].result_list}
+    assert flags == {"shipping": True, "gift-cards": False}
+    page = client.get(reverse("admin:advanced_knowledgedocument_change", args=[ids["shipping"]]))
+    assert page.status_code == 200 and REFINED_MODEL in page.content.decode()
