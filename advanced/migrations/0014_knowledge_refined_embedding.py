@@ -12,49 +12,83 @@ from django.db import migrations, models
 # current after an edit: search and the job compare it with refined_digest. Reversible: the
 # reverse drops the indexes and columns.
 
-class Migration(migrations.Migration):
 
+class Migration(migrations.Migration):
     dependencies = [
-        ('advanced', '0013_knowledge_search_indexes_for_local_model'),
-        ('tenancy', '0006_api_rate_counts'),
+        ("advanced", "0013_knowledge_search_indexes_for_local_model"),
+        ("tenancy", "0006_api_rate_counts"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='knowledgedocument',
-            name='refined_at',
+            model_name="knowledgedocument",
+            name="refined_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='knowledgedocument',
-            name='refined_digest',
-            field=models.CharField(blank=True, db_default='', default='', editable=False, max_length=32),
+            model_name="knowledgedocument",
+            name="refined_digest",
+            field=models.CharField(blank=True, db_default="", default="", editable=False, max_length=32),
         ),
         migrations.AddField(
-            model_name='knowledgedocument',
-            name='refined_embedding',
+            model_name="knowledgedocument",
+            name="refined_embedding",
             field=pgvector.django.vector.VectorField(blank=True, dimensions=384, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='knowledgedocument',
-            name='refined_model',
-            field=models.CharField(blank=True, db_default='', default='', editable=False, max_length=100),
+            model_name="knowledgedocument",
+            name="refined_model",
+            field=models.CharField(blank=True, db_default="", default="", editable=False, max_length=100),
         ),
         migrations.AddField(
-            model_name='knowledgedocument',
-            name='text_digest',
-            field=models.GeneratedField(db_persist=True, expression=django.db.models.functions.text.MD5(django.db.models.functions.text.Concat(models.F('title'), models.Value('\n\n'), models.F('content'), output_field=models.TextField())), output_field=models.CharField(max_length=32)),
+            model_name="knowledgedocument",
+            name="text_digest",
+            field=models.GeneratedField(
+                db_persist=True,
+                expression=django.db.models.functions.text.MD5(
+                    django.db.models.functions.text.Concat(
+                        models.F("title"), models.Value("\n\n"), models.F("content"), output_field=models.TextField()
+                    )
+                ),
+                output_field=models.CharField(max_length=32),
+            ),
         ),
         migrations.AddIndex(
-            model_name='knowledgedocument',
-            index=pgvector.django.indexes.HnswIndex(condition=models.Q(('refined_model', 'all-MiniLM-L6-v2')), ef_construction=64, fields=['refined_embedding'], m=16, name='knowledge_base_minilm_hnsw_idx', opclasses=['vector_cosine_ops']),
+            model_name="knowledgedocument",
+            index=pgvector.django.indexes.HnswIndex(
+                condition=models.Q(("refined_model", "all-MiniLM-L6-v2")),
+                ef_construction=64,
+                fields=["refined_embedding"],
+                m=16,
+                name="knowledge_base_minilm_hnsw_idx",
+                opclasses=["vector_cosine_ops"],
+            ),
         ),
         migrations.AddIndex(
-            model_name='knowledgedocument',
-            index=models.Index(condition=models.Q(('is_current', True), models.Q(advanced.models.IsNotRefinedModel(models.F('refined_model')), advanced.models.NotEqual(models.F('refined_digest'), models.F('text_digest')), _connector='OR')), fields=['shop', 'id'], name='knowledge_base_unrefined_idx'),
+            model_name="knowledgedocument",
+            index=models.Index(
+                condition=models.Q(
+                    ("is_current", True),
+                    models.Q(
+                        advanced.models.IsNotRefinedModel(models.F("refined_model")),
+                        advanced.models.NotEqual(models.F("refined_digest"), models.F("text_digest")),
+                        _connector="OR",
+                    ),
+                ),
+                fields=["shop", "id"],
+                name="knowledge_base_unrefined_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='knowledgedocument',
-            index=models.Index(condition=models.Q(('is_current', True), ('refined_digest', models.F('text_digest')), ('refined_model', 'all-MiniLM-L6-v2')), fields=['shop', 'id'], name='knowledge_base_refined_idx'),
+            model_name="knowledgedocument",
+            index=models.Index(
+                condition=models.Q(
+                    ("is_current", True),
+                    ("refined_digest", models.F("text_digest")),
+                    ("refined_model", "all-MiniLM-L6-v2"),
+                ),
+                fields=["shop", "id"],
+                name="knowledge_base_refined_idx",
+            ),
         ),
     ]

@@ -53,6 +53,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -400,6 +401,10 @@ def _ranked(documents: Iterable[KnowledgeDocument]) -> list[KnowledgeDocument]:
 # --- the refined tier (issue 14) ------------------------------------------------------------
 
 
+# One thread per process for the refined model's query embedding (see _refined_search).
+_QUERY_EMBEDDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refined-query")
+
+
 def refine_applies(provider: EmbeddingProvider) -> bool:
     """Whether refined vectors take part in a text search: KNOWLEDGE_REFINE is on and the query
     is of the default (local, static) model, the tier they refine. Another provider's vectors
@@ -438,36 +443,52 @@ def _refined_search(
     the documents refined, this fallback kept 0.871 / 0.868 (one list of mixed cosines: 0.863 /
     0.857; WordLlama over all plus MiniLM over the refined half: 0.727 / 0.714).
     """
+    # The transformer embeds the query (~15 ms) in a thread while this one asks PostgreSQL for
+    # the keyword and fallback lists (numpy's BLAS and the socket wait both release the GIL):
+    # hybrid p50 52 -> see docs/performance.md on the 10,000-document shop.
+    pending = _QUERY_EMBEDDER.submit(RefinedEmbeddingProvider().embed_query, query)
     try:
         embedded = provider.embed_query(query)
-        refined = RefinedEmbeddingProvider().embed_query(query)
     except EmbeddingError as exc:
+        pending.cancel()
         raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
     target = clean_vector(embedded.vector, field_name="vector")
     words = _QUERY_WORD.findall(query)
-    truncated = embedded.truncated or refined.truncated or (mode == "hybrid" and len(words) > KEYWORD_MAX_TERMS)
     depth = max(k, RRF_DEPTH) if mode == "hybrid" else k
     with transaction.atomic():
         current = _filtered(KnowledgeDocument.objects.current(), filters).defer(
             "embedding", "search_vector", "refined_embedding"
         )
-        ranked, refined_scan = _refined_nearest(current.filter(refined_current()), refined.vector, depth)
-        for document in ranked:
-            document.distance_model = REFINED_MODEL  # type: ignore[attr-defined]
-        unrefined = current.filter(not_refined_current()).filter(
-            IsLocalModel(F("embedding_model")), embedding__isnull=False
-        )
-        hnsw = hnsw_index_state()
-        if hnsw is not None:
-            fallback, scan = _local_nearest(unrefined, target, depth, hnsw)
-        else:
-            fallback, scan = _exact_nearest(unrefined, target, depth), "exact"
-        for document in fallback:
-            document.distance_model = LOCAL_EMBEDDING_MODEL  # type: ignore[attr-defined]
         keyword: list[KnowledgeDocument] = []
         if mode == "hybrid":
             keyword = _keyword(words[:KEYWORD_MAX_TERMS], depth, filters=filters, min_coverage=HYBRID_MIN_COVERAGE)
+        unrefined = current.filter(not_refined_current()).filter(
+            IsLocalModel(F("embedding_model")), embedding__isnull=False
+        )
+        fallback: list[KnowledgeDocument] = []
+        scan = "exact"
+        # First an index-only probe of knowledge_base_unrefined_idx, without the search's other
+        # filters: in the steady state (everything refined) it finds nothing and the fallback
+        # is skipped. The full filter is priced by the planner at a quarter of the shop (it
+        # cannot estimate refined_digest <> text_digest) and read the shop's rows: 50-70 ms of
+        # a ~110 ms search on the 10,000-document shop.
+        if KnowledgeDocument.objects.current().filter(not_refined_current()).exists():
+            hnsw = hnsw_index_state()
+            if hnsw is not None:
+                fallback, scan = _local_nearest(unrefined, target, depth, hnsw)
+            else:
+                fallback, scan = _exact_nearest(unrefined, target, depth), "exact"
+        for document in fallback:
+            document.distance_model = LOCAL_EMBEDDING_MODEL  # type: ignore[attr-defined]
+        try:
+            refined = pending.result()
+        except EmbeddingError as exc:
+            raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
+        ranked, refined_scan = _refined_nearest(current.filter(refined_current()), refined.vector, depth)
+        for document in ranked:
+            document.distance_model = REFINED_MODEL  # type: ignore[attr-defined]
         documents = reciprocal_rank_fusion(ranked, keyword, fallback)[:k]
+    truncated = embedded.truncated or refined.truncated or (mode == "hybrid" and len(words) > KEYWORD_MAX_TERMS)
     if mode == "semantic" and not (ranked and fallback):
         # One list: ordered by its distances, scored as plain semantic search.
         for document in documents:
