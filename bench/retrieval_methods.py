@@ -17,6 +17,10 @@ bench/data/retrieval (139 labelled, 91 held out) are scored in numpy:
   or by score (cosine + gamma x coverage).
 
 It prints paraphrase recall@3 (labelled / held out) per method, semantic and hybrid.
+
+`--refined` compares instead the fusions of the two-tier design (keyword, WordLlama and the
+refined model all-MiniLM-L6-v2, also with half the documents refined): docs/performance.md,
+"Two tiers".
 """
 
 from __future__ import annotations
