@@ -17,6 +17,10 @@ bench/data/retrieval (139 labelled, 91 held out) are scored in numpy:
   or by score (cosine + gamma x coverage).
 
 It prints paraphrase recall@3 (labelled / held out) per method, semantic and hybrid.
+
+`--refined` compares instead the fusions of the two-tier design (keyword, WordLlama and the
+refined model all-MiniLM-L6-v2, also with half the documents refined): docs/performance.md,
+"Two tiers".
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ WORD = re.compile(r"\w+")
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embedded-database", default="bench_methods")
+    parser.add_argument(
+        "--refined", action="store_true", help="compare fusions with the refined model (all-MiniLM-L6-v2) instead"
+    )
     args = parser.parse_args(argv)
     if not os.environ.get("DATABASE_URL"):
         os.environ["EMBEDDED_DATABASE_NAME"] = args.embedded_database
@@ -49,7 +56,11 @@ def main(argv: list[str]) -> int:
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
-    Methods().run()
+    methods = Methods()
+    if args.refined:
+        methods.run_refined()
+    else:
+        methods.run()
     return 0
 
 
@@ -203,6 +214,88 @@ class Methods:
                 orders.append(sorted(fused, key=lambda j: (-fused[j], -values[j])))
             results.append(f"{self.recall3(kind, orders):.3f}")
         return " / ".join(results)
+
+    def fused(self, lists: Callable[[str, int], list[list[int]]], depth: int = 10) -> str:
+        """Recall@3 of RRF (k = 60) over the given semantic lists (document indexes, best first)
+        and the service's keyword list (hits covering at least half of the query)."""
+        results = []
+        for kind in SETS:
+            orders: list[list[int]] = []
+            for i in range(len(self.questions[kind])):
+                fused: dict[int, float] = {}
+                semantic = lists(kind, i)
+                keyword = [[j for j, coverage in self.keyword[kind][i] if coverage >= 0.5]]
+                for ranking in semantic + keyword:
+                    for rank, j in enumerate(ranking[:depth], start=1):
+                        fused[j] = fused.get(j, 0.0) + 1 / (60 + rank)
+                first = {j: r for ranking in reversed(semantic) for r, j in enumerate(ranking)}
+                orders.append(sorted(fused, key=lambda j: (-fused[j], first.get(j, 10**6), j)))
+            results.append(f"{self.recall3(kind, orders):.3f}")
+        return " / ".join(results)
+
+    def run_refined(self) -> None:
+        """Fusions of keyword, WordLlama and the refined model (docs/performance.md, "Two tiers")."""
+        from advanced.embeddings import document_text
+        from advanced.embeddings_transformer import RefinedEmbeddingProvider
+
+        refined = RefinedEmbeddingProvider()
+        texts = [document_text(title=d.title, content=d.content) for d in self.documents]
+        minilm_documents = refined.embed_array(texts)
+        minilm = {
+            kind: refined.embed_array([q.text for q in questions]) @ minilm_documents.T
+            for kind, questions in self.questions.items()
+        }
+        wordllama = self.scores()
+        rng = np.random.default_rng(14)
+        # Half the documents refined (a shop whose background job is half way through).
+        half = rng.permutation(len(self.documents)) < len(self.documents) // 2
+
+        def order(row: Matrix, keep: np.ndarray | None = None) -> list[int]:
+            ranking = np.argsort(-row, kind="stable").tolist()
+            return ranking if keep is None else [j for j in ranking if keep[j]]
+
+        def mixed(kind: str, i: int) -> list[int]:
+            # One semantic list: refined documents by MiniLM cosine, the rest by WordLlama cosine.
+            row = np.where(half, minilm[kind][i], wordllama[kind][i])
+            return order(row)
+
+        variants: list[tuple[str, Callable[[str, int], list[list[int]]], dict[str, Any]]] = [
+            ("keyword + WordLlama (today's hybrid)", lambda k, i: [order(wordllama[k][i])], {}),
+            ("(a) keyword + MiniLM", lambda k, i: [order(minilm[k][i])], {}),
+            ("(a) keyword + MiniLM, depth 20", lambda k, i: [order(minilm[k][i])], {"depth": 20}),
+            ("(b) keyword + WordLlama + MiniLM", lambda k, i: [order(minilm[k][i]), order(wordllama[k][i])], {}),
+            (
+                "(b) keyword + WordLlama + MiniLM, depth 20",
+                lambda k, i: [order(minilm[k][i]), order(wordllama[k][i])],
+                {"depth": 20},
+            ),
+            (
+                "(c) keyword + (MiniLM + WordLlama cosine sum)",
+                lambda k, i: [order(minilm[k][i] + wordllama[k][i])],
+                {},
+            ),
+            (
+                "(c) keyword + (MiniLM + 0.5 WordLlama cosine)",
+                lambda k, i: [order(minilm[k][i] + 0.5 * wordllama[k][i])],
+                {},
+            ),
+            (
+                "half refined, (a) with WordLlama for the unrefined",
+                lambda k, i: [order(minilm[k][i], half), order(wordllama[k][i], ~half)],
+                {},
+            ),
+            (
+                "half refined, (b) WordLlama over all, MiniLM over the refined",
+                lambda k, i: [order(minilm[k][i], half), order(wordllama[k][i])],
+                {},
+            ),
+            ("half refined, one list of mixed cosines", lambda k, i: [mixed(k, i)], {}),
+        ]
+        print("paraphrase recall@3, labelled / held out")
+        print(f"{'method':62s} {'semantic':>15s} {'hybrid':>15s}")
+        print(f"{'MiniLM alone':62s} {self.semantic(minilm):>15s} {'':>15s}")
+        for name, lists, options in variants:
+            print(f"{name:62s} {'':>15s} {self.fused(lists, **options):>15s}", flush=True)
 
     def run(self) -> None:
         vocabulary = np.arange(self.matrix.shape[0], dtype=np.float64)

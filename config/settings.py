@@ -236,6 +236,10 @@ if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", KNOWLEDGE_SEARCH_LANGUAGE):
         f"KNOWLEDGE_SEARCH_LANGUAGE must name a text search configuration, got {KNOWLEDGE_SEARCH_LANGUAGE!r}"
     )
 EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "text-embedding-3-small")
+# The refined tier (issue 14): all-MiniLM-L6-v2 vectors computed in the background
+# (jobs.refine_knowledge) and preferred by semantic and hybrid search where current. Off: the
+# job does nothing and search uses the default provider's vectors only.
+KNOWLEDGE_REFINE = env_bool("KNOWLEDGE_REFINE", True)
 KNOWLEDGE_EMBEDDING_BATCH_SIZE = env_int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", 100)
 KNOWLEDGE_EMBEDDING_TIMEOUT = env_int("KNOWLEDGE_EMBEDDING_TIMEOUT", 30)
 # A search whose filtered candidates are at most this many scans them exactly; larger ones

@@ -111,5 +111,27 @@ def refit_knowledge_index(context: JobContext, timestamp: int) -> JobRun | None:
     )
 
 
+@app.periodic(cron=schedule.KNOWLEDGE_REFINE_CRON)
+@app.task(name="jobs.refine_knowledge", pass_context=True, lock="refine_knowledge", queueing_lock="refine_knowledge")
+def refine_knowledge(context: JobContext, timestamp: int) -> JobRun | None:
+    """Every minute; refines the knowledge documents that lack a current refined vector, if any."""
+    from advanced.services.knowledge.refine import refine_pending
+    from tenancy.scope import atomic_scope, service_scope
+
+    if not settings.KNOWLEDGE_REFINE:
+        return None
+    with atomic_scope(service_scope()):
+        pending = refine_pending().exists()
+    if not pending:
+        # The common case: no row in job_runs for it (1,440 a day otherwise).
+        return None
+    return job_run(
+        job="refine_knowledge",
+        command="refine_knowledge",
+        arguments=["--max-seconds", str(schedule.KNOWLEDGE_REFINE_MAX_SECONDS)],
+        queue_job_id=_id(context),
+    )
+
+
 def _id(context: JobContext) -> int | None:
     return context.job.id if context.job is not None else None

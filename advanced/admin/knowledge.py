@@ -27,6 +27,7 @@ from ..services.knowledge import (
     knowledge_document_save,
     knowledge_reembed,
 )
+from ..services.knowledge.refine import refined_current
 from .shared import EMPTY
 
 DOCUMENT_FIELDS = ("title", "content", "document_type", "tags", "source_url")
@@ -117,6 +118,7 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
         "document_type",
         "has_embedding",
         "embedding_model",
+        "is_refined",
         "updated_at",
     )
     list_filter = ("document_type", "is_current", "embedding_model", SHOP_FILTER)
@@ -125,7 +127,7 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
     ordering = ("shop__domain", "document_key", "-version")
     # A vector(1536) is ~20 kB of text per row: neither the list nor the form loads it, and a
     # form without the field leaves the stored embedding alone.
-    exclude = ("embedding", "search_language")
+    exclude = ("embedding", "search_language", "refined_embedding")
     actions = ("reembed_shop",)
 
     @admin.action(description="Re-embed this shop's documents with the current model", permissions=["change"])
@@ -152,8 +154,11 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
         return (
             super()
             .get_queryset(request)
-            .defer("embedding")
-            .annotate(embedding_present=ExpressionWrapper(Q(embedding__isnull=False), output_field=BooleanField()))
+            .defer("embedding", "refined_embedding")
+            .annotate(
+                embedding_present=ExpressionWrapper(Q(embedding__isnull=False), output_field=BooleanField()),
+                refined_present=ExpressionWrapper(refined_current(), output_field=BooleanField()),
+            )
         )
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
@@ -182,7 +187,10 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
         return [
             ("Document", {"fields": ("shop", "document_key", *DOCUMENT_FIELDS), "description": note}),
             ("Versions", {"fields": ("version", "is_current", "version_links", "version_history")}),
-            ("Embedding", {"fields": ("has_embedding", "embedding_model")}),
+            (
+                "Embedding",
+                {"fields": ("has_embedding", "embedding_model", "is_refined", "refined_model", "refined_at")},
+            ),
             ("Audit", {"classes": ("collapse",), "fields": AUDIT_FIELDS}),
         ]
 
@@ -194,6 +202,9 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
             "version_history",
             "has_embedding",
             "embedding_model",
+            "is_refined",
+            "refined_model",
+            "refined_at",
             *AUDIT_FIELDS,
         )
         if obj is None:
@@ -289,6 +300,12 @@ class KnowledgeDocumentAdmin(ServiceFormAdmin):
     def has_embedding(self, obj: KnowledgeDocument) -> bool:
         # Rows that did not come from get_queryset (the add page's empty instance) have no flag.
         return bool(getattr(obj, "embedding_present", False))
+
+    @admin.display(description="refined", boolean=True, ordering="refined_present")
+    def is_refined(self, obj: KnowledgeDocument) -> bool:
+        """Whether search uses its refined vector: present, of the refined model and of this text
+        (the refine job, docs/operations.md, fills it about a minute after a save)."""
+        return bool(getattr(obj, "refined_present", False))
 
     @admin.display(description="previous / next")
     def version_links(self, obj: KnowledgeDocument) -> str:

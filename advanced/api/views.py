@@ -288,6 +288,8 @@ class KnowledgeDocumentViewSet(TenantViewSet):
             "scan": result.scan,
             "query_truncated": result.query_truncated,
             "query_tokens": result.query_tokens,
+            "refined_model": result.refined_model,
+            "refined_scan": result.refined_scan,
             "results": result.documents,
         }
         return Response(KnowledgeSearchResponseSerializer(answer).data)

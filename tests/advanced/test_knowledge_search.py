@@ -111,9 +111,11 @@ def test_text_query_returns_the_relevant_document_first(shop_corpus: Actor) -> N
         "created_at",
         "updated_at",
         "distance",
+        "distance_model",
         "keyword_rank",
         "score",
     }
+    assert results[0]["distance_model"] == results[0]["embedding_model"] == body["embedding_model"]
 
 
 def test_k_defaults_to_10_and_never_exceeds_the_matching_documents(shop_corpus: Actor) -> None:

@@ -134,6 +134,8 @@ GENERATED_COLUMNS = {
     ("experiment_results", "conversion_rate"),
     # Keyword search's tsvector of title and content (issue 14).
     ("knowledge_base", "search_vector"),
+    # md5 of title and content: a refined vector is current only while it matches (issue 14).
+    ("knowledge_base", "text_digest"),
 }
 
 
@@ -352,9 +354,12 @@ def test_array_and_vector_fields_are_the_only_ones_and_have_their_types() -> Non
     arrays = _model_columns(ArrayField)
     vectors = _model_columns(VectorField)
     assert [(t, c) for t, c, _ in arrays] == [("knowledge_base", "tags")]
-    assert [(t, c) for t, c, _ in vectors] == [("knowledge_base", "embedding")]
+    assert [(t, c) for t, c, _ in vectors] == [("knowledge_base", "embedding"), ("knowledge_base", "refined_embedding")]
     assert column_type("knowledge_base", "tags") == ("character varying(100)[]", "", True)
     assert column_type("knowledge_base", "embedding") == ("vector(1536)", "", False)
+    # The refined tier (all-MiniLM-L6-v2): its own 384 dimensions, NULL until the job fills it.
+    assert column_type("knowledge_base", "refined_embedding") == ("vector(384)", "", False)
+    assert column_type("knowledge_base", "text_digest") == ("character varying(32)", "s", False)
 
 
 def test_generated_ratio_columns_are_stored_generated_and_nothing_else_is() -> None:

@@ -207,8 +207,17 @@ class KnowledgeSearchHitSerializer(TenantModelSerializer):
     score = serializers.FloatField(
         read_only=True,
         help_text="What the results are ordered by: 1 - distance (semantic), keyword_rank (keyword) or the fused "
-        "reciprocal rank score (hybrid).",
+        "reciprocal rank score (hybrid, or semantic over refined and not yet refined documents).",
     )
+    distance_model = serializers.SerializerMethodField(
+        help_text="The model whose cosine `distance` is: the refined model for a document with a current refined "
+        "vector, else its embedding_model; null when only keyword search found it."
+    )
+
+    def get_distance_model(self, instance: KnowledgeDocument) -> str | None:
+        if getattr(instance, "distance", None) is None:
+            return None
+        return getattr(instance, "distance_model", None) or instance.embedding_model
 
     class Meta(TenantModelSerializer.Meta):
         model = KnowledgeDocument
@@ -226,6 +235,7 @@ class KnowledgeSearchHitSerializer(TenantModelSerializer):
             "created_at",
             "updated_at",
             "distance",
+            "distance_model",
             "keyword_rank",
             "score",
         )
@@ -255,5 +265,15 @@ class KnowledgeSearchResponseSerializer(serializers.Serializer[Any]):
     )
     query_tokens = serializers.IntegerField(
         allow_null=True, help_text="Tokens of the query the model read (null: keyword mode or a vector)."
+    )
+    refined_model = serializers.CharField(
+        allow_null=True,
+        help_text="The refined model when its vectors took part (semantic and hybrid text queries of a shop with "
+        "refined documents; the rest are compared by embedding_model); null otherwise.",
+    )
+    refined_scan = serializers.ChoiceField(
+        choices=[(scan, scan) for scan in ("exact", "hnsw", "hnsw+exact")],
+        allow_null=True,
+        help_text="How the refined vectors were searched; null when they were not.",
     )
     results = KnowledgeSearchHitSerializer(many=True, help_text="Nearest first.")

@@ -3,7 +3,8 @@
 - `versioning`: save, revise and delete documents as versions, each with its embedding;
 - `search`: semantic, keyword and hybrid search (`knowledge_search`);
 - `index`: the IVFFlat index's state, search settings, break-even and rebuild;
-- `reembed`: moving stored documents to the configured embedding model and language.
+- `reembed`: moving stored documents to the configured embedding model and language;
+- `refine`: the second tier, all-MiniLM-L6-v2 vectors computed in the background.
 """
 
 from .errors import EmbeddingUnavailable as EmbeddingUnavailable
@@ -28,6 +29,10 @@ from .reembed import ReembedBatch as ReembedBatch
 from .reembed import knowledge_reembed as knowledge_reembed
 from .reembed import knowledge_reembed_batch as knowledge_reembed_batch
 from .reembed import reembed_pending as reembed_pending
+from .refine import RefineBatch as RefineBatch
+from .refine import knowledge_refine as knowledge_refine
+from .refine import knowledge_refine_batch as knowledge_refine_batch
+from .refine import refine_pending as refine_pending
 from .search import MAX_K as MAX_K
 from .search import SEARCH_MODES as SEARCH_MODES
 from .search import KnowledgeSearchResult as KnowledgeSearchResult

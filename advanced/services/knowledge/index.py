@@ -15,7 +15,7 @@ from psycopg.pq import TransactionStatus
 
 from tenancy.scope import active_scope, atomic_scope, service_scope
 
-from ...models import EMBEDDING_DIMENSIONS, LOCAL_INDEX_NAME, KnowledgeDocument
+from ...models import EMBEDDING_DIMENSIONS, LOCAL_INDEX_NAME, REFINED_INDEX_NAME, KnowledgeDocument
 
 INDEX_NAME = "knowledge_base_embedding_idx"
 # pgvector's bounds for `lists` (IVFFLAT_MIN_LISTS, IVFFLAT_MAX_LISTS) and its default.
@@ -108,14 +108,19 @@ class HnswIndexState:
     pgvector_version: tuple[int, ...]
 
 
-def hnsw_index_state() -> HnswIndexState | None:
+def refined_index_state() -> HnswIndexState | None:
+    """The installed pgvector version when the refined model's HNSW index exists (None: it does not)."""
+    return hnsw_index_state(REFINED_INDEX_NAME)
+
+
+def hnsw_index_state(name: str = LOCAL_INDEX_NAME) -> HnswIndexState | None:
     """The installed pgvector version when the local model's HNSW index exists (None: it does not)."""
     with connection.cursor() as cursor:
         # The cast loads pgvector's library in this session, which defines the hnsw.* settings.
         cursor.execute(
             "SELECT e.extversion, '[1]'::vector IS NOT NULL FROM pg_extension e "
             "WHERE e.extname = 'vector' AND to_regclass(%s) IS NOT NULL",
-            [LOCAL_INDEX_NAME],
+            [name],
         )
         row = cursor.fetchone()
     return None if row is None else HnswIndexState(pgvector_version=_version_tuple(str(row[0])))

@@ -53,12 +53,13 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import transaction
-from django.db.models import F, FloatField
+from django.db.models import ExpressionWrapper, F, FloatField
 from django.db.models.expressions import RawSQL
 from pgvector.django import CosineDistance
 
@@ -71,6 +72,7 @@ from ...embeddings import (
     EmbeddingProvider,
     embedding_provider,
 )
+from ...embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider, model_folder
 from ...models import IsLocalModel, KnowledgeDocument, LocalEmbedding
 from ...querysets import KnowledgeDocumentQuerySet
 from .errors import EmbeddingUnavailable
@@ -84,7 +86,9 @@ from .index import (
     ivfflat_index_state,
     ivfflat_search_settings,
     local_settings,
+    refined_index_state,
 )
+from .refine import not_refined_current, refined_current
 from .versioning import clean_vector
 
 logger = logging.getLogger(__name__)
@@ -132,6 +136,9 @@ class KnowledgeSearchResult:
     query_truncated: bool = False
     # Tokens of the query the model read (None: the provider does not count them).
     query_tokens: int | None = None
+    # The refined model (REFINED_MODEL) when its vectors took part, and how they were searched.
+    refined_model: str | None = None
+    refined_scan: str | None = None
 
 
 def knowledge_search(
@@ -165,6 +172,10 @@ def knowledge_search(
     if query is not None and not query.strip():
         raise Refused({"query": ["Must not be blank."]})
     filters = _Filters(tags=list(dict.fromkeys(tags)), tags_mode=tags_mode, document_type=document_type)
+    if query is not None and mode != "keyword":
+        provider = provider or embedding_provider()
+        if refine_applies(provider) and _has_refined():
+            return _refined_search(query, k, mode=mode, filters=filters, provider=provider)
     truncated, tokens, target = False, None, None
     if mode != "keyword":
         if query is not None:
@@ -219,18 +230,21 @@ def knowledge_search(
 
 
 def reciprocal_rank_fusion(
-    semantic: list[KnowledgeDocument], keyword: list[KnowledgeDocument]
+    semantic: list[KnowledgeDocument], keyword: list[KnowledgeDocument], *more_semantic: list[KnowledgeDocument]
 ) -> list[KnowledgeDocument]:
-    """Documents of both lists by sum of 1 / (RRF_K + rank), best first (ties: nearer, then id).
+    """Documents of the lists by sum of 1 / (RRF_K + rank), best first (ties: nearer, then id).
 
-    A document in both lists keeps the semantic list's object and gains its `keyword_rank`.
+    A document in a semantic list and the keyword list keeps the semantic list's object and
+    gains its `keyword_rank`. `more_semantic`: further semantic lists (the refined search's
+    fallback), of documents none of the other semantic lists holds.
     """
     fused: dict[int, KnowledgeDocument] = {}
     scores: dict[int, float] = {}
-    for rank, document in enumerate(semantic, start=1):
-        document.keyword_rank = None  # type: ignore[attr-defined]
-        fused[document.pk] = document
-        scores[document.pk] = 1.0 / (RRF_K + rank)
+    for ranking in (semantic, *more_semantic):
+        for rank, document in enumerate(ranking, start=1):
+            document.keyword_rank = None  # type: ignore[attr-defined]
+            fused[document.pk] = document
+            scores[document.pk] = scores.get(document.pk, 0.0) + 1.0 / (RRF_K + rank)
     for rank, document in enumerate(keyword, start=1):
         if document.pk in fused:
             fused[document.pk].keyword_rank = document.keyword_rank  # type: ignore[attr-defined]
@@ -382,3 +396,140 @@ def _ranked(documents: Iterable[KnowledgeDocument]) -> list[KnowledgeDocument]:
     stored before vectors were checked has no cosine distance (NaN): it cannot be ranked."""
     found = [document for document in documents if math.isfinite(_distance(document))]
     return sorted(found, key=lambda document: (_distance(document), document.pk))
+
+
+# --- the refined tier (issue 14) ------------------------------------------------------------
+
+
+# One thread per process for the refined model's query embedding (see _refined_search).
+_QUERY_EMBEDDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refined-query")
+
+
+def refine_applies(provider: EmbeddingProvider) -> bool:
+    """Whether refined vectors take part in a text search: KNOWLEDGE_REFINE is on and the query
+    is of the default (local, static) model, the tier they refine. Another provider's vectors
+    (openai) are searched as they are."""
+    if not settings.KNOWLEDGE_REFINE or provider.model != LOCAL_EMBEDDING_MODEL:
+        return False
+    try:
+        model_folder()
+    except EmbeddingError:
+        # The package is gone (refined rows from an earlier install): search as without them.
+        return False
+    return True
+
+
+def _has_refined() -> bool:
+    """Does the scope hold any current refined vector? (an index-only probe; no: the query is
+    not embedded by the refined model at all, ~10 ms saved)."""
+    with transaction.atomic():
+        return KnowledgeDocument.objects.current().filter(refined_current()).exists()
+
+
+def _filtered(rows: KnowledgeDocumentQuerySet, filters: _Filters) -> KnowledgeDocumentQuerySet:
+    if filters.tags:
+        rows = rows.with_any_tags(filters.tags) if filters.tags_mode == "any" else rows.with_tags(filters.tags)
+    if filters.document_type:
+        rows = rows.filter(document_type=filters.document_type)
+    return rows
+
+
+def _refined_search(
+    query: str, k: int, *, mode: str, filters: _Filters, provider: EmbeddingProvider
+) -> KnowledgeSearchResult:
+    """Semantic or hybrid search of a shop with refined vectors (docs/performance.md, "Two tiers").
+
+    Lists, fused by reciprocal rank as in plain hybrid search:
+    - refined: the documents with a current refined vector, by the refined model's cosine;
+    - fallback: the other current documents (not yet refined, or edited since), by the default
+      model's cosine, so a document is findable from the moment it is saved;
+    - keyword (hybrid only), unchanged.
+    Measured in numpy on bench/data/retrieval (paraphrase recall@3, labelled / held out):
+    keyword + refined 0.921 / 0.934 against 0.863 / 0.868 for keyword + WordLlama; adding
+    WordLlama as a third list over every document lowered it (0.892 / 0.923), and with half
+    the documents refined, this fallback kept 0.871 / 0.868 (one list of mixed cosines: 0.863 /
+    0.857; WordLlama over all plus MiniLM over the refined half: 0.727 / 0.714).
+    """
+    # The transformer embeds the query (~15 ms) in a thread while this one asks PostgreSQL for
+    # the keyword and fallback lists (numpy's BLAS and the socket wait both release the GIL):
+    # hybrid p50 / p95 52 / 63 -> 39 / 50 ms on the 10,000-document shop (docs/performance.md).
+    pending = _QUERY_EMBEDDER.submit(RefinedEmbeddingProvider().embed_query, query)
+    try:
+        embedded = provider.embed_query(query)
+    except EmbeddingError as exc:
+        pending.cancel()
+        raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
+    target = clean_vector(embedded.vector, field_name="vector")
+    words = _QUERY_WORD.findall(query)
+    depth = max(k, RRF_DEPTH) if mode == "hybrid" else k
+    with transaction.atomic():
+        current = _filtered(KnowledgeDocument.objects.current(), filters).defer(
+            "embedding", "search_vector", "refined_embedding"
+        )
+        keyword: list[KnowledgeDocument] = []
+        if mode == "hybrid":
+            keyword = _keyword(words[:KEYWORD_MAX_TERMS], depth, filters=filters, min_coverage=HYBRID_MIN_COVERAGE)
+        unrefined = current.filter(not_refined_current()).filter(
+            IsLocalModel(F("embedding_model")), embedding__isnull=False
+        )
+        fallback: list[KnowledgeDocument] = []
+        scan = "exact"
+        # First an index-only probe of knowledge_base_unrefined_idx, without the search's other
+        # filters: in the steady state (everything refined) it finds nothing and the fallback
+        # is skipped. The full filter is priced by the planner at a quarter of the shop (it
+        # cannot estimate refined_digest <> text_digest) and read the shop's rows: 50-70 ms of
+        # a ~110 ms search on the 10,000-document shop.
+        if KnowledgeDocument.objects.current().filter(not_refined_current()).exists():
+            hnsw = hnsw_index_state()
+            if hnsw is not None:
+                fallback, scan = _local_nearest(unrefined, target, depth, hnsw)
+            else:
+                fallback, scan = _exact_nearest(unrefined, target, depth), "exact"
+        for document in fallback:
+            document.distance_model = LOCAL_EMBEDDING_MODEL  # type: ignore[attr-defined]
+        try:
+            refined = pending.result()
+        except EmbeddingError as exc:
+            raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
+        ranked, refined_scan = _refined_nearest(current.filter(refined_current()), refined.vector, depth)
+        for document in ranked:
+            document.distance_model = REFINED_MODEL  # type: ignore[attr-defined]
+        documents = reciprocal_rank_fusion(ranked, keyword, fallback)[:k]
+    truncated = embedded.truncated or refined.truncated or (mode == "hybrid" and len(words) > KEYWORD_MAX_TERMS)
+    if mode == "semantic" and not (ranked and fallback):
+        # One list: ordered by its distances, scored as plain semantic search.
+        for document in documents:
+            document.score = 1.0 - _distance(document)  # type: ignore[attr-defined]
+    return KnowledgeSearchResult(
+        documents=documents,
+        scan=scan,
+        mode=mode,
+        embedding_model=provider.model,
+        query_truncated=truncated,
+        query_tokens=embedded.tokens,
+        refined_model=REFINED_MODEL,
+        refined_scan=refined_scan,
+    )
+
+
+def _refined_nearest(
+    candidates: KnowledgeDocumentQuerySet, vector: list[float], k: int
+) -> tuple[list[KnowledgeDocument], str]:
+    """The k nearest refined vectors: exact up to hnsw_exact_search_limit() candidates, else
+    through the refined HNSW index (same settings as the local model's), exact if it fell short."""
+    limit = hnsw_exact_search_limit()
+    count = candidates.order_by()[: limit + 1].count()
+    if count == 0:
+        return [], "exact"
+    distance = CosineDistance(F("refined_embedding"), vector)
+    exact = candidates.annotate(distance=ExpressionWrapper(distance + 0.0, output_field=FloatField()))
+    state = refined_index_state() if count > limit else None
+    if state is None:
+        return _ranked(exact.order_by("distance", "id")[:k]), "exact"
+    with local_settings({**hnsw_search_settings(state, k), **INDEX_PLAN_SETTINGS}):
+        found = _ranked(candidates.annotate(distance=distance).order_by("distance")[:k])
+    wanted = k if count >= k else candidates.order_by()[:k].count()
+    if len(found) < wanted:
+        logger.warning("knowledge search: the refined index gave %d of %d rows; answering exactly", len(found), wanted)
+        return _ranked(exact.order_by("distance", "id")[:k]), "hnsw+exact"
+    return found, "hnsw"

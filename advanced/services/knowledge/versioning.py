@@ -15,7 +15,9 @@ it names); otherwise the text `title + content` is embedded by the configured pr
 new version whose title and content equal an earlier version's reuses that vector when the
 provider's model made it; a partial edit (PATCH) of other fields keeps the current vector.
 The row records the text search configuration (KNOWLEDGE_SEARCH_LANGUAGE) its keyword
-vector is generated with.
+vector is generated with. A new version starts without a refined vector (refine.py fills it in
+the background), except one whose title and content equal an earlier version's: it takes that
+version's current refined vector.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from tenancy.services import constraint_error
 from ...embeddings import EmbeddingError, EmbeddingProvider, document_text, embedding_provider
 from ...models import EMBEDDING_DIMENSIONS, DocumentType, KnowledgeDocument
 from .errors import EmbeddingUnavailable, KnowledgeConflict
+from .refine import refined_current
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +108,23 @@ def _embedding_for(
     return vector, provider.model
 
 
+def _keep_refined(document: KnowledgeDocument) -> None:
+    """A new version with an earlier version's exact title and content (an edit of its tags or
+    type) takes that version's current refined vector: the refine job need not run again. Any
+    other new version starts without one (refine.py fills it; search falls back meanwhile)."""
+    earlier = (
+        KnowledgeDocument.objects.filter(
+            shop_id=document.shop_id, document_key=document.document_key, title=document.title, content=document.content
+        )
+        .filter(refined_current())
+        .order_by("-version")
+        .values_list("refined_embedding", "refined_model", "refined_digest", "refined_at")
+        .first()
+    )
+    if earlier is not None:
+        document.refined_embedding, document.refined_model, document.refined_digest, document.refined_at = earlier
+
+
 def lock_key(shop_id: str, document_key: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -169,6 +189,7 @@ def knowledge_document_save(
         embedding_model=embedding_model,
         provider=provider,
     )
+    _keep_refined(document)
     for attempt in range(1, SAVE_ATTEMPTS + 1):
         try:
             with transaction.atomic():

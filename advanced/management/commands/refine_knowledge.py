@@ -1,0 +1,100 @@
+"""Give knowledge documents their refined (all-MiniLM-L6-v2) vectors, synchronously.
+
+    manage.py refine_knowledge [--shop DOMAIN] [--batch-size N] [--max-seconds S]
+
+What the background job (jobs.refine_knowledge) does, with a progress bar: every current
+version whose refined vector is missing, of another model or of an earlier text, in id order,
+in batches of --batch-size (default 32) that commit one by one as service_role. Resumable and
+idempotent: a rerun continues with what is still pending; with nothing pending it does nothing.
+--max-seconds stops after the batch that passes it (the job uses it to bound one run).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from advanced.embeddings import EmbeddingError
+from advanced.embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider, model_folder
+from advanced.services.knowledge.refine import (
+    DEFAULT_REFINE_BATCH_SIZE,
+    MAX_REFINE_BATCH_SIZE,
+    knowledge_refine_batch,
+    refine_pending,
+)
+from tenancy.errors import DomainError
+from tenancy.models import Shop
+from tenancy.scope import atomic_scope, service_scope
+
+from .reembed_knowledge import BAR_WIDTH
+
+
+class Command(BaseCommand):
+    help = f"Compute the refined ({REFINED_MODEL}) vectors of knowledge documents that lack a current one."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--shop", help="Only this shop (its domain, e.g. demo-1.myshopify.com).")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=DEFAULT_REFINE_BATCH_SIZE,
+            help=f"Documents refined and committed together (1..{MAX_REFINE_BATCH_SIZE}; "
+            f"default {DEFAULT_REFINE_BATCH_SIZE}).",
+        )
+        parser.add_argument("--max-seconds", type=float, help="Stop after the batch that passes this many seconds.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        batch_size: int = options["batch_size"]
+        if not 1 <= batch_size <= MAX_REFINE_BATCH_SIZE:
+            raise CommandError(f"--batch-size must be between 1 and {MAX_REFINE_BATCH_SIZE}; got {batch_size}.")
+        max_seconds: float | None = options["max_seconds"]
+        if max_seconds is not None and not max_seconds > 0:
+            raise CommandError(f"--max-seconds must be above 0; got {max_seconds}.")
+        shop: str | None = options["shop"]
+        if shop is not None:
+            shop = shop.strip().lower()
+            with atomic_scope(service_scope()):
+                if not Shop.objects.filter(domain=shop).exists():
+                    raise CommandError(f"No shop {shop!r}.")
+        try:
+            model_folder()
+        except EmbeddingError as exc:
+            raise CommandError(str(exc)) from exc
+        provider = RefinedEmbeddingProvider()
+        with atomic_scope(service_scope()):
+            total = refine_pending(shop_id=shop).count()
+        where = f"shop {shop}" if shop else "every shop"
+        self.stdout.write(f"{total} current versions of {where} to refine with {REFINED_MODEL}.")
+        done, after_id, started = 0, 0, time.monotonic()
+        while True:
+            try:
+                with atomic_scope(service_scope()):
+                    batch = knowledge_refine_batch(
+                        provider=provider, shop_id=shop, batch_size=batch_size, after_id=after_id
+                    )
+            except (DomainError, ValueError) as exc:
+                detail = getattr(exc, "detail", exc)
+                raise CommandError(f"Stopped after {done} documents (rerun to continue): {detail}") from exc
+            if batch.last_id is None:
+                break
+            after_id = batch.last_id
+            done += batch.refined
+            self._progress(done, total, time.monotonic() - started)
+            if max_seconds is not None and time.monotonic() - started >= max_seconds:
+                break
+        if total and self.stdout.isatty():
+            self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS(f"Refined {done} documents with {REFINED_MODEL}."))
+
+    def _progress(self, done: int, total: int, seconds: float) -> None:
+        total = max(total, done)
+        filled = round(BAR_WIDTH * done / total) if total else BAR_WIDTH
+        rate = done / seconds if seconds > 0 else 0.0
+        line = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} ({rate:,.1f} documents/s)"
+        if self.stdout.isatty():
+            self.stdout.write("\r" + line, ending="")
+            self.stdout.flush()
+        else:
+            self.stdout.write(line)
