@@ -91,6 +91,28 @@ class EmbeddingProvider(ABC):
         return EmbeddedQuery(vector=self.embed_one(text))
 
 
+class CountedEmbeddingProvider(EmbeddingProvider):
+    """A provider computing in numpy that counts each text's tokens (local models): `embed`,
+    `embed_array` and `embed_query` all come from `embed_counted`."""
+
+    @abstractmethod
+    def embed_counted(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """(len(texts), dimensions) float32 rows, and each text's token count before truncation."""
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        # tolist(): C conversion to Python floats, 10x a comprehension over numpy scalars; still
+        # half the local model's time (1,536 floats a text): the service paths use embed_array.
+        return self.embed_array(texts).tolist()
+
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        return self.embed_counted(texts)[0]
+
+    def embed_query(self, text: str) -> EmbeddedQuery:
+        array, counts = self.embed_counted([text])
+        limit = self.max_tokens or counts[0]
+        return EmbeddedQuery(vector=array[0].tolist(), truncated=counts[0] > limit, tokens=min(counts[0], limit))
+
+
 def document_text(*, title: str, content: str) -> str:
     """What a document's embedding is computed from: the title carries as much signal as the body."""
     return f"{title.strip()}\n\n{content.strip()}".strip()
@@ -209,7 +231,7 @@ def _load_wordllama(config: str, dimensions: int) -> _StaticModel:
         return model
 
 
-class LocalEmbeddingProvider(EmbeddingProvider):
+class LocalEmbeddingProvider(CountedEmbeddingProvider):
     """WordLlama static embeddings: mean of the text's token vectors (the first `max_tokens`),
     L2-normalised and zero-padded to `dimensions`."""
 
@@ -233,19 +255,6 @@ class LocalEmbeddingProvider(EmbeddingProvider):
         self.dimensions = dimensions
         self.max_tokens = max_tokens
         self.model = f"wordllama-{config}-{model_dimensions}"
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        # tolist(): C conversion to Python floats, 10x a comprehension over 1536 numpy scalars;
-        # still half the model's time (1,536 floats a text): the service paths use embed_array.
-        return self.embed_array(texts).tolist()
-
-    def embed_array(self, texts: list[str]) -> np.ndarray:
-        return self.embed_counted(texts)[0]
-
-    def embed_query(self, text: str) -> EmbeddedQuery:
-        array, counts = self.embed_counted([text])
-        limit = self.max_tokens or counts[0]
-        return EmbeddedQuery(vector=array[0].tolist(), truncated=counts[0] > limit, tokens=min(counts[0], limit))
 
     def embed_counted(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """(len(texts), dimensions) float32 rows, and each text's token count before truncation."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .embeddings import EmbeddedQuery, EmbeddingError, EmbeddingProvider
+from .embeddings import CountedEmbeddingProvider, EmbeddingError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -156,7 +156,7 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return phi
 
 
-class RefinedEmbeddingProvider(EmbeddingProvider):
+class RefinedEmbeddingProvider(CountedEmbeddingProvider):
     """all-MiniLM-L6-v2: 384-float L2-normalised vectors (no padding: its own column)."""
 
     name = "refined"
@@ -166,18 +166,6 @@ class RefinedEmbeddingProvider(EmbeddingProvider):
 
     def __init__(self, *, threads: int = 1) -> None:
         self.threads = threads
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_array(texts).tolist()
-
-    def embed_array(self, texts: list[str]) -> np.ndarray:
-        return self.embed_counted(texts)[0]
-
-    def embed_query(self, text: str) -> EmbeddedQuery:
-        array, counts = self.embed_counted([text])
-        return EmbeddedQuery(
-            vector=array[0].tolist(), truncated=counts[0] > MAX_TOKENS, tokens=min(counts[0], MAX_TOKENS)
-        )
 
     def embed_counted(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """(len(texts), 384) float32 rows, and each text's token count before truncation

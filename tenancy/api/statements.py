@@ -17,6 +17,7 @@ value of a request can be shared between requests.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -37,7 +38,6 @@ class Statement:
 
     sql: str
     names: tuple[str, ...]
-    col_count: int
     # (position, the field's converters, the expression they are called with): from the compiler.
     converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
 
@@ -82,7 +82,7 @@ def compile_values(queryset: QuerySet[Any]) -> Statement | None:
         (position, tuple(functions), expression)
         for position, (functions, expression) in compiler.get_converters(fields).items()
     )
-    return Statement(sql=sql, names=names, col_count=compiler.col_count, converters=converters)
+    return Statement(sql=sql, names=names, converters=converters)
 
 
 def counted(queryset: QuerySet[Any]) -> tuple[int, str | None]:
@@ -141,10 +141,14 @@ _statements: OrderedDict[Hashable, Statement | None] = OrderedDict()
 _counts: dict[Hashable, str] = {}
 
 
+_UNKNOWN: Any = object()
+
+
 def _remember(key: Hashable, statement: Statement | None) -> None:
     _statements[key] = statement
     if len(_statements) > MAX_STATEMENTS:
-        _statements.popitem(last=False)
+        with contextlib.suppress(KeyError):  # emptied meanwhile by another thread
+            _statements.popitem(last=False)
 
 
 class PlannedRows:
@@ -193,12 +197,13 @@ class PlannedRows:
         if not self.bare or (transform is not None and key is None):
             return list(build())
         shape = (self._shape, key, start, stop)
-        if shape in _statements:
-            statement = _statements[shape]
-            _statements.move_to_end(shape)
-        else:
+        statement = _statements.get(shape, _UNKNOWN)
+        if statement is _UNKNOWN:
             statement = compile_values(build())
             _remember(shape, statement)
+        else:
+            with contextlib.suppress(KeyError):  # dropped meanwhile by another thread (gthread)
+                _statements.move_to_end(shape)
         if statement is None:
             return list(build())
         return statement.rows(self.queryset.db)

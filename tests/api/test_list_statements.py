@@ -182,3 +182,18 @@ def test_a_statement_that_names_a_value_is_never_kept() -> None:
     assert kept is not None
     assert kept.names == ("id", "campaign_name")
     assert kept.sql.endswith("LIMIT 3")
+
+
+def test_the_kept_shapes_are_bounded_and_an_evicted_one_is_compiled_again(
+    owner_a: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(statements, "MAX_STATEMENTS", 2)
+    for name in ("b", "c", "a"):
+        AdCampaignFactory(shop=owner_a.shop, campaign_name=name)
+    orderings = ("campaign_name", "-campaign_name", "id")
+    first = [owner_a.client.get(f"/api/v1/ad-campaigns/?ordering={o}").json()["results"] for o in orderings]
+    assert len(statements._statements) == 2  # the oldest shape went
+    again = owner_a.client.get("/api/v1/ad-campaigns/?ordering=campaign_name").json()["results"]
+    assert again == first[0]
+    assert [row["campaign_name"] for row in again] == ["a", "b", "c"]
+    assert len(statements._statements) == 2

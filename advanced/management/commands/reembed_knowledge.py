@@ -13,19 +13,16 @@ changes), so a document never lacks a vector and never has two current versions.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from advanced.embeddings import EmbeddingError, embedding_provider
+from advanced.management.batches import run_batches
 from advanced.services.knowledge import knowledge_reembed_batch, reembed_pending
-from advanced.services.knowledge.reembed import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
-from tenancy.errors import DomainError
+from advanced.services.knowledge.reembed import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, ReembedBatch
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, service_scope
-
-BAR_WIDTH = 30
 
 
 class Command(BaseCommand):
@@ -61,41 +58,21 @@ class Command(BaseCommand):
         where = f"shop {shop}" if shop else "every shop"
         scope = "versions" if all_versions else "current versions"
         self.stdout.write(f"{total} {scope} of {where} to move to {provider.model}.")
-        done, after_id, started = 0, 0, time.monotonic()
-        while True:
-            try:
-                with atomic_scope(service_scope()):
-                    batch = knowledge_reembed_batch(
-                        provider=provider,
-                        shop_id=shop,
-                        all_versions=all_versions,
-                        batch_size=batch_size,
-                        after_id=after_id,
-                    )
-            except (DomainError, ValueError) as exc:
-                detail = getattr(exc, "detail", exc)
-                raise CommandError(f"Stopped after {done} documents (rerun to continue): {detail}") from exc
-            if batch.last_id is None:
-                break
-            after_id = batch.last_id
-            done += batch.updated
-            self._progress(done, total, time.monotonic() - started)
-        if total and self._interactive():
-            self.stdout.write("")
+        done = run_batches(
+            self.stdout,
+            total=total,
+            next_batch=lambda after_id: _moved(
+                knowledge_reembed_batch(
+                    provider=provider,
+                    shop_id=shop,
+                    all_versions=all_versions,
+                    batch_size=batch_size,
+                    after_id=after_id,
+                )
+            ),
+        )
         self.stdout.write(self.style.SUCCESS(f"Re-embedded {done} documents with {provider.model}."))
 
-    def _interactive(self) -> bool:
-        # A terminal gets one bar redrawn in place; a log gets a line a batch.
-        return self.stdout.isatty()
 
-    def _progress(self, done: int, total: int, seconds: float) -> None:
-        # More rows may fall behind during the run (writes of the old model meanwhile).
-        total = max(total, done)
-        filled = round(BAR_WIDTH * done / total) if total else BAR_WIDTH
-        rate = done / seconds if seconds > 0 else 0.0
-        line = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} ({rate:,.0f} documents/s)"
-        if self._interactive():
-            self.stdout.write("\r" + line, ending="")
-            self.stdout.flush()
-        else:
-            self.stdout.write(line)
+def _moved(batch: ReembedBatch) -> tuple[int, int | None]:
+    return batch.updated, batch.last_id

@@ -11,24 +11,22 @@ idempotent: a rerun continues with what is still pending; with nothing pending i
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from advanced.embeddings import EmbeddingError
 from advanced.embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider, model_folder
+from advanced.management.batches import run_batches
 from advanced.services.knowledge.refine import (
     DEFAULT_REFINE_BATCH_SIZE,
     MAX_REFINE_BATCH_SIZE,
+    RefineBatch,
     knowledge_refine_batch,
     refine_pending,
 )
-from tenancy.errors import DomainError
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, service_scope
-
-from .reembed_knowledge import BAR_WIDTH
 
 
 class Command(BaseCommand):
@@ -67,34 +65,16 @@ class Command(BaseCommand):
             total = refine_pending(shop_id=shop).count()
         where = f"shop {shop}" if shop else "every shop"
         self.stdout.write(f"{total} current versions of {where} to refine with {REFINED_MODEL}.")
-        done, after_id, started = 0, 0, time.monotonic()
-        while True:
-            try:
-                with atomic_scope(service_scope()):
-                    batch = knowledge_refine_batch(
-                        provider=provider, shop_id=shop, batch_size=batch_size, after_id=after_id
-                    )
-            except (DomainError, ValueError) as exc:
-                detail = getattr(exc, "detail", exc)
-                raise CommandError(f"Stopped after {done} documents (rerun to continue): {detail}") from exc
-            if batch.last_id is None:
-                break
-            after_id = batch.last_id
-            done += batch.refined
-            self._progress(done, total, time.monotonic() - started)
-            if max_seconds is not None and time.monotonic() - started >= max_seconds:
-                break
-        if total and self.stdout.isatty():
-            self.stdout.write("")
+        done = run_batches(
+            self.stdout,
+            total=total,
+            max_seconds=max_seconds,
+            next_batch=lambda after_id: _refined(
+                knowledge_refine_batch(provider=provider, shop_id=shop, batch_size=batch_size, after_id=after_id)
+            ),
+        )
         self.stdout.write(self.style.SUCCESS(f"Refined {done} documents with {REFINED_MODEL}."))
 
-    def _progress(self, done: int, total: int, seconds: float) -> None:
-        total = max(total, done)
-        filled = round(BAR_WIDTH * done / total) if total else BAR_WIDTH
-        rate = done / seconds if seconds > 0 else 0.0
-        line = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} ({rate:,.1f} documents/s)"
-        if self.stdout.isatty():
-            self.stdout.write("\r" + line, ending="")
-            self.stdout.flush()
-        else:
-            self.stdout.write(line)
+
+def _refined(batch: RefineBatch) -> tuple[int, int | None]:
+    return batch.refined, batch.last_id

@@ -25,17 +25,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
-from pgvector.psycopg.vector import register_vector_info
-from psycopg.types import TypeInfo
 
 from ...embeddings import EmbeddingError, EmbeddingProvider, document_text, embedding_provider
 from ...models import KnowledgeDocument, RegConfigField
 from ...querysets import KnowledgeDocumentQuerySet
+from .binary import binary_vector_cursor
 from .errors import EmbeddingUnavailable
 
 DEFAULT_BATCH_SIZE = 500
@@ -132,21 +130,8 @@ def knowledge_reembed(
 
 def _store_vectors(ids: list[int], vectors: np.ndarray, *, model: str, language: str) -> int:
     """One UPDATE of `ids` to `vectors` (rows still behind only), the vectors sent as binary
-    parameters: pgvector's psycopg dumper packs each float32 row as the server stores it.
-    Formatting them as text instead (1,536 reprs a row, parsed back by the server) made the
-    text, not the model, the bottleneck of re-embedding (bench/retrieval.py)."""
-    connection.ensure_connection()
-    raw = connection.connection
-    assert raw is not None
-    # Django's cursors bind parameters client-side (as SQL literals, text only); a cursor of
-    # psycopg's own binds them server-side, in the same connection and transaction. The vector
-    # dumpers are registered on this cursor only: the rest of the connection loads and dumps
-    # vectors as Django's VectorField expects.
-    info = raw.adapters.types.get("vector") or TypeInfo.fetch(raw, "vector")
-    if info is None:  # pragma: no cover - the migrations create the extension
-        raise EmbeddingUnavailable("The vector type is not installed in this database.")
-    with psycopg.Cursor(raw) as cursor:
-        register_vector_info(cursor, info)  # type: ignore[arg-type]  # any AdaptContext; typed for connections
+    parameters (binary.py)."""
+    with binary_vector_cursor() as cursor:
         cursor.execute(
             """
             UPDATE knowledge_base AS kb
@@ -158,7 +143,6 @@ def _store_vectors(ids: list[int], vectors: np.ndarray, *, model: str, language:
                     OR kb.search_language <> %(language)s::regconfig)
             """,
             {"model": model, "language": language, "ids": ids, "vectors": list(vectors)},
-            # Never a named prepared statement: PgBouncer in transaction mode (DATABASE_PREPARED_STATEMENTS=0).
             prepare=False,
         )
         return cursor.rowcount

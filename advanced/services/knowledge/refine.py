@@ -23,16 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import psycopg
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
-from pgvector.psycopg.vector import register_vector_info
-from psycopg.types import TypeInfo
 
 from ...embeddings import EmbeddingError, document_text
 from ...embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider
 from ...models import IsRefinedModel, KnowledgeDocument, not_refined
 from ...querysets import KnowledgeDocumentQuerySet
+from .binary import binary_vector_cursor
 from .errors import EmbeddingUnavailable
 
 # Documents embedded and committed together: ~0.5-1 s of the model on 2 cores, so a batch's
@@ -120,16 +118,9 @@ def knowledge_refine(
 
 
 def _store(*, ids: list[int], digests: list[str], vectors: np.ndarray) -> int:
-    """One UPDATE with the vectors as binary parameters (as reembed._store_vectors does), only
+    """One UPDATE with the vectors as binary parameters (binary.py), only
     where the text is still the one embedded."""
-    connection.ensure_connection()
-    raw = connection.connection
-    assert raw is not None
-    info = raw.adapters.types.get("vector") or TypeInfo.fetch(raw, "vector")
-    if info is None:  # pragma: no cover - the migrations create the extension
-        raise EmbeddingUnavailable("The vector type is not installed in this database.")
-    with psycopg.Cursor(raw) as cursor:
-        register_vector_info(cursor, info)  # type: ignore[arg-type]  # any AdaptContext; typed for connections
+    with binary_vector_cursor() as cursor:
         cursor.execute(
             """
             UPDATE knowledge_base AS kb
