@@ -84,9 +84,9 @@ def _session(threads: int) -> Any:
 
     Memory, measured: the process stays ~210 MB larger (~145 MB in use once the allocator hands
     back the build's buffers: the weights and onnxruntime's pre-packed copies of the matrices;
-    without pre-packing a query took 12 instead of 3.5 ms), ~250 MB at the peak of the build. The weights reach the session as arrays
-    (`add_external_initializers`, copied once) rather than inside the serialised model, which
-    peaked at ~560 MB."""
+    without pre-packing a query took 12 instead of 3.5 ms), ~250 MB at the peak of the build.
+    The weights reach the session as arrays (`add_external_initializers`, copied once) rather
+    than inside the serialised model, which peaked at ~560 MB."""
     with _lock:
         if threads not in _sessions:
             try:

@@ -188,6 +188,25 @@ def test_keyword_search_ranks_by_the_share_of_query_words_a_document_holds(owner
     assert [r["document_key"] for r in results] == ["kestrel-50", "kestrel-35"]
 
 
+def test_keyword_coverage_counts_lexemes_holding_a_quote(owner_a: Actor) -> None:
+    # The parser makes lexemes such as "shop.example.com/o'neil" of a URL: each query lexeme is
+    # matched as quoted tsquery input, so a quote in it is neither a syntax error nor a miss.
+    save_store(SHOP_A, keys=("shipping",))
+    with in_shop(SHOP_A):
+        knowledge_document_save(
+            shop_id=SHOP_A,
+            document_key="links",
+            title="Links",
+            content="See shop.example.com/o'neil\\x?y=1 for sizes.",
+            actor=None,
+        )
+    body = post(owner_a, query="shop.example.com/o'neil\\x?y=1 sizes", mode="keyword").json()
+    assert [r["document_key"] for r in body["results"]] == ["links"]
+    assert body["results"][0]["keyword_rank"] > 0
+    # Stop words only: no lexeme, no match, no error.
+    assert post(owner_a, query="the and of it", mode="keyword").json()["count"] == 0
+
+
 def test_hybrid_is_the_default_for_text_and_puts_the_exact_product_first(owner_a: Actor) -> None:
     save_store(SHOP_A)
     body = post(owner_a, query="Kestrel 50", k=3).json()

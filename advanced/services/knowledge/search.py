@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import ExpressionWrapper, F, FloatField
 from django.db.models.expressions import RawSQL
 from pgvector.django import CosineDistance
@@ -298,14 +298,17 @@ def _keyword(words: list[str], limit: int, *, filters: _Filters, min_coverage: f
         candidates = candidates.with_any_tags(tags) if filters.tags_mode == "any" else candidates.with_tags(tags)
     if filters.document_type:
         candidates = candidates.filter(document_type=filters.document_type)
-    # length(v) - length(ts_delete(v, query lexemes)): how many of the query's lexemes the
-    # row holds, found by ts_delete's binary search in the sorted tsvector.
-    coverage = RawSQL(
-        "(length(search_vector) - length(ts_delete(search_vector, tsvector_to_array(to_tsvector(%s::regconfig, %s)))))"
-        "::float8 / greatest(length(to_tsvector(%s::regconfig, %s)), 1)",
-        [language, text, language, text],
-        output_field=FloatField(),
-    )
+    lexemes = _lexemes(language, text)
+    if not lexemes:
+        return []  # only stop words: the query matches nothing
+    # How many of the query's lexemes a row holds: one single-lexeme `@@` each (a binary search
+    # in the sorted tsvector). It replaced length(v) - length(ts_delete(v, lexemes)), which
+    # copies the row's tsvector: "a jacket that keeps me dry hiking all day in heavy rain"
+    # matches 6,070 of the 10,000-document shop, and counting them with the coverage filter took
+    # 17-22 ms that way against 13-15 (`@@` alone: 10-13).
+    quoted = [_tsquery_lexeme(lexeme) for lexeme in lexemes]
+    held = " + ".join(["(search_vector @@ %s::tsquery)::int"] * len(quoted))
+    coverage = RawSQL(f"({held})::float8 / {len(quoted)}", quoted, output_field=FloatField())
     matches = candidates.filter(search_vector=tsquery).annotate(keyword_coverage=coverage)
     if min_coverage > 0:
         matches = matches.filter(keyword_coverage__gte=min_coverage)
@@ -317,6 +320,19 @@ def _keyword(words: list[str], limit: int, *, filters: _Filters, min_coverage: f
         .order_by("-keyword_coverage", "-keyword_rank", "id")
     )
     return list(ranked[:limit])
+
+
+def _lexemes(language: str, text: str) -> list[str]:
+    """The distinct lexemes PostgreSQL makes of `text` in `language` (stop words dropped)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tsvector_to_array(to_tsvector(%s::regconfig, %s))", [language, text])
+        row = cursor.fetchone()
+    return list(row[0]) if row and row[0] else []
+
+
+def _tsquery_lexeme(lexeme: str) -> str:
+    """One lexeme as tsquery input: quoted, so that it is taken as it is (not parsed again)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _semantic(
