@@ -36,9 +36,9 @@ model take the IVFFlat path above.
 Keyword. `search_vector @@ websearch_to_tsquery(KNOWLEDGE_SEARCH_LANGUAGE, 'w1 or w2 ...')`,
 ranked by the share of the query's lexemes a document holds, then by `ts_rank` (divided by
 1 + log(length)). Under row level security this reads every current row of the shop: `@@` is
-not LEAKPROOF, so PostgreSQL applies the policy first and cannot use the GIN index
-(knowledge_base_fts_idx serves unscoped, privileged reads); rows are kept narrow for it
-(migration 0015, docs/performance.md).
+not LEAKPROOF, so PostgreSQL applies the shop policy first and cannot use the GIN index
+knowledge_base_fts_idx for it; rows are kept narrow for that scan (migration 0015,
+docs/performance.md).
 The query's words are OR-ed: a customer's question shares a few words with the right
 document, never all of them (an AND of "can I get my money back if it came cracked" matches
 nothing). A hyphenated term ("KB-1042-BLK") stays one phrase. Candidates are current
