@@ -231,6 +231,14 @@ def _load_wordllama(config: str, dimensions: int) -> _StaticModel:
         return model
 
 
+def preload_local() -> None:
+    """Load the default model and the sparse product it embeds with now (see
+    advanced.apps.AdvancedConfig.server_warm_up): a server's first query otherwise pays both."""
+    import scipy.sparse  # noqa: F401  (its first import is most of the cost)
+
+    _load_wordllama(WORDLLAMA_CONFIG, WORDLLAMA_DIMENSIONS)
+
+
 class LocalEmbeddingProvider(CountedEmbeddingProvider):
     """WordLlama static embeddings: mean of the text's token vectors (the first `max_tokens`),
     L2-normalised and zero-padded to `dimensions`."""

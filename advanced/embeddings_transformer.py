@@ -222,6 +222,19 @@ def _graph(w: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     return serialised, external
 
 
+def preload() -> None:
+    """Build the one-thread session now, in a server's parent process before it forks its
+    workers (gunicorn `--preload`: config/wsgi.py), so that they share its memory and none pays
+    the build (~1 s) on its first refined search, again after every recycling. Measured with
+    3 forked children: 3 MB of private memory each, and the same vectors. The tokenizer is loaded
+    but not run: its parallel batch encoding would be disabled in the children after a fork."""
+    import numpy as np
+
+    _tokenizer()
+    ids = np.array([[101, 102]], dtype=np.int64)  # [CLS] [SEP]: the first run's own set-up
+    _session(1).run(["embedding"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+
+
 class RefinedEmbeddingProvider(CountedEmbeddingProvider):
     """all-MiniLM-L6-v2: 384-float L2-normalised vectors (no padding: its own column)."""
 

@@ -93,6 +93,22 @@ def test_refined_model_loads_and_embeds_with_the_network_unavailable() -> None:
     assert done.stdout.split() == ["384", "1.0"]
 
 
+@pytest.mark.parametrize(("refine", "refined_loaded"), [("1", True), ("0", False)])
+def test_the_wsgi_entry_point_loads_the_search_models_before_a_server_forks(refine: str, refined_loaded: bool) -> None:
+    # gunicorn --preload imports config.wsgi once in its parent: the models loaded there are
+    # shared by the forked workers, and no worker loads them on its first search.
+    script = (
+        "import config.wsgi\n"
+        "from advanced import embeddings, embeddings_transformer as t\n"
+        "print(sorted(embeddings._models), sorted(t._sessions), len(t._tokenizers))\n"
+    )
+    env = {**os.environ, "KNOWLEDGE_REFINE": refine, "EMBEDDING_PROVIDER": "local"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    sessions = "[1] 1" if refined_loaded else "[] 0"
+    assert done.stdout.strip() == f"[('l2_supercat', 256)] {sessions}"
+
+
 # --- the refine job -----------------------------------------------------------------------
 
 
