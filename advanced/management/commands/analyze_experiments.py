@@ -11,8 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from advanced.models import Experiment, ExperimentStatus
 from advanced.services.experiments import AnalysisResult, experiment_analyze
 from tenancy.errors import Refused
-from tenancy.management.options import day_option
-from tenancy.models import Shop
+from tenancy.management.options import day_option, shop_option
 from tenancy.scope import atomic_scope, service_scope
 
 # Without --experiment-key, the experiments whose data still changes.
@@ -66,10 +65,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         as_of = day_option("--as-of", options["as_of"]) if options["as_of"] else None
-        shop = (options["shop"] or "").strip().lower() or None
+        shop = shop_option(options["shop"])
         key = options["experiment_key"]
-        if shop is not None and not Shop.objects.filter(domain=shop).exists():
-            raise CommandError(f"No shop {shop!r}.")
         with atomic_scope(service_scope()):
             experiments = Experiment.objects.all()
             if shop is not None:

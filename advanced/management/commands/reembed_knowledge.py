@@ -21,7 +21,7 @@ from advanced.embeddings import EmbeddingError, embedding_provider
 from advanced.management.batches import run_batches
 from advanced.services.knowledge import knowledge_reembed_batch, reembed_pending
 from advanced.services.knowledge.reembed import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, ReembedBatch
-from tenancy.models import Shop
+from tenancy.management.options import bounded_option, shop_option
 from tenancy.scope import atomic_scope, service_scope
 
 
@@ -39,16 +39,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        batch_size: int = options["batch_size"]
-        if not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise CommandError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}.")
-        shop: str | None = options["shop"]
+        batch_size = bounded_option("--batch-size", options["batch_size"], MAX_BATCH_SIZE)
+        shop = shop_option(options["shop"])
         all_versions: bool = options["all_versions"]
-        if shop is not None:
-            shop = shop.strip().lower()
-            with atomic_scope(service_scope()):
-                if not Shop.objects.filter(domain=shop).exists():
-                    raise CommandError(f"No shop {shop!r}.")
         try:
             provider = embedding_provider()
         except EmbeddingError as exc:

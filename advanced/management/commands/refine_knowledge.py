@@ -25,7 +25,7 @@ from advanced.services.knowledge.refine import (
     knowledge_refine_batch,
     refine_pending,
 )
-from tenancy.models import Shop
+from tenancy.management.options import bounded_option, shop_option
 from tenancy.scope import atomic_scope, service_scope
 
 
@@ -44,18 +44,11 @@ class Command(BaseCommand):
         parser.add_argument("--max-seconds", type=float, help="Stop after the batch that passes this many seconds.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        batch_size: int = options["batch_size"]
-        if not 1 <= batch_size <= MAX_REFINE_BATCH_SIZE:
-            raise CommandError(f"--batch-size must be between 1 and {MAX_REFINE_BATCH_SIZE}; got {batch_size}.")
+        batch_size = bounded_option("--batch-size", options["batch_size"], MAX_REFINE_BATCH_SIZE)
         max_seconds: float | None = options["max_seconds"]
         if max_seconds is not None and not max_seconds > 0:
             raise CommandError(f"--max-seconds must be above 0; got {max_seconds}.")
-        shop: str | None = options["shop"]
-        if shop is not None:
-            shop = shop.strip().lower()
-            with atomic_scope(service_scope()):
-                if not Shop.objects.filter(domain=shop).exists():
-                    raise CommandError(f"No shop {shop!r}.")
+        shop = shop_option(options["shop"])
         try:
             model_folder()
         except EmbeddingError as exc:
