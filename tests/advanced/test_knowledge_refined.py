@@ -30,7 +30,7 @@ from jobs import tasks
 from jobs.models import JobRun, JobStatus
 from tenancy.factories import ShopFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope
-from tests.advanced.test_knowledge_search_modes import LOCAL_MODEL, STORE, in_shop, post, save_store
+from tests.advanced.test_knowledge_search_modes import LOCAL_MODEL, STORE, embed_offline, in_shop, post, save_store
 from tests.api.conftest import SHOP_A, SHOP_B, Actor, assert_error, owner_a, owner_b
 
 __all__ = ["owner_a", "owner_b"]
@@ -79,18 +79,11 @@ def test_refined_vectors_match_the_reference_model_within_float_tolerance() -> N
 
 
 def test_refined_model_loads_and_embeds_with_the_network_unavailable() -> None:
-    script = (
-        "import socket\n"
-        "def refuse(*a, **k): raise OSError('network disabled by the test')\n"
-        "socket.socket.connect = refuse\nsocket.create_connection = refuse\n"
+    code = (
         "from advanced.embeddings_transformer import RefinedEmbeddingProvider\n"
-        "v = RefinedEmbeddingProvider().embed_query('where is my parcel').vector\n"
-        "print(len(v), round(sum(x * x for x in v), 3))\n"
+        "v = RefinedEmbeddingProvider().embed_query('where is my parcel').vector"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HOME": "/nonexistent"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["384", "1.0"]
+    assert embed_offline(code) == ["384", "1.0"]
 
 
 @pytest.mark.parametrize(("refine", "refined_loaded"), [("1", True), ("0", False)])
