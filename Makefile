@@ -3,11 +3,19 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-INSTALLED := $(VENV)/.installed-$(shell cat requirements.txt requirements-nodeps.txt | cksum | cut -d' ' -f1)
+# Locked installs (requirements/*.txt: exact versions with hashes, resolved by `make upgrade`).
+# The stamp names the locks' checksum, so a changed lock reinstalls. `install` is the whole
+# development set (runtime + tests and tools); `install-runtime` (what `make serve` needs) is
+# the runtime set alone, satisfied by either stamp.
+LOCKS := requirements/runtime.txt requirements/dev.txt requirements/nodeps.txt
+LOCKSUM := $(shell cat $(LOCKS) | cksum | cut -d' ' -f1)
+INSTALLED := $(VENV)/.installed-dev-$(LOCKSUM)
+RUNTIME_INSTALLED := $(VENV)/.installed-runtime-$(LOCKSUM)
+PIP_INSTALL := $(PY) -m pip install --quiet --require-hashes --no-deps
 # mypy's Django plugin imports the settings; it needs no database, so it must not start one.
 NO_DB := DATABASE_URL=postgresql://unused@127.0.0.1:1/unused
 
-.PHONY: run test install migrate seed lint typecheck pytest browser pgbouncer bench clean-db serve worker
+.PHONY: run test install install-runtime upgrade migrate seed lint typecheck pytest browser pgbouncer bench clean-db serve worker
 
 # The development server and, beside it, the job worker (docs/operations.md, Scheduled jobs).
 # Ctrl-C stops both: the shell's EXIT trap sends the worker SIGTERM (a background job of a
@@ -21,13 +29,32 @@ test: install lint typecheck pytest ## Set everything up and run ruff, mypy and 
 
 install: $(INSTALLED)
 
-$(INSTALLED): requirements.txt requirements-nodeps.txt
+# --no-deps with --require-hashes: the lock lists every package, each with its hashes, so pip
+# installs exactly those files and nothing a dependency's open range would pull in on the day.
+$(INSTALLED): $(LOCKS)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PIP_INSTALL) -r requirements/dev.txt
+	$(PIP_INSTALL) -r requirements/nodeps.txt
 	@rm -f $(VENV)/.installed-*
-	@touch $@
+	@touch $@ $(RUNTIME_INSTALLED)
+
+install-runtime:
+	@if [ ! -f $(INSTALLED) ] && [ ! -f $(RUNTIME_INSTALLED) ]; then \
+		test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }; \
+		$(PYTHON) -m venv $(VENV) && \
+		$(PIP_INSTALL) -r requirements/runtime.txt && \
+		$(PIP_INSTALL) -r requirements/nodeps.txt && \
+		rm -f $(VENV)/.installed-* && touch $(RUNTIME_INSTALLED); \
+	fi
+
+# Moves versions deliberately: re-resolves both locks from requirements/*.in (newest versions
+# the ranges allow), with hashes. Review the diff, run `make test`, commit the locks.
+UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --no-header --annotation-style line
+upgrade: install ## Re-resolve requirements/*.txt to the newest versions requirements/*.in allow
+	cd requirements && ../$(UV_COMPILE) --upgrade runtime.in -o runtime.txt
+	cd requirements && ../$(UV_COMPILE) --upgrade dev.in -o dev.txt
+	cd requirements && ../$(UV_COMPILE) --upgrade --no-deps nodeps.in -o nodeps.txt
 
 migrate: install ## Bootstrap the database (embedded unless DATABASE_URL is set) and migrate
 	$(PY) manage.py bootstrap_db
@@ -85,7 +112,7 @@ pgbouncer: ## Debian's pgbouncer for tests/deploy/test_pgbouncer.py (root + apt-
 # DATABASE_URL, without which it serves the embedded database.
 PORT ?= 8000
 WEB_CONCURRENCY ?= 3
-serve: install ## Production server: migrate, collectstatic, gunicorn on 127.0.0.1:$PORT ($WEB_CONCURRENCY workers)
+serve: install-runtime ## Production server: migrate, collectstatic, gunicorn on 127.0.0.1:$PORT ($WEB_CONCURRENCY workers)
 	@if [ -z "$$DATABASE_URL" ]; then echo "serve: no DATABASE_URL, serving the embedded database in .pgdata"; fi
 	@if [ -z "$$DATABASE_URL" ]; then export DJANGO_EMBEDDED_DATABASE=1; fi; \
 	$(PY) manage.py bootstrap_db && $(PY) manage.py migrate --noinput && \

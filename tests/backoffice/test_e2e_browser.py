@@ -44,7 +44,7 @@ pytestmark = [
     ),
     pytest.mark.skipif(
         importlib.util.find_spec("playwright") is None,
-        reason="the playwright package is missing: pip install -r requirements.txt",
+        reason="the playwright package is missing: make install",
     ),
 ]
 
