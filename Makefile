@@ -15,7 +15,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --require-hashes --no-deps
 # mypy's Django plugin imports the settings; it needs no database, so it must not start one.
 NO_DB := DATABASE_URL=postgresql://unused@127.0.0.1:1/unused
 
-.PHONY: run test install install-runtime upgrade migrate seed lint typecheck pytest browser pgbouncer bench clean-db serve worker
+.PHONY: run test test-fast install install-runtime upgrade migrate seed lint typecheck pytest browser pgbouncer bench clean-db serve worker
 
 # The development server and, beside it, the job worker (docs/operations.md, Scheduled jobs).
 # Ctrl-C stops both: the shell's EXIT trap sends the worker SIGTERM (a background job of a
@@ -26,6 +26,11 @@ run: install migrate seed ## Set everything up and serve on http://127.0.0.1:800
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 test: install lint typecheck pytest ## Set everything up and run ruff, mypy and the whole test suite
+
+# The edit loop: the suite without the slow tests (servers, workers, simulations) and the
+# browser; `make test` (and CI) still runs everything.
+test-fast: install ## The quick part of the suite: pytest -m "not slow and not browser"
+	$(PY) -m pytest -m "not slow and not browser" -q
 
 install: $(INSTALLED)
 

@@ -9,6 +9,7 @@ the index, and compare its answers with an exhaustive search computed here in nu
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,8 +37,7 @@ __all__ = ["owner_a", "owner_b"]
 
 DIMENSIONS = 1536
 MODEL_DIMENSIONS = 256
-rng = np.random.default_rng(14)
-QUERY = rng.normal(size=MODEL_DIMENSIONS)
+QUERY = np.random.default_rng(14).normal(size=MODEL_DIMENSIONS)
 QUERY /= np.linalg.norm(QUERY)
 
 
@@ -54,6 +54,9 @@ def padded(vector: np.ndarray) -> list[float]:
 
 def seed_local(shop: str, prefix: str, n: int, *, near: float, model: str = LOCAL_EMBEDDING_MODEL) -> None:
     """`n` current documents of `model` around `near` x QUERY (1: close to it, -1: opposite)."""
+    # Each call draws from its own stream, seeded by what it builds: a corpus does not depend on
+    # which tests ran before it (a module-level generator made every test order-dependent).
+    rng = np.random.default_rng(zlib.crc32(f"{shop}:{prefix}:{n}:{near}:{model}".encode()))
     vectors = near * QUERY + 0.9 * rng.normal(size=(n, MODEL_DIMENSIONS)) / np.sqrt(MODEL_DIMENSIONS)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with atomic_scope(service_scope()), connection.cursor() as cursor:

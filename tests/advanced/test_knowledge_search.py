@@ -119,8 +119,13 @@ def test_text_query_returns_the_relevant_document_first(shop_corpus: Actor) -> N
 
 
 def test_k_defaults_to_10_and_never_exceeds_the_matching_documents(shop_corpus: Actor) -> None:
+    for n in range(8):
+        _save(shop_corpus, f"faq-{n}", f"Question {n}", f"Answer number {n} about orders and parcels.")
+    # 12 documents: with no k the answer stops at 10; a larger k returns the 12 there are.
     body = _post(shop_corpus, query="shipping").json()
-    assert body["count"] == 4 and len(body["results"]) == 4
+    assert body["count"] == 10 and len(body["results"]) == 10
+    body = _post(shop_corpus, query="shipping", k=50).json()
+    assert body["count"] == 12 and len(body["results"]) == 12
 
 
 def test_only_current_versions_are_returned(owner_a: Actor) -> None:

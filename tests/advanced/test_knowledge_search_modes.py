@@ -162,7 +162,8 @@ def test_local_model_loads_and_embeds_with_the_network_unavailable() -> None:
 def test_a_query_longer_than_the_model_reads_is_truncated_and_says_so() -> None:
     provider = LocalEmbeddingProvider()
     short = provider.embed_query("where is my parcel")
-    assert (short.truncated, short.tokens) == (False, short.tokens) and 0 < (short.tokens or 0) < 10
+    # "where is my parcel": four words, five tokens in WordLlama's tokenizer (its start token).
+    assert (short.truncated, short.tokens) == (False, 5)
     long = provider.embed_query("tent " * 300 + "refund")
     assert (long.truncated, long.tokens) == (True, 256)
     # Only the first 256 tokens count: the word after them changes nothing.
@@ -237,8 +238,15 @@ def test_keyword_and_hybrid_apply_the_tag_and_type_filters(owner_a: Actor) -> No
     for mode in ("keyword", "hybrid"):
         body = post(owner_a, query="Kestrel pack refund", mode=mode, tags=["packs"], document_type="product").json()
         assert {r["document_key"] for r in body["results"]} == {"kestrel-35", "kestrel-50"}, mode
-        body = post(owner_a, query="refund damaged", mode=mode, document_type="faq").json()
-        assert {r["document_key"] for r in body["results"]} <= {"gift-cards"}, mode
+    # Unfiltered, "refund damaged" finds the damaged-goods policy first in both modes; filtered to
+    # FAQs, keyword search has no document left that has the words, and hybrid returns the one FAQ
+    # through its semantic list.
+    for mode in ("keyword", "hybrid"):
+        body = post(owner_a, query="refund damaged", mode=mode).json()
+        assert body["results"][0]["document_key"] == "refund-damaged", mode
+    assert post(owner_a, query="refund damaged", mode="keyword", document_type="faq").json()["results"] == []
+    body = post(owner_a, query="refund damaged", mode="hybrid", document_type="faq").json()
+    assert [r["document_key"] for r in body["results"]] == ["gift-cards"]
 
 
 def test_keyword_search_never_sees_another_shop(owner_a: Actor, owner_b: Actor) -> None:

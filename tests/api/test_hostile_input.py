@@ -30,6 +30,7 @@ from growth.factories import (
 from growth.models import AdCampaign, AdPerformance, SocialPost
 from tenancy.api.pagination import TimeSeriesPagination
 from tenancy.api.parsers import MAX_JSON_DEPTH
+from tenancy.factories import UserFactory
 from tenancy.scope import atomic_scope, service_scope
 
 from .conftest import Actor, assert_error
@@ -507,10 +508,16 @@ def test_an_api_write_without_the_trailing_slash_is_a_json_404_not_a_redirect_to
 
 
 def test_unknown_admin_paths_stay_html(client: Client) -> None:
+    # Anonymous: the admin sends every path of its own to the sign-in page first.
     response = client.get("/admin/nothing-here/x/")
-    assert response.status_code in (302, 404)
-    assert response.status_code == 302 or response["Content-Type"].startswith("text/html")
-    assert client.get("/nothing/")["Content-Type"].startswith("text/html")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    # Signed in as staff: Django's HTML 404, not the API's JSON error.
+    staff = UserFactory.create(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    response = client.get("/admin/nothing-here/x/")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
+    response = client.get("/nothing/")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
 
 
 def test_a_server_error_under_the_api_is_the_json_500(owner_a: Actor, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,18 +16,15 @@ from growth.factories import AdCampaignFactory, AdPerformanceFactory, SocialAnal
 from growth.models import AdPerformance, SocialAnalytics
 from tenancy.errors import Refused
 from tenancy.partitions import (
-    DEFAULT_MONTHS_AHEAD,
     PartitionedTable,
     default_rows_condition,
-    month_start,
     monthly_partitions,
-    months_between,
     next_month,
     partitioned_table,
     partitioned_tables,
     partitions_ensure,
 )
-from tenancy.retention import expired_rows_purge, retention_rule
+from tenancy.retention import expired_rows_purge
 from tenancy.scope import SCOPE_ROLES, atomic_scope, back_office_scope, enter_scope, service_scope
 from tenancy.services import row_create
 
@@ -86,16 +83,6 @@ def test_table_is_range_partitioned_by_its_month_column_with_a_default_partition
         "WHERE p.partrelid = %s::regclass",
         [spec.table],
     ) == [(spec.default_partition,)]
-
-
-@pytest.mark.parametrize("spec", PARTITIONED, ids=lambda spec: spec.table)
-def test_migrate_leaves_a_partition_for_every_month_of_retention_and_the_next_months(spec: PartitionedTable) -> None:
-    rule = retention_rule(spec.table)
-    assert rule is not None and rule.days is not None
-    last = today().replace(day=1)
-    for _ in range(DEFAULT_MONTHS_AHEAD):
-        last = next_month(last)
-    assert sorted(monthly_partitions(spec)) == months_between(month_start(rule.cutoff(today())), last)
 
 
 # The schema's retention (days) of each partitioned table, written out rather than read from the
