@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.core.management.sql import emit_post_migrate_signal
 from django.db import DatabaseError, connection, transaction
 
 from growth.factories import AdCampaignFactory, AdPerformanceFactory, SocialAnalyticsFactory, SocialPostFactory
@@ -256,6 +257,19 @@ def test_a_duplicate_in_a_partition_is_reported_under_the_declared_constraint(te
     assert excinfo.value.detail == {
         "campaign": ["A row with the same key already exists (ad_performance_campaign_date_idx)."]
     }
+
+
+def test_migrate_creates_missing_partitions_and_a_flush_does_not_walk_them() -> None:
+    assert AD is not None
+    furthest = max(partitions_of(AD))
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TABLE "{furthest}"')
+    # What `flush` sends (every transactional test's teardown): post_migrate without a plan.
+    emit_post_migrate_signal(verbosity=0, interactive=False, db=connection.alias)
+    assert furthest not in partitions_of(AD)
+    # What `migrate` sends: with its plan (empty when every migration is applied).
+    emit_post_migrate_signal(verbosity=0, interactive=False, db=connection.alias, plan=[])
+    assert furthest in partitions_of(AD)
 
 
 # --- The command ----------------------------------------------------------------------------
