@@ -50,11 +50,6 @@ def request_id_from(value: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def current_request_id() -> str | None:
-    context = _context.get()
-    return context.request_id if context else None
-
-
 class RequestContextFilter(logging.Filter):
     """Adds request_id, shop and user to every record (None outside a request or scope)."""
 

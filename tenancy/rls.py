@@ -199,9 +199,3 @@ class SecureTable(FrozenSqlOperation):
     @property
     def migration_name_fragment(self) -> str:
         return f"secure_{self.table}"
-
-
-def secure_table(table: str) -> SecureTable:
-    """The operation that installs `table`'s declared policies as they stand today (for new
-    migrations)."""
-    return SecureTable(table=table, policies=[p.as_dict() for p in tenant_policies()[table]])

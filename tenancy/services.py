@@ -19,6 +19,10 @@ from .partitions import parent_index_name
 
 _M = TypeVar("_M", bound=models.Model)
 
+UNIQUE_VIOLATION = "23505"
+FOREIGN_KEY_VIOLATION = "23503"
+INSUFFICIENT_PRIVILEGE = "42501"  # also what row level security raises for a refused write
+
 # How many rows one INSERT statement carries in a bulk upsert (bounded parameter size).
 UPSERT_CHUNK = 1000
 
@@ -27,10 +31,12 @@ def constraint_error(exc: IntegrityError, model: type[models.Model] | None = Non
     """A 400 naming the constraint the database enforced (under its field, where it has one)."""
     diag = getattr(exc.__cause__, "diag", None)
     name = parent_index_name(getattr(diag, "constraint_name", None) or "")
-    text = str(exc).lower()
-    if "duplicate key" in text:
+    # By SQLSTATE, not by the server's message text (which follows lc_messages): 23505
+    # unique_violation, 23503 foreign_key_violation.
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    if sqlstate == UNIQUE_VIOLATION:
         message, code = f"A row with the same key already exists ({name}).", "unique"
-    elif "foreign key" in text:
+    elif sqlstate == FOREIGN_KEY_VIOLATION:
         message, code = f"A referenced row does not exist in this shop ({name}).", "invalid"
     else:
         message, code = f"The database refused the row ({name or exc}).", "invalid"
@@ -59,7 +65,7 @@ def _constraint_field(model: type[models.Model], name: str) -> str:
 
 def _policy_refusal(exc: DatabaseError) -> Forbidden | None:
     """Row level security refused the write (SQLSTATE 42501): the scope may not write it."""
-    if getattr(exc.__cause__, "sqlstate", None) == "42501":
+    if getattr(exc.__cause__, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
         return Forbidden("Your role in this shop may not write this row.")
     return None
 

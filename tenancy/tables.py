@@ -121,7 +121,3 @@ def declared_tables() -> list[DeclaredTable]:
         if traits is not None:
             found.append(DeclaredTable(model=model, traits=traits))
     return found
-
-
-def declared_table(table: str) -> DeclaredTable | None:
-    return next((declared for declared in declared_tables() if declared.table == table), None)

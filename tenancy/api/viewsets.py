@@ -97,7 +97,3 @@ def nested_list(
 ) -> Response:
     """A cursor-paginated list of a parent's children (a campaign's performance, ...)."""
     return rows_page(queryset, serializer_class, FixedOrderCursorPagination(ordering), view)
-
-
-class TenantReadOnlyViewSet(RowListMixin, TenantScopedViewMixin, viewsets.ReadOnlyModelViewSet):
-    """List and retrieve only (rows written by jobs, e.g. generated briefings)."""
