@@ -480,6 +480,17 @@ def test_a_worker_killed_mid_job_has_its_job_retried_and_the_next_scheduled_run_
                 within=120,
                 log=log,
             )
+
+            def analysis_waits() -> bool:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %s"
+                        " AND datname = current_database() AND query LIKE %s",
+                        [blocker.info.backend_pid, '%"experiments"%'],
+                    )
+                    return bool(cursor.fetchone()[0])
+
+            _poll("the analysis waits on the experiments table", analysis_waits, within=60, log=log)
             # The next day's run is queued and waits behind the running one's lock.
             next_id = _defer_analysis(_utc(2026, 12, 8, 4, 20))
             os.kill(first_worker.pid, signal.SIGKILL)
