@@ -167,7 +167,8 @@ class StalledJob:
 # starting worker deletes those silent for 30 s, which sets their jobs' worker_id to NULL).
 # FOR UPDATE SKIP LOCKED: two workers recovering at once never handle one job twice.
 _STALLED_JOBS = """
-    SELECT job.id, job.task_name, job.attempts, job.queueing_lock, job.worker_id, worker.last_heartbeat, now()
+    SELECT job.id, job.task_name, job.attempts, job.queueing_lock, job.abort_requested, job.worker_id,
+           worker.last_heartbeat, now()
       FROM procrastinate_jobs job
       LEFT JOIN procrastinate_workers worker ON worker.id = job.worker_id
      WHERE job.status = 'doing'
@@ -195,10 +196,15 @@ def recover_stalled_jobs(
     with connection.cursor() as cursor:
         cursor.execute(_STALLED_JOBS, [stalled_after_seconds])
         rows = cursor.fetchall()
-        for job_id, task_name, attempts, queueing_lock, worker_id, last_heartbeat, now in rows:
+        for job_id, task_name, attempts, queueing_lock, abort_requested, worker_id, last_heartbeat, now in rows:
             stopped = _stopped(worker_id=worker_id, last_heartbeat=last_heartbeat, now=now)
             outcome: Literal["retried", "failed"]
-            if attempts < retries:
+            if abort_requested:
+                # Staff asked procrastinate to abort it: the death does what they asked.
+                cursor.execute("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", [job_id])
+                outcome = "failed"
+                reason = f"{stopped}; failed: its abort had been requested"
+            elif attempts < retries:
                 if queueing_lock is not None:
                     # The next scheduled run may already wait with the same queueing lock (at
                     # most one waiting job of a kind, a unique index): the retry gives its lock

@@ -347,9 +347,11 @@ def _stalled_job(*, heartbeat_age_seconds: int, attempts: int = 0) -> tuple[int,
             "UPDATE procrastinate_workers SET last_heartbeat = now() - make_interval(secs => %s) WHERE id = %s",
             [heartbeat_age_seconds, worker_id],
         )
-        cursor.execute("SELECT id FROM procrastinate_fetch_job_v2(NULL, %s)", [worker_id])
-        assert cursor.fetchone()[0] == job_id
-        cursor.execute("UPDATE procrastinate_jobs SET attempts = %s WHERE id = %s", [attempts, job_id])
+        # What procrastinate_fetch_job_v2 does when the worker takes it.
+        cursor.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s, attempts = %s WHERE id = %s",
+            [worker_id, attempts, job_id],
+        )
     JobRun.objects.create(
         job="analyze_experiments", arguments=["--as-of", "2026-12-07"], status=JobStatus.RUNNING, queue_job_id=job_id
     )
@@ -398,6 +400,17 @@ def test_a_job_its_worker_died_on_three_times_is_failed_and_no_longer_blocks_its
     with connection.cursor() as cursor:
         cursor.execute("SELECT id FROM procrastinate_fetch_job_v2(NULL, NULL)")
         assert cursor.fetchone()[0] == next_id
+
+
+@pytest.mark.django_db
+def test_a_stalled_job_staff_asked_to_abort_is_failed_rather_than_retried() -> None:
+    job_id, _ = _stalled_job(heartbeat_age_seconds=60)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE procrastinate_jobs SET abort_requested = true WHERE id = %s", [job_id])
+    [recovered] = recover_stalled_jobs()
+    assert recovered.outcome == "failed"
+    assert _queue_job(job_id)[0] == "failed"
+    assert JobRun.objects.get(queue_job_id=job_id).error.endswith("failed: its abort had been requested")
 
 
 @pytest.mark.django_db
