@@ -17,7 +17,7 @@ from procrastinate.contrib.django import app
 
 from . import schedule
 from .models import JobRun
-from .services import StalledJob, job_run, recover_stalled_jobs
+from .services import job_run, recover_stalled_jobs
 
 logger = logging.getLogger("jobs")
 
@@ -139,14 +139,16 @@ def refine_knowledge(context: JobContext, timestamp: int) -> JobRun | None:
     priority=schedule.RECOVER_STALLED_PRIORITY,
 )
 @app.task(name="jobs.recover_stalled_jobs", queueing_lock="recover_stalled_jobs")
-def recover_stalled(timestamp: int) -> list[StalledJob]:
+def recover_stalled(timestamp: int) -> None:
     """Every minute; retries or fails the jobs whose worker died mid-run (nothing to do, no record).
 
     No `lock`, unlike the other tasks: a check whose own worker dies would otherwise block every
     later check behind it, and the stalled jobs it would recover with them. Two checks at once
-    are safe: each takes the stalled jobs it handles with FOR UPDATE SKIP LOCKED.
+    are safe: each takes the stalled jobs it handles with FOR UPDATE SKIP LOCKED. Each recovered
+    job is logged at ERROR by the service and recorded in job_runs; the task returns nothing
+    (procrastinate would log a result, and a JSON log line needs no dataclasses).
     """
-    return recover_stalled_jobs()
+    recover_stalled_jobs()
 
 
 def _id(context: JobContext) -> int | None:
