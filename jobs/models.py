@@ -12,14 +12,21 @@ class JobStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     # Another run of the same job held its lock: this one did nothing.
     SKIPPED = "skipped", "Skipped (already running)"
+    # Its worker died mid-run (kill -9, the OOM killer, a deploy's SIGKILL): closed by
+    # `jobs.services.recover_stalled_jobs`, the error says when the worker stopped and whether
+    # the job was queued again or failed.
+    ABANDONED = "abandoned", "Abandoned (worker stopped)"
 
 
 class JobRun(models.Model):
     """One run of a job: which command with which arguments, how it ended, what it said.
 
-    A system table (no shop column, no row level security): jobs work across shops, and what
-    they print names tables and counts, not shop data. Written outside any tenant scope by
-    `jobs.services.job_run`; never edited afterwards.
+    A system table (no row level security): written outside any tenant scope by
+    `jobs.services.job_run`, closed once (by the run itself, or by `recover_stalled_jobs` when
+    its worker died), never edited afterwards. Its output and error name shops and their
+    figures (an analysis prints each experiment's verdict), so the admin shows a run only to
+    staff who may see every shop it touched: `shop` for a run limited to one shop (`--shop`),
+    blank for a run across every shop, which only staff with the every-shop grant see.
     """
 
     job = models.CharField(max_length=100)
@@ -32,6 +39,8 @@ class JobRun(models.Model):
     error = models.TextField(blank=True, default="")
     # The procrastinate job this run belongs to (null for a run started by hand or a test).
     queue_job_id = models.BigIntegerField(null=True, blank=True)
+    # The one shop the run was limited to; blank: every shop (the scheduled jobs).
+    shop = models.CharField(max_length=253, blank=True, default="")
 
     class Meta:
         db_table = "job_runs"

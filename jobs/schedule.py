@@ -28,6 +28,12 @@ KNOWLEDGE_REFIT_CHECK_CRON = "40 4 * * *"
 # KNOWLEDGE_REFINE_MAX_SECONDS, and the next minute's run continues (its lock forbids overlap).
 KNOWLEDGE_REFINE_CRON = "* * * * *"
 KNOWLEDGE_REFINE_MAX_SECONDS = 240
+# Jobs whose worker died mid-run (jobs.services.recover_stalled_jobs): checked every minute, so
+# a stalled job is retried or failed within 30 s (the heartbeat threshold) + 60 s of its
+# worker's death, and at a worker's start (it queues the missed minute's check at once).
+RECOVER_STALLED_CRON = "* * * * *"
+# Ahead of every other waiting job (procrastinate runs higher priorities first; the others are 0).
+RECOVER_STALLED_PRIORITY = 100
 
 
 def scheduled_day(timestamp: int) -> datetime.date:

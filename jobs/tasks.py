@@ -17,7 +17,7 @@ from procrastinate.contrib.django import app
 
 from . import schedule
 from .models import JobRun
-from .services import job_run
+from .services import job_run, recover_stalled_jobs
 
 logger = logging.getLogger("jobs")
 
@@ -131,6 +131,24 @@ def refine_knowledge(context: JobContext, timestamp: int) -> JobRun | None:
         arguments=["--max-seconds", str(schedule.KNOWLEDGE_REFINE_MAX_SECONDS)],
         queue_job_id=_id(context),
     )
+
+
+@app.periodic(
+    cron=schedule.RECOVER_STALLED_CRON,
+    queueing_lock="recover_stalled_jobs",
+    priority=schedule.RECOVER_STALLED_PRIORITY,
+)
+@app.task(name="jobs.recover_stalled_jobs", queueing_lock="recover_stalled_jobs")
+def recover_stalled(timestamp: int) -> None:
+    """Every minute; retries or fails the jobs whose worker died mid-run (nothing to do, no record).
+
+    No `lock`, unlike the other tasks: a check whose own worker dies would otherwise block every
+    later check behind it, and the stalled jobs it would recover with them. Two checks at once
+    are safe: each takes the stalled jobs it handles with FOR UPDATE SKIP LOCKED. Each recovered
+    job is logged at ERROR by the service and recorded in job_runs; the task returns nothing
+    (procrastinate would log a result, and a JSON log line needs no dataclasses).
+    """
+    recover_stalled_jobs()
 
 
 def _id(context: JobContext) -> int | None:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import ast
 import datetime
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 import pytest
 from croniter import croniter
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
@@ -25,8 +30,8 @@ from advanced.models import CeoBriefing
 from bench.servers import database_url, production_env
 from jobs import schedule, tasks
 from jobs.models import JobRun, JobStatus
-from jobs.services import job_run
-from tenancy.factories import ShopFactory
+from jobs.services import STALLED_AFTER_SECONDS, job_run, recover_stalled_jobs
+from tenancy.factories import ShopFactory, ShopMembershipFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,6 +98,7 @@ def test_every_job_of_the_issue_is_scheduled() -> None:
         ("jobs.analyze_experiments", ""): "20 4 * * *",
         ("jobs.refit_knowledge_index", ""): "40 4 * * *",
         ("jobs.refine_knowledge", ""): "* * * * *",
+        ("jobs.recover_stalled_jobs", ""): "* * * * *",
     }
 
 
@@ -115,6 +121,7 @@ def test_a_worker_starting_after_an_outage_queues_each_jobs_most_recent_missed_r
         ("jobs.analyze_experiments", ""): _utc(2026, 12, 2, 4, 20),
         ("jobs.refit_knowledge_index", ""): _utc(2026, 12, 2, 4, 40),
         ("jobs.refine_knowledge", ""): _utc(2026, 12, 2, 11, 59),  # every minute: the one before
+        ("jobs.recover_stalled_jobs", ""): _utc(2026, 12, 2, 11, 59),  # at once: a dead worker's jobs
     }
 
 
@@ -211,7 +218,7 @@ def empty_queue(transactional_db: None) -> Iterator[None]:
 
     def empty() -> None:
         with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE procrastinate_jobs, procrastinate_periodic_defers CASCADE")
+            cursor.execute("TRUNCATE procrastinate_jobs, procrastinate_periodic_defers, procrastinate_workers CASCADE")
 
     empty()
     yield
@@ -316,3 +323,319 @@ def test_staff_without_the_view_permission_do_not_see_job_runs() -> None:
     client = Client()
     client.force_login(staff)
     assert client.get(reverse("admin:jobs_jobrun_changelist")).status_code == 403
+
+
+# --- A worker that dies mid-job (issue 22, item 2) --------------------------------------------
+
+
+def _defer_analysis(timestamp: int) -> int:
+    """Queue the daily analysis as its schedule does (its lock and queueing lock)."""
+    # Typed with its JobContext first (pass_context), which defer() does not take.
+    task: Any = tasks.analyze_experiments
+    job_id: int = task.defer(timestamp=timestamp)
+    return job_id
+
+
+def _stalled_job(*, heartbeat_age_seconds: int, attempts: int = 0) -> tuple[int, int]:
+    """An analysis job taken by a worker whose last heartbeat was `heartbeat_age_seconds` ago,
+    with its run recorded as running: what a worker killed mid-run leaves behind."""
+    job_id = _defer_analysis(_utc(2026, 12, 7, 4, 20))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT worker_id FROM procrastinate_register_worker_v1()")
+        worker_id = cursor.fetchone()[0]
+        cursor.execute(
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - make_interval(secs => %s) WHERE id = %s",
+            [heartbeat_age_seconds, worker_id],
+        )
+        # What procrastinate_fetch_job_v2 does when the worker takes it.
+        cursor.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s, attempts = %s WHERE id = %s",
+            [worker_id, attempts, job_id],
+        )
+    JobRun.objects.create(
+        job="analyze_experiments", arguments=["--as-of", "2026-12-07"], status=JobStatus.RUNNING, queue_job_id=job_id
+    )
+    return job_id, worker_id
+
+
+def _queue_job(job_id: int) -> tuple[str, int, str | None]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT status, attempts, queueing_lock FROM procrastinate_jobs WHERE id = %s", [job_id])
+        status, attempts, queueing_lock = cursor.fetchone()
+    return status, attempts, queueing_lock
+
+
+@pytest.mark.django_db
+def test_a_job_whose_worker_stopped_its_heartbeat_is_queued_again_and_its_run_closed_with_the_reason() -> None:
+    job_id, worker_id = _stalled_job(heartbeat_age_seconds=45)
+    # The next day's run already waits behind it, with the same queueing lock.
+    next_id = _defer_analysis(_utc(2026, 12, 8, 4, 20))
+
+    [recovered] = recover_stalled_jobs()
+
+    assert (recovered.queue_job_id, recovered.outcome, recovered.runs_closed) == (job_id, "retried", 1)
+    # Waiting again, with its attempt counted; the queueing lock stays with the next day's run.
+    assert _queue_job(job_id) == ("todo", 1, None)
+    assert _queue_job(next_id) == ("todo", 0, "analyze_experiments")
+    run = JobRun.objects.get(queue_job_id=job_id)
+    assert run.status == JobStatus.ABANDONED
+    assert run.finished_at is not None
+    assert f"worker {worker_id} stopped: last heartbeat at " in run.error
+    assert "45 s before this check; queued again as attempt 2 of 3" in run.error
+    # Nothing left to recover: a second check does nothing.
+    assert recover_stalled_jobs() == []
+
+
+@pytest.mark.django_db
+def test_a_job_its_worker_died_on_three_times_is_failed_and_no_longer_blocks_its_lock() -> None:
+    job_id, _ = _stalled_job(heartbeat_age_seconds=120, attempts=2)
+    [recovered] = recover_stalled_jobs()
+    assert recovered.outcome == "failed"
+    assert _queue_job(job_id)[0] == "failed"
+    run = JobRun.objects.get(queue_job_id=job_id)
+    assert run.status == JobStatus.ABANDONED
+    assert run.error.endswith("failed: its worker stopped during all 3 attempts")
+    # The lock is free: the next run can be taken by a worker.
+    next_id = _defer_analysis(_utc(2026, 12, 8, 4, 20))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM procrastinate_fetch_job_v2(NULL, NULL)")
+        assert cursor.fetchone()[0] == next_id
+
+
+@pytest.mark.django_db
+def test_a_stalled_job_staff_asked_to_abort_is_failed_rather_than_retried() -> None:
+    job_id, _ = _stalled_job(heartbeat_age_seconds=60)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE procrastinate_jobs SET abort_requested = true WHERE id = %s", [job_id])
+    [recovered] = recover_stalled_jobs()
+    assert recovered.outcome == "failed"
+    assert _queue_job(job_id)[0] == "failed"
+    assert JobRun.objects.get(queue_job_id=job_id).error.endswith("failed: its abort had been requested")
+
+
+@pytest.mark.django_db
+def test_a_job_of_a_worker_with_a_recent_heartbeat_is_left_running() -> None:
+    job_id, _ = _stalled_job(heartbeat_age_seconds=STALLED_AFTER_SECONDS - 10)
+    assert recover_stalled_jobs() == []
+    assert _queue_job(job_id)[0] == "doing"
+    assert JobRun.objects.get(queue_job_id=job_id).status == JobStatus.RUNNING
+
+
+@pytest.mark.django_db
+def test_a_job_killed_before_its_run_was_recorded_gets_an_abandoned_run() -> None:
+    job_id, _ = _stalled_job(heartbeat_age_seconds=60)
+    JobRun.objects.all().delete()
+    recover_stalled_jobs()
+    run = JobRun.objects.get()
+    assert (run.job, run.status, run.queue_job_id) == ("analyze_experiments", JobStatus.ABANDONED, job_id)
+    assert run.error.endswith("(before its run was recorded)")
+
+
+def _poll(what: str, check: Callable[[], Any], *, within: float, log: IO[str] | None = None) -> float:
+    """Seconds until `check()` is true; fails after `within` seconds, with the worker's log."""
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.25)
+    detail = ""
+    if log is not None:
+        log.seek(0)
+        detail = log.read()[-4000:]
+    pytest.fail(f"{what}: not within {within:.0f} s\n{detail}")
+
+
+def _start_worker(log: IO[str]) -> subprocess.Popen[str]:
+    """`manage.py procrastinate worker`, the real command, on the test database, until stopped."""
+    env = production_env(DATABASE_URL=database_url(connection.get_connection_params()), LOG_FORMAT="text")
+    env.update(DJANGO_DEBUG="1", JOBS_CATCH_UP_HOURS="0")
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "procrastinate", "worker"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _stop(worker: subprocess.Popen[str]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_job_has_its_job_retried_and_the_next_scheduled_run_goes_ahead(
+    empty_queue: None,
+) -> None:
+    params = connection.get_connection_params()
+    dsn = {key: params[key] for key in ("dbname", "host", "port", "user", "password")}
+    first_id = _defer_analysis(_utc(2026, 12, 7, 4, 20))
+    timings: dict[str, float] = {}
+
+    def status(job_id: int) -> str:
+        return _queue_job(job_id)[0]
+
+    with tempfile.TemporaryFile("w+") as log, psycopg.connect(**dsn) as blocker:
+        # The analysis blocks on the experiments table, as a long analysis would run: the worker
+        # is killed while its run is recorded as running and its statement is still going.
+        blocker.execute("LOCK TABLE experiments IN ACCESS EXCLUSIVE MODE")
+        first_worker = _start_worker(log)
+        try:
+            _poll(
+                "the first run started",
+                lambda: JobRun.objects.filter(queue_job_id=first_id, status=JobStatus.RUNNING).exists(),
+                within=120,
+                log=log,
+            )
+
+            def analysis_waits() -> bool:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %s"
+                        " AND datname = current_database() AND query LIKE %s",
+                        [blocker.info.backend_pid, '%"experiments"%'],
+                    )
+                    return bool(cursor.fetchone()[0])
+
+            _poll("the analysis waits on the experiments table", analysis_waits, within=60, log=log)
+            # The next day's run is queued and waits behind the running one's lock.
+            next_id = _defer_analysis(_utc(2026, 12, 8, 4, 20))
+            os.kill(first_worker.pid, signal.SIGKILL)
+            first_worker.wait(timeout=10)
+            killed = time.monotonic()
+        finally:
+            _stop(first_worker)
+        assert status(first_id) == "doing"
+
+        # Its database session ends by itself though its statement still waits on the table,
+        # and with it the run's advisory lock, which would make the retry a skipped run.
+        def advisory_lock_free() -> bool:
+            with psycopg.connect(**dsn, autocommit=True) as probe:
+                row = probe.execute("SELECT pg_try_advisory_lock(hashtextextended('jobs:analyze_experiments', 0))")
+                return bool(row.fetchone()[0])  # type: ignore[index]
+
+        timings["session ended"] = _poll("the killed worker's session ended", advisory_lock_free, within=30)
+        blocker.rollback()
+
+        second_worker = _start_worker(log)
+        try:
+            _poll(
+                "the first run closed as abandoned",
+                lambda: JobRun.objects.filter(queue_job_id=first_id, status=JobStatus.ABANDONED).exists(),
+                within=150,
+                log=log,
+            )
+            timings["abandoned"] = time.monotonic() - killed
+            _poll(
+                "both runs done",
+                lambda: status(first_id) == "succeeded" and status(next_id) == "succeeded",
+                within=120,
+                log=log,
+            )
+            timings["both done"] = time.monotonic() - killed
+        finally:
+            _stop(second_worker)
+    print(f"after the kill: {', '.join(f'{name} {seconds:.1f} s' for name, seconds in timings.items())}")
+
+    runs = list(JobRun.objects.filter(job="analyze_experiments").order_by("id").values_list("queue_job_id", "status"))
+    assert runs == [(first_id, "abandoned"), (first_id, "succeeded"), (next_id, "succeeded")]
+    abandoned = JobRun.objects.get(queue_job_id=first_id, status=JobStatus.ABANDONED)
+    assert "stopped: " in abandoned.error
+    assert f"queued again as attempt 2 of 3 (procrastinate job {first_id})" in abandoned.error
+    assert abandoned.finished_at is not None
+    assert JobRun.objects.get(queue_job_id=next_id).arguments == ["--as-of", "2026-12-08"]
+    assert _queue_job(first_id)[1] == 2  # the retry, then its end
+    # Every run is closed: nothing is left running to block the schedule.
+    assert not JobRun.objects.filter(status=JobStatus.RUNNING).exists()
+
+
+# --- Who sees which runs (issue 22, item 12) ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_run_limited_to_one_shop_is_recorded_as_that_shops() -> None:
+    with atomic_scope(service_scope()):
+        ShopFactory(domain="one.myshopify.com")
+    run = job_run(job="analyze_experiments", command="analyze_experiments", arguments=["--shop", "one.myshopify.com"])
+    assert (run.status, run.shop) == (JobStatus.SUCCEEDED, "one.myshopify.com")
+    every = job_run(job="analyze_experiments", command="analyze_experiments", arguments=["--as-of", "2026-12-07"])
+    assert every.shop == ""
+
+
+@pytest.mark.django_db
+def test_shop_limited_staff_see_only_their_shops_job_runs_and_never_a_run_across_every_shop() -> None:
+    # What the runs print: each analysed experiment's shop and its figures.
+    across = JobRun.objects.create(
+        job="analyze_experiments",
+        arguments=["--as-of", "2026-12-07"],
+        status=JobStatus.SUCCEEDED,
+        output="one.myshopify.com hero-test: winner b (confidence 0.9912)\n"
+        "two.myshopify.com price-test: winner c (confidence 0.9734)",
+    )
+    theirs = JobRun.objects.create(
+        job="analyze_experiments",
+        arguments=["--shop", "one.myshopify.com"],
+        shop="one.myshopify.com",
+        status=JobStatus.SUCCEEDED,
+        output="one.myshopify.com hero-test: no winner: 4211 of 8000 visitors",
+    )
+    other = JobRun.objects.create(
+        job="generate_briefings:daily",
+        arguments=["--type", "daily", "--shop", "two.myshopify.com"],
+        shop="two.myshopify.com",
+        status=JobStatus.FAILED,
+        error="CommandError: two.myshopify.com revenue 18433.20 disagrees",
+    )
+    with atomic_scope(service_scope()):
+        one = ShopFactory(domain="one.myshopify.com")
+        ShopFactory(domain="two.myshopify.com")
+        clerk = UserFactory(username="clerk-of-one", is_staff=True)
+        ShopMembershipFactory(user=clerk, shop=one, role="member")
+        clerk.user_permissions.add(*Permission.objects.filter(codename="view_jobrun"))
+        admin = UserFactory(username="ops", is_staff=True, is_superuser=True)
+    limited = Client(raise_request_exception=False)
+    limited.force_login(clerk)
+
+    listing = limited.get(reverse("admin:jobs_jobrun_changelist"))
+    assert listing.status_code == 200
+    assert list(listing.context["cl"].result_list) == [theirs]
+    assert "one.myshopify.com" in listing.text
+    for hidden in ("two.myshopify.com", "18433.20", "price-test", "0.9912", "every shop"):
+        assert hidden not in listing.text
+    assert "4211 of 8000" in limited.get(reverse("admin:jobs_jobrun_change", args=[theirs.pk])).text
+    for run in (across, other):
+        page = limited.get(reverse("admin:jobs_jobrun_change", args=[run.pk]), follow=True)
+        assert "two.myshopify.com" not in page.text
+        assert "0.9912" not in page.text and "18433.20" not in page.text
+    # Their search reaches no other run either, nor does procrastinate's queue of every shop's jobs.
+    assert list(limited.get(reverse("admin:jobs_jobrun_changelist"), {"q": "two"}).context["cl"].result_list) == []
+    assert limited.get(reverse("admin:procrastinate_procrastinatejob_changelist")).status_code == 403
+
+    full = Client()
+    full.force_login(admin)
+    everything = full.get(reverse("admin:jobs_jobrun_changelist"))
+    assert everything.context["cl"].result_count == 3
+    assert "every shop" in everything.text and "two.myshopify.com" in everything.text
+    assert "0.9912" in full.get(reverse("admin:jobs_jobrun_change", args=[across.pk])).text
+
+
+@pytest.mark.django_db
+def test_staff_see_a_run_abandoned_by_its_dead_worker_with_the_reason() -> None:
+    _stalled_job(heartbeat_age_seconds=90)
+    recover_stalled_jobs()
+    with atomic_scope(service_scope()):
+        admin = UserFactory(username="ops", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(admin)
+    listing = client.get(reverse("admin:jobs_jobrun_changelist"), {"status__exact": "abandoned"})
+    assert listing.context["cl"].result_count == 1
+    assert "ABANDONED: worker stopped mid-run" in listing.text
+    assert "queued again as attempt 2 of 3" in listing.text
+    run = JobRun.objects.get()
+    assert "90 s before this check" in client.get(reverse("admin:jobs_jobrun_change", args=[run.pk])).text
