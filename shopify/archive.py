@@ -213,11 +213,12 @@ def shop_export_write(*, shop_domain: str, target: IO[bytes], using: str = DEFAU
 # turns every malformed archive into one ArchiveError before anything is written.
 
 # Caps (docs/operations.md). A line is one row: the largest legitimate ones are knowledge
-# documents (100,000 characters, their search vector and embeddings: about 2 MB), and a line
-# is parsed whole, which costs up to about 20 times its length in Python objects, so 8 MiB
-# keeps one row's parse near 170 MB at worst. The total bounds what a small, highly
-# compressed zip may expand to (time and the three passes over it, not memory: every read is
-# streamed). `import_shop --max-line-bytes/--max-total-bytes` raise them for a trusted archive.
+# documents (100,000 characters, their search vector and embeddings: estimated at most about
+# 2 MB). A line is parsed whole, which costs up to about 25 times its length in Python objects
+# (an 8 MiB line of empty arrays: 202 MiB), so 8 MiB bounds one row's parse near 200 MiB. The
+# total bounds what a small, highly compressed zip may expand to (time and the three passes
+# over it, not memory: every read is streamed). `import_shop --max-line-bytes` and
+# `--max-total-bytes` raise them for an archive one trusts.
 MAX_LINE_BYTES = 8 * 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 # The manifest is parsed whole: a dozen entries take a few kilobytes.
