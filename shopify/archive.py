@@ -22,10 +22,12 @@ are the bytes checked against the manifest, and the memberships it lists are not
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import io
 import json
+import struct
 import uuid
 import zipfile
 import zlib
@@ -224,6 +226,11 @@ MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 # The manifest is parsed whole: a dozen entries take a few kilobytes.
 MAX_MANIFEST_BYTES = 1024 * 1024
 READ_BYTES = 64 * 1024
+# The zip's central directory, read whole by zipfile: an export has one entry per table and
+# the manifest.
+MAX_ENTRIES = 1000
+MAX_DIRECTORY_BYTES = 1024 * 1024
+ECD_ENTRIES_TOTAL, ECD_SIZE = 4, 5  # positions in zipfile's end of central directory record
 # A batch is sent as one JSON parameter: bounded by rows and by bytes of lines.
 IMPORT_BATCH_BYTES = 8 * 1024 * 1024
 _SHA256_HEX = frozenset("0123456789abcdef")
@@ -420,6 +427,30 @@ def _verified_lines(archive: zipfile.ZipFile, entry: ManifestEntry, *, limits: I
         raise ArchiveError(f"{entry.file}: rows or SHA-256 differ from the manifest (damaged archive)")
 
 
+def _check_directory(file: IO[bytes]) -> None:
+    """Refuse a zip whose central directory is larger than a shop archive's before zipfile
+    reads it: zipfile keeps an object of about 500 bytes per entry, so a directory of a million
+    empty entries (a 100 MB file) would take half a gigabyte. The counts come from zipfile's own
+    reader of the end of central directory record (ZIP64 included), so they are the ones
+    zipfile then uses; a file without the record is left to zipfile, which refuses it."""
+    end_record = getattr(zipfile, "_EndRecData", None)
+    if end_record is None:  # a Python whose zipfile no longer has it: zipfile's own limits only
+        return
+    try:
+        record = end_record(file)
+        file.seek(0)
+    except (OSError, ValueError, struct.error) as exc:
+        raise ArchiveError(f"not a zip archive: {exc}") from exc
+    if record is None:
+        return
+    entries, directory_size = record[ECD_ENTRIES_TOTAL], record[ECD_SIZE]
+    if entries > MAX_ENTRIES or directory_size > MAX_DIRECTORY_BYTES:
+        raise ArchiveError(
+            f"the zip lists {entries} entries in {directory_size} bytes; a shop archive has at most "
+            f"{MAX_ENTRIES} entries in {MAX_DIRECTORY_BYTES} bytes"
+        )
+
+
 def archive_manifest(archive: zipfile.ZipFile, *, limits: ImportLimits | None = None) -> Manifest:
     """The archive's manifest, checked: its fields, its checksum, the zip's layout and sizes,
     and every file's rows and SHA-256 (read through once, streaming, under the line cap)."""
@@ -564,52 +595,62 @@ def shop_import(
     `user_id` of the user tables must name existing users; such a row gives its user nothing
     either without a membership."""
     limits = limits or ImportLimits()
-    try:
-        archive = zipfile.ZipFile(source)
-    except FileNotFoundError as exc:
-        raise ArchiveError(f"no such file: {source}") from exc
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
-        raise ArchiveError(f"not a zip archive: {exc}") from exc
-    with archive:
-        manifest = archive_manifest(archive, limits=limits)
-        if manifest.schema_version != schema_version(using=using):
-            raise ArchiveError(
-                f"the archive was exported at schema {manifest.schema_version}, this database is at "
-                f"{schema_version(using=using)}: import it with the release that exported it"
+    with contextlib.ExitStack() as stack:
+        try:
+            file = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
+        except FileNotFoundError as exc:
+            raise ArchiveError(f"no such file: {source}") from exc
+        except OSError as exc:
+            raise ArchiveError(f"cannot read {source}: {exc}") from exc
+        _check_directory(file)
+        try:
+            archive = stack.enter_context(zipfile.ZipFile(file))
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
+            raise ArchiveError(f"not a zip archive: {exc}") from exc
+        return _import_archive(archive, shop_domain=shop_domain, limits=limits, using=using)
+
+
+def _import_archive(archive: zipfile.ZipFile, *, shop_domain: str, limits: ImportLimits, using: str) -> ImportResult:
+    """The import itself, once the zip is open (shop_import's transaction)."""
+    manifest = archive_manifest(archive, limits=limits)
+    if manifest.schema_version != schema_version(using=using):
+        raise ArchiveError(
+            f"the archive was exported at schema {manifest.schema_version}, this database is at "
+            f"{schema_version(using=using)}: import it with the release that exported it"
+        )
+    plans = shop_data_plan(using=using)
+    listed = [entry.table for entry in manifest.entries]
+    wanted = [plan.table for plan in plans] + [MEMBERSHIPS_TABLE]
+    if sorted(listed) != sorted(wanted):
+        raise ArchiveError(f"the archive holds tables {sorted(listed)}, this database expects {sorted(wanted)}")
+    with atomic_scope(service_scope(), using=using):
+        Shop.objects.using(using).get_or_create(
+            domain=shop_domain, defaults={"name": (manifest.shop_name or shop_domain)[:200]}
+        )
+        Shop.objects.using(using).select_for_update().filter(domain=shop_domain).first()
+        # Memberships are not written, so a shop whose members exist (staff granted an owner
+        # before the restore) is still empty.
+        held = {table: count for table, count in _service_counts(plans, shop_domain, using=using).items() if count}
+        if held:
+            raise ArchiveError(f"shop {shop_domain!r} is not empty: {held}")
+        users = _archive_users(archive, plans, manifest, limits=limits)
+        known = set(User.objects.using(using).filter(pk__in=users).values_list("pk", flat=True))
+        if users - known:
+            raise ArchiveError(f"users of the archive do not exist here: {sorted(str(u) for u in users - known)}")
+        referenced = {target for plan in plans for target in plan.references.values()}
+        id_maps: dict[str, dict[int, int]] = {}
+        written = {}
+        for plan in plans:
+            written[plan.table] = _insert_table(
+                archive,
+                plan,
+                manifest.entry(plan.table),
+                shop_domain=shop_domain,
+                id_maps=id_maps,
+                keep_map=plan.table in referenced,
+                limits=limits,
+                using=using,
             )
-        plans = shop_data_plan(using=using)
-        listed = [entry.table for entry in manifest.entries]
-        wanted = [plan.table for plan in plans] + [MEMBERSHIPS_TABLE]
-        if sorted(listed) != sorted(wanted):
-            raise ArchiveError(f"the archive holds tables {sorted(listed)}, this database expects {sorted(wanted)}")
-        with atomic_scope(service_scope(), using=using):
-            Shop.objects.using(using).get_or_create(
-                domain=shop_domain, defaults={"name": (manifest.shop_name or shop_domain)[:200]}
-            )
-            Shop.objects.using(using).select_for_update().filter(domain=shop_domain).first()
-            # Memberships are not written, so a shop whose members exist (staff granted an owner
-            # before the restore) is still empty.
-            held = {table: count for table, count in _service_counts(plans, shop_domain, using=using).items() if count}
-            if held:
-                raise ArchiveError(f"shop {shop_domain!r} is not empty: {held}")
-            users = _archive_users(archive, plans, manifest, limits=limits)
-            known = set(User.objects.using(using).filter(pk__in=users).values_list("pk", flat=True))
-            if users - known:
-                raise ArchiveError(f"users of the archive do not exist here: {sorted(str(u) for u in users - known)}")
-            referenced = {target for plan in plans for target in plan.references.values()}
-            id_maps: dict[str, dict[int, int]] = {}
-            written = {}
-            for plan in plans:
-                written[plan.table] = _insert_table(
-                    archive,
-                    plan,
-                    manifest.entry(plan.table),
-                    shop_domain=shop_domain,
-                    id_maps=id_maps,
-                    keep_map=plan.table in referenced,
-                    limits=limits,
-                    using=using,
-                )
     return ImportResult(written=written, memberships_not_imported=manifest.entry(MEMBERSHIPS_TABLE).rows)
 
 

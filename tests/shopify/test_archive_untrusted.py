@@ -350,6 +350,11 @@ MALFORMED_ARCHIVES: dict[str, tuple[Callable[[bytes], dict[str, Any]], str]] = {
         r"holds a name twice: \['ad_campaigns\.ndjson'\]",
     ),
     "bzip2": (bzip2_member, "compressed with method 12, not deflate"),
+    # zipfile reads the whole central directory into objects of about 500 bytes an entry.
+    "too many entries": (
+        lambda _: {"extra": {f"empty-{n}": b"" for n in range(1500)}},
+        r"the zip lists 15\d\d entries in \d+ bytes; a shop archive has at most 1000",
+    ),
 }
 
 
