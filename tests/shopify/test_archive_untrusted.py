@@ -130,7 +130,7 @@ def test_a_line_longer_than_the_cap_is_refused_while_reading_in_bounded_memory(
     finally:
         tracemalloc.stop()
     # The line is refused once the cap is passed, not read whole: Python's allocations stay
-    # near the cap (8 MiB), far below the line (64 MiB; reading it whole peaked above 128 MiB).
+    # near the cap (8 MiB), far below the line (64 MiB), which reading line by line held whole.
     assert peak < 24 * MiB, f"peak {peak / MiB:.0f} MiB"
     assert_nothing_imported()
 
