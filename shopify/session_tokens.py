@@ -103,9 +103,9 @@ def session_token_claims(token: str) -> dict[str, Any]:
         # PyJWT's messages name the claim or the format, never the key.
         raise exceptions.AuthenticationFailed(f"Invalid session token: {exc}.") from exc
     except RecursionError as exc:
-        # A header nested `[` x 5000 deep is parsed before the signature is checked. PyJWT 2.15
-        # turns that into DecodeError itself; requirements.txt allows 2.8, so this does not
-        # rely on it.
+        # A header nested `[` x 5000 deep is parsed before the signature is checked. The locked
+        # PyJWT (2.15) turns that into DecodeError itself; `PyJWT>=2.8` admits releases that
+        # may not, and this must stay a 401 whichever is installed.
         raise exceptions.AuthenticationFailed("Invalid session token: nested too deeply.") from exc
     shop = _origin_host(claims["dest"])
     if shop is None or not shop.endswith(SHOP_SUFFIX):

@@ -62,9 +62,9 @@ def token_claims(token: str) -> dict[str, Any]:
     try:
         claims = _verified_claims(token, settings.JWT_SECRET, settings.JWT_AUDIENCE or "")
     except RecursionError as exc:
-        # A header nested `[` x 5000 deep is parsed before the signature is checked, by anyone's
-        # token. PyJWT 2.15 turns that into DecodeError itself; requirements.txt allows 2.8, so
-        # this does not rely on it (a 500 for an unauthenticated request otherwise).
+        # A header nested `[` x 5000 deep is parsed before the signature is checked, from anyone.
+        # The locked PyJWT (2.15) turns that into DecodeError itself; `PyJWT>=2.8` admits
+        # releases that may not, and an unauthenticated request must never be a 500.
         raise jwt.DecodeError("nested too deeply") from exc
     if int(claims["exp"]) <= time.time():
         raise jwt.ExpiredSignatureError("Signature has expired")

@@ -241,8 +241,8 @@ def test_a_deeply_nested_bearer_token_is_401_not_a_server_error(
 def test_a_recursion_error_from_any_pyjwt_is_401(
     tenant_a: Tenant, token_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    # PyJWT 2.15 turns a nested header into DecodeError; older releases that requirements.txt
-    # allows let json's RecursionError out. Both classes must answer 401 either way.
+    # The locked PyJWT (2.15) turns a nested header into DecodeError; releases `PyJWT>=2.8`
+    # admits may let json's RecursionError out. Both classes must answer 401 either way.
     def nested(*args: Any, **kwargs: Any) -> Any:
         raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
 
