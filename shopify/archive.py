@@ -14,17 +14,26 @@ another shop's) fails the export instead of producing a short archive.
 
 Import writes as `service_role`, all or nothing, into a shop that holds no data yet: ids are
 new (taken from each table's sequence), references among the shop's tables are rewritten to
-them, the rest (timestamps included) is kept as exported.
+them, the rest (timestamps and `created_by` included) is kept as exported. The archive is
+untrusted: lines and the uncompressed size are capped and read in pieces, the bytes imported
+are the bytes checked against the manifest, and the memberships it lists are not imported
+(an import grants no one access; `shop_import`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import io
 import json
+import struct
+import uuid
 import zipfile
+import zlib
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 from django.apps import apps
@@ -35,7 +44,7 @@ from django.utils import timezone
 from tenancy.models import MembershipRole, Shop, User
 from tenancy.scope import atomic_scope, service_scope, shop_scope
 
-from .registry import MEMBERSHIPS_TABLE, SHOP_COLUMN, TablePlan, directory_plan, shop_data_plan
+from .registry import MEMBERSHIPS_TABLE, SHOP_COLUMN, TablePlan, shop_data_plan
 
 FORMAT = "growth-shop-export"
 FORMAT_VERSION = 1
@@ -200,59 +209,288 @@ def shop_export_write(*, shop_domain: str, target: IO[bytes], using: str = DEFAU
 
 
 # --- Import -------------------------------------------------------------------------------
+# An archive is untrusted input: an owner downloads their shop's archive from the API, and
+# whoever hands one to `import_shop` may have edited it. So the import reads nothing it has
+# not bounded, checks the bytes it actually reads (not a file the manifest merely names), and
+# turns every malformed archive into one ArchiveError before anything is written.
+
+# Caps (docs/operations.md). A line is one row: the largest legitimate ones are knowledge
+# documents (100,000 characters, their search vector and embeddings: estimated at most about
+# 2 MB). A line is parsed whole, which costs up to about 25 times its length in Python objects
+# (an 8 MiB line of empty arrays: 202 MiB), so 8 MiB bounds one row's parse near 200 MiB. The
+# total bounds what a small, highly compressed zip may expand to (time and the three passes
+# over it, not memory: every read is streamed). `import_shop --max-line-bytes` and
+# `--max-total-bytes` raise them for an archive one trusts.
+MAX_LINE_BYTES = 8 * 1024 * 1024
+MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
+# The manifest is parsed whole: a dozen entries take a few kilobytes.
+MAX_MANIFEST_BYTES = 1024 * 1024
+READ_BYTES = 64 * 1024
+# The zip's central directory, read whole by zipfile: an export has one entry per table and
+# the manifest.
+MAX_ENTRIES = 1000
+MAX_DIRECTORY_BYTES = 1024 * 1024
+ECD_ENTRIES_TOTAL, ECD_SIZE = 4, 5  # positions in zipfile's end of central directory record
+# A batch is sent as one JSON parameter: bounded by rows and by bytes of lines.
+IMPORT_BATCH_BYTES = 8 * 1024 * 1024
+_SHA256_HEX = frozenset("0123456789abcdef")
 
 
-def archive_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
-    """The archive's manifest, checked: format, checksum, and every file's rows and SHA-256
-    (read through once, streaming)."""
+@dataclass(frozen=True)
+class ImportLimits:
+    """What an import reads at most: the longest line, and the archive's uncompressed size."""
+
+    max_line_bytes: int = MAX_LINE_BYTES
+    max_total_bytes: int = MAX_TOTAL_BYTES
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    table: str
+    file: str
+    rows: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The manifest of an archive, every field checked for its type."""
+
+    shop_domain: str
+    shop_name: str
+    schema_version: dict[str, str]
+    entries: tuple[ManifestEntry, ...]
+
+    def entry(self, table: str) -> ManifestEntry:
+        return next(entry for entry in self.entries if entry.table == table)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """Rows written per table, and the membership rows the archive held but the import did not
+    write (an import grants no one access)."""
+
+    written: dict[str, int]
+    memberships_not_imported: int
+
+
+def _json(data: bytes, *, what: str) -> Any:
     try:
-        manifest = json.loads(archive.read(MANIFEST))
-    except KeyError as exc:
-        raise ArchiveError(f"not a shop archive: no {MANIFEST}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArchiveError(f"{MANIFEST} is not JSON") from exc
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not JSON, or not UTF-8; RecursionError: nested deeper than the parser goes.
+        raise ArchiveError(f"{what}: not JSON") from exc
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _manifest_entry(raw: Any, position: int) -> ManifestEntry:
+    where = f"{MANIFEST}: tables[{position}]"
+    if not isinstance(raw, dict):
+        raise ArchiveError(f"{where} is not an object")
+    missing = sorted({"table", "file", "rows", "sha256"} - set(raw))
+    if missing:
+        raise ArchiveError(f"{where} lacks {', '.join(missing)}")
+    table, file, rows, sha256 = raw["table"], raw["file"], raw["rows"], raw["sha256"]
+    if not isinstance(table, str) or not table:
+        raise ArchiveError(f"{where}.table is not a table name")
+    # The import reads `<table>.ndjson`: a manifest naming another file would have its checksum
+    # verified on a file that is never imported.
+    if file != f"{table}.ndjson":
+        raise ArchiveError(f"{where}.file is {file!r}, the archive's file of {table!r} is '{table}.ndjson'")
+    if not _is_int(rows) or rows < 0:
+        raise ArchiveError(f"{where}.rows is not a row count")
+    if not isinstance(sha256, str) or len(sha256) != 64 or not set(sha256) <= _SHA256_HEX:
+        raise ArchiveError(f"{where}.sha256 is not a SHA-256")
+    return ManifestEntry(table=table, file=file, rows=rows, sha256=sha256)
+
+
+def _parse_manifest(data: bytes) -> Manifest:
+    manifest = _json(data, what=MANIFEST)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArchiveError(f"not a shop archive: format is not {FORMAT!r}")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ArchiveError(f"archive format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
-    entries = manifest.get("tables")
-    if not isinstance(entries, list) or manifest.get("checksum") != _checksum(entries):
+    shop = manifest.get("shop")
+    if not isinstance(shop, dict) or not isinstance(shop.get("domain"), str):
+        raise ArchiveError(f"{MANIFEST}: shop is not an object with a domain")
+    name = shop.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ArchiveError(f"{MANIFEST}: shop.name is not text")
+    version = manifest.get("schema_version")
+    if not isinstance(version, dict) or not all(isinstance(value, str) for value in version.values()):
+        raise ArchiveError(f"{MANIFEST}: schema_version is not an object of migration names")
+    raw_entries = manifest.get("tables")
+    if not isinstance(raw_entries, list):
+        raise ArchiveError(f"{MANIFEST}: tables is not a list")
+    entries = tuple(_manifest_entry(raw, position) for position, raw in enumerate(raw_entries))
+    tables = [entry.table for entry in entries]
+    if len(set(tables)) != len(tables):
+        raise ArchiveError(f"{MANIFEST}: a table is listed twice")
+    if manifest.get("checksum") != _checksum(raw_entries):
         raise ArchiveError("the manifest's checksum does not match its tables")
-    for entry in entries:
-        digest, rows = hashlib.sha256(), 0
-        try:
-            with archive.open(str(entry["file"])) as member:
-                for line in member:
-                    digest.update(line)
+    return Manifest(shop_domain=shop["domain"], shop_name=name or "", schema_version=version, entries=entries)
+
+
+def _check_member(info: zipfile.ZipInfo) -> None:
+    if info.flag_bits & 0x1:
+        raise ArchiveError(f"{info.filename} is encrypted")
+    # What export writes. Other methods (bzip2, lzma) decompress without an output bound in
+    # zipfile: a few kilobytes could expand to gigabytes in one call.
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ArchiveError(f"{info.filename} is compressed with method {info.compress_type}, not deflate")
+
+
+def _read_manifest(archive: zipfile.ZipFile) -> Manifest:
+    try:
+        info = archive.getinfo(MANIFEST)
+    except KeyError as exc:
+        raise ArchiveError(f"not a shop archive: no {MANIFEST}") from exc
+    _check_member(info)
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise ArchiveError(f"{MANIFEST} is {info.file_size} bytes, more than a manifest's {MAX_MANIFEST_BYTES}")
+    try:
+        with archive.open(info) as member:
+            data = member.read(MAX_MANIFEST_BYTES + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise ArchiveError(f"{MANIFEST} is damaged: {exc}") from exc
+    return _parse_manifest(data)
+
+
+def _check_layout(archive: zipfile.ZipFile, manifest: Manifest, *, limits: ImportLimits) -> None:
+    """The zip holds exactly the manifest and the files it lists, each once, in a form this
+    reader bounds, and expands to no more than the total cap (sizes from the central
+    directory; zipfile never returns more than a member's recorded size)."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        # zipfile opens the last entry of a name: a checksum could be verified on another one.
+        raise ArchiveError(f"the zip holds a name twice: {sorted(n for n, c in Counter(names).items() if c > 1)}")
+    expected = {MANIFEST} | {entry.file for entry in manifest.entries}
+    if set(names) != expected:
+        extra, missing = sorted(set(names) - expected), sorted(expected - set(names))
+        raise ArchiveError(f"the zip's files differ from the manifest: extra {extra}, missing {missing}")
+    for info in infos:
+        _check_member(info)
+    total = sum(info.file_size for info in infos)
+    if total > limits.max_total_bytes:
+        raise ArchiveError(
+            f"the archive expands to {total} bytes, more than the {limits.max_total_bytes} bytes an import reads "
+            "(max_total_bytes; import_shop --max-total-bytes raises it for an archive you trust)"
+        )
+
+
+def _verified_lines(archive: zipfile.ZipFile, entry: ManifestEntry, *, limits: ImportLimits) -> Iterator[bytes]:
+    """The lines of `entry`'s file, read in pieces of READ_BYTES, refused as soon as one is
+    longer than the line cap; once the file is read, its rows and SHA-256 are compared with
+    the manifest. Every pass of the import reads through here, so what is checked is what is
+    imported (a failure after rows were written rolls the import back)."""
+    digest, rows, size = hashlib.sha256(), 0, 0
+    pending: list[bytes] = []
+    pending_size = 0
+
+    def too_long() -> ArchiveError:
+        return ArchiveError(
+            f"{entry.file} line {rows + 1} is longer than the {limits.max_line_bytes} bytes a line may hold "
+            "(max_line_bytes; import_shop --max-line-bytes raises it for an archive you trust)"
+        )
+
+    try:
+        with archive.open(entry.file) as member:
+            while chunk := member.read(READ_BYTES):
+                size += len(chunk)
+                if size > limits.max_total_bytes:
+                    raise ArchiveError(f"{entry.file} expands to more than {limits.max_total_bytes} bytes")
+                digest.update(chunk)
+                start = 0
+                while (end := chunk.find(b"\n", start)) >= 0:
+                    if pending_size + end + 1 - start > limits.max_line_bytes:
+                        raise too_long()
+                    line = b"".join([*pending, chunk[start : end + 1]]) if pending else chunk[start : end + 1]
+                    pending, pending_size = [], 0
                     rows += 1
-        except KeyError as exc:
-            raise ArchiveError(f"{entry.get('file')!r} is listed in the manifest but missing") from exc
-        if rows != entry["rows"] or digest.hexdigest() != entry["sha256"]:
-            raise ArchiveError(f"{entry['file']}: rows or SHA-256 differ from the manifest (damaged archive)")
+                    yield line
+                    start = end + 1
+                if start < len(chunk):
+                    pending.append(chunk[start:])
+                    pending_size += len(chunk) - start
+                    if pending_size > limits.max_line_bytes:
+                        raise too_long()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise ArchiveError(f"{entry.file} is damaged: {exc}") from exc
+    if pending:
+        rows += 1
+        yield b"".join(pending)
+    if rows != entry.rows or digest.hexdigest() != entry.sha256:
+        raise ArchiveError(f"{entry.file}: rows or SHA-256 differ from the manifest (damaged archive)")
+
+
+def _check_directory(file: IO[bytes]) -> None:
+    """Refuse a zip whose central directory is larger than a shop archive's before zipfile
+    reads it: zipfile keeps an object of about 500 bytes per entry, so a directory of a million
+    empty entries (a 100 MB file) would take half a gigabyte. The counts come from zipfile's own
+    reader of the end of central directory record (ZIP64 included), so they are the ones
+    zipfile then uses; a file without the record is left to zipfile, which refuses it."""
+    end_record = getattr(zipfile, "_EndRecData", None)
+    if end_record is None:  # a Python whose zipfile no longer has it: zipfile's own limits only
+        return
+    try:
+        record = end_record(file)
+        file.seek(0)
+    except (OSError, ValueError, struct.error) as exc:
+        raise ArchiveError(f"not a zip archive: {exc}") from exc
+    if record is None:
+        return
+    entries, directory_size = record[ECD_ENTRIES_TOTAL], record[ECD_SIZE]
+    if entries > MAX_ENTRIES or directory_size > MAX_DIRECTORY_BYTES:
+        raise ArchiveError(
+            f"the zip lists {entries} entries in {directory_size} bytes; a shop archive has at most "
+            f"{MAX_ENTRIES} entries in {MAX_DIRECTORY_BYTES} bytes"
+        )
+
+
+def archive_manifest(archive: zipfile.ZipFile, *, limits: ImportLimits | None = None) -> Manifest:
+    """The archive's manifest, checked: its fields, its checksum, the zip's layout and sizes,
+    and every file's rows and SHA-256 (read through once, streaming, under the line cap)."""
+    limits = limits or ImportLimits()
+    manifest = _read_manifest(archive)
+    _check_layout(archive, manifest, limits=limits)
+    for entry in manifest.entries:
+        for _ in _verified_lines(archive, entry, limits=limits):
+            pass
     return manifest
 
 
-def _rows(archive: zipfile.ZipFile, name: str) -> Iterator[dict[str, Any]]:
-    with archive.open(name) as member:
-        for number, line in enumerate(member, start=1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ArchiveError(f"{name} line {number}: not JSON") from exc
-            if not isinstance(row, dict):
-                raise ArchiveError(f"{name} line {number}: not an object")
-            yield row
+def _rows(
+    archive: zipfile.ZipFile, entry: ManifestEntry, *, limits: ImportLimits
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """(row, size of its line) of `entry`'s file."""
+    for number, line in enumerate(_verified_lines(archive, entry, limits=limits), start=1):
+        row = _json(line, what=f"{entry.file} line {number}")
+        if not isinstance(row, dict):
+            raise ArchiveError(f"{entry.file} line {number}: not an object")
+        yield row, len(line)
 
 
-def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(rows: Iterator[tuple[dict[str, Any], int]]) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
-    for row in rows:
+    size = 0
+    for row, line_size in rows:
         batch.append(row)
-        if len(batch) >= size:
+        size += line_size
+        if len(batch) >= IMPORT_BATCH_ROWS or size >= IMPORT_BATCH_BYTES:
             yield batch
-            batch = []
+            batch, size = [], 0
     if batch:
         yield batch
+
+
+def _row_id(value: Any, *, where: str) -> int:
+    if not _is_int(value):
+        raise ArchiveError(f"{where} = {str(value)[:40]!r} is not an id")
+    return int(value)
 
 
 def _new_ids(table: str, count: int, *, using: str) -> list[int]:
@@ -267,10 +505,12 @@ def _new_ids(table: str, count: int, *, using: str) -> list[int]:
 def _insert_table(
     archive: zipfile.ZipFile,
     plan: TablePlan,
+    entry: ManifestEntry,
     *,
     shop_domain: str,
     id_maps: dict[str, dict[int, int]],
     keep_map: bool,
+    limits: ImportLimits,
     using: str,
 ) -> int:
     table = _quote(plan.table, using=using)
@@ -279,24 +519,25 @@ def _insert_table(
     own_map = id_maps.setdefault(plan.table, {}) if keep_map else {}
     pending_self: list[tuple[int, str, int]] = []  # (new id, column, old referenced id)
     rows_written = 0
-    for batch in _batches(_rows(archive, f"{plan.table}.ndjson"), IMPORT_BATCH_ROWS):
+    for batch in _batches(_rows(archive, entry, limits=limits)):
         ids = _new_ids(plan.table, len(batch), using=using) if "id" in plan.columns else []
         for position, row in enumerate(batch):
             row[SHOP_COLUMN] = shop_domain
             if ids:
                 old, row["id"] = row.get("id"), ids[position]
                 if keep_map and old is not None:
-                    own_map[int(old)] = ids[position]
+                    own_map[_row_id(old, where=f"{plan.table}.id")] = ids[position]
             for column, target in plan.references.items():
                 old_ref = row.get(column)
                 if old_ref is None:
                     continue
+                old_ref = _row_id(old_ref, where=f"{plan.table}.{column}")
                 if target == plan.table:
-                    pending_self.append((row["id"], column, int(old_ref)))
+                    pending_self.append((row["id"], column, old_ref))
                     row[column] = None
                     continue
                 try:
-                    row[column] = id_maps[target][int(old_ref)]
+                    row[column] = id_maps[target][old_ref]
                 except KeyError as exc:
                     raise ArchiveError(
                         f"{plan.table}.{column} = {old_ref} names no row of {target} in the archive"
@@ -317,64 +558,100 @@ def _insert_table(
     return rows_written
 
 
-def _archive_users(archive: zipfile.ZipFile, plans: list[TablePlan]) -> set[str]:
-    users: set[str] = set()
+def _archive_users(
+    archive: zipfile.ZipFile, plans: list[TablePlan], manifest: Manifest, *, limits: ImportLimits
+) -> set[uuid.UUID]:
+    users: set[uuid.UUID] = set()
     for plan in plans:
-        if plan.has_user:
-            users.update(str(row["user_id"]) for row in _rows(archive, f"{plan.table}.ndjson") if row.get("user_id"))
+        if not plan.has_user:
+            continue
+        for row, _ in _rows(archive, manifest.entry(plan.table), limits=limits):
+            if row.get("user_id") is None:
+                continue
+            try:
+                users.add(uuid.UUID(str(row["user_id"])))
+            except ValueError as exc:
+                raise ArchiveError(f"{plan.table}.user_id = {str(row['user_id'])[:40]!r} is not a user id") from exc
     return users
 
 
 @transaction.atomic
-def shop_import(*, source: IO[bytes] | str, shop_domain: str, using: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
+def shop_import(
+    *,
+    source: IO[bytes] | str,
+    shop_domain: str,
+    limits: ImportLimits | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> ImportResult:
     """Import the archive `source` into `shop_domain` (created if missing), which must hold no
-    data; all or nothing. Returns the rows written per table."""
-    try:
-        archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ArchiveError(f"not a zip archive: {exc}") from exc
-    with archive:
-        manifest = archive_manifest(archive)
-        if manifest.get("schema_version") != schema_version(using=using):
-            raise ArchiveError(
-                f"the archive was exported at schema {manifest.get('schema_version')}, this database is at "
-                f"{schema_version(using=using)}: import it with the release that exported it"
+    data; all or nothing. Raises ArchiveError for any archive it will not import.
+
+    The shop's data is imported; its memberships are not: an archive is a file anyone may have
+    edited, and a membership row in it would give whoever it names access to the shop (an
+    existing superuser became an owner that way). Access to the imported shop is granted as to
+    any shop: by staff in the admin, or by a session token's first use (the first user of a
+    shop without an owner becomes its owner). `created_by` is kept as exported: it records who
+    wrote a row where it was exported, is not verified, and nothing reads it to grant access.
+    `user_id` of the user tables must name existing users; such a row gives its user nothing
+    either without a membership."""
+    limits = limits or ImportLimits()
+    with contextlib.ExitStack() as stack:
+        try:
+            file = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
+        except FileNotFoundError as exc:
+            raise ArchiveError(f"no such file: {source}") from exc
+        except OSError as exc:
+            raise ArchiveError(f"cannot read {source}: {exc}") from exc
+        _check_directory(file)
+        try:
+            archive = stack.enter_context(zipfile.ZipFile(file))
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
+            raise ArchiveError(f"not a zip archive: {exc}") from exc
+        return _import_archive(archive, shop_domain=shop_domain, limits=limits, using=using)
+
+
+def _import_archive(archive: zipfile.ZipFile, *, shop_domain: str, limits: ImportLimits, using: str) -> ImportResult:
+    """The import itself, once the zip is open (shop_import's transaction)."""
+    manifest = archive_manifest(archive, limits=limits)
+    if manifest.schema_version != schema_version(using=using):
+        raise ArchiveError(
+            f"the archive was exported at schema {manifest.schema_version}, this database is at "
+            f"{schema_version(using=using)}: import it with the release that exported it"
+        )
+    plans = shop_data_plan(using=using)
+    listed = [entry.table for entry in manifest.entries]
+    wanted = [plan.table for plan in plans] + [MEMBERSHIPS_TABLE]
+    if sorted(listed) != sorted(wanted):
+        raise ArchiveError(f"the archive holds tables {sorted(listed)}, this database expects {sorted(wanted)}")
+    with atomic_scope(service_scope(), using=using):
+        Shop.objects.using(using).get_or_create(
+            domain=shop_domain, defaults={"name": (manifest.shop_name or shop_domain)[:200]}
+        )
+        Shop.objects.using(using).select_for_update().filter(domain=shop_domain).first()
+        # Memberships are not written, so a shop whose members exist (staff granted an owner
+        # before the restore) is still empty.
+        held = {table: count for table, count in _service_counts(plans, shop_domain, using=using).items() if count}
+        if held:
+            raise ArchiveError(f"shop {shop_domain!r} is not empty: {held}")
+        users = _archive_users(archive, plans, manifest, limits=limits)
+        known = set(User.objects.using(using).filter(pk__in=users).values_list("pk", flat=True))
+        if users - known:
+            raise ArchiveError(f"users of the archive do not exist here: {sorted(str(u) for u in users - known)}")
+        referenced = {target for plan in plans for target in plan.references.values()}
+        id_maps: dict[str, dict[int, int]] = {}
+        written = {}
+        for plan in plans:
+            written[plan.table] = _insert_table(
+                archive,
+                plan,
+                manifest.entry(plan.table),
+                shop_domain=shop_domain,
+                id_maps=id_maps,
+                keep_map=plan.table in referenced,
+                limits=limits,
+                using=using,
             )
-        plans = shop_data_plan(using=using)
-        membership_plan = directory_plan(MEMBERSHIPS_TABLE, using=using)
-        listed = [entry["table"] for entry in manifest["tables"]]
-        wanted = [plan.table for plan in plans] + [MEMBERSHIPS_TABLE]
-        if sorted(listed) != sorted(wanted):
-            raise ArchiveError(f"the archive holds tables {sorted(listed)}, this database expects {sorted(wanted)}")
-        with atomic_scope(service_scope(), using=using):
-            Shop.objects.using(using).get_or_create(
-                domain=shop_domain, defaults={"name": str(manifest["shop"].get("name") or shop_domain)[:200]}
-            )
-            Shop.objects.using(using).select_for_update().filter(domain=shop_domain).first()
-            held = {
-                table: count
-                for table, count in _service_counts([*plans, membership_plan], shop_domain, using=using).items()
-                if count
-            }
-            if held:
-                raise ArchiveError(f"shop {shop_domain!r} is not empty: {held}")
-            users = _archive_users(archive, [*plans, membership_plan])
-            known = {str(pk) for pk in User.objects.using(using).filter(pk__in=users).values_list("pk", flat=True)}
-            if users - known:
-                raise ArchiveError(f"users of the archive do not exist here: {sorted(users - known)}")
-            referenced = {target for plan in plans for target in plan.references.values()}
-            id_maps: dict[str, dict[int, int]] = {}
-            written = {}
-            for plan in [*plans, membership_plan]:
-                written[plan.table] = _insert_table(
-                    archive,
-                    plan,
-                    shop_domain=shop_domain,
-                    id_maps=id_maps,
-                    keep_map=plan.table in referenced,
-                    using=using,
-                )
-    return written
+    return ImportResult(written=written, memberships_not_imported=manifest.entry(MEMBERSHIPS_TABLE).rows)
 
 
 def export_filename(shop_domain: str, *, now: datetime.datetime | None = None) -> str:

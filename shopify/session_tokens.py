@@ -2,7 +2,8 @@
 
 An embedded app's front end sends `Authorization: Bearer <session token>`: HS256 signed with
 the app's client secret (SHOPIFY_API_SECRET), `aud` = the app's client id (SHOPIFY_API_KEY),
-`dest` = `https://{shop}.myshopify.com`, `iss` = `https://{shop}.myshopify.com/admin`, `sub` =
+`dest` = `https://{shop}.myshopify.com` exactly (the shop's origin: no path, port or trailing
+slash), `iss` = exactly `https://{shop}.myshopify.com/admin`, `sub` =
 the Shopify user id, about a minute of life. The shop comes from `dest`, so no X-Shop-Domain
 header is needed; if one is sent it must name the same shop. The authenticator returns the
 project's `TokenAuth` with the token's shop as the looked-up header, so the tenant context
@@ -59,13 +60,20 @@ def shopify_user_id(sub: str) -> uuid.UUID:
     return uuid.uuid5(SHOPIFY_USER_NAMESPACE, f"shopify-user:{sub}")
 
 
-def _host(url: Any) -> str | None:
+def _origin_host(url: Any) -> str | None:
+    """The host of `url` if `url` is exactly an https origin (`https://host`: no port, user,
+    path, query, fragment, not even a trailing slash), else None. `dest` is the shop's origin in
+    Shopify's tokens; anything more is not a token Shopify wrote."""
     if not isinstance(url, str):
         return None
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname or parts.port or parts.username:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
         return None
-    return parts.hostname.lower()
+    if parts.scheme != "https" or not host or url.lower() != f"https://{host}":
+        return None
+    return host
 
 
 def session_token_claims(token: str) -> dict[str, Any]:
@@ -94,16 +102,22 @@ def session_token_claims(token: str) -> dict[str, Any]:
     except jwt.InvalidTokenError as exc:
         # PyJWT's messages name the claim or the format, never the key.
         raise exceptions.AuthenticationFailed(f"Invalid session token: {exc}.") from exc
-    shop = _host(claims["dest"])
+    except RecursionError as exc:
+        # A header nested `[` x 5000 deep is parsed before the signature is checked. The locked
+        # PyJWT (2.15) turns that into DecodeError itself; `PyJWT>=2.8` admits releases that
+        # may not, and this must stay a 401 whichever is installed.
+        raise exceptions.AuthenticationFailed("Invalid session token: nested too deeply.") from exc
+    shop = _origin_host(claims["dest"])
     if shop is None or not shop.endswith(SHOP_SUFFIX):
-        raise exceptions.AuthenticationFailed("Session token 'dest' is not https://<shop>.myshopify.com.")
+        raise exceptions.AuthenticationFailed("Session token 'dest' is not exactly https://<shop>.myshopify.com.")
     try:
         shop_domain_validator(shop)
     except DjangoValidationError as exc:
         raise exceptions.AuthenticationFailed("Session token 'dest' is not a shop domain.") from exc
+    # Shopify: `iss` is the shop's admin URL, `https://{shop}/admin`, exactly.
     issuer = claims["iss"]
-    if _host(issuer) != shop or urlsplit(str(issuer)).path.rstrip("/") != "/admin":
-        raise exceptions.AuthenticationFailed("Session token 'iss' does not match its 'dest'.")
+    if not isinstance(issuer, str) or issuer.lower() != f"https://{shop}/admin":
+        raise exceptions.AuthenticationFailed("Session token 'iss' is not its 'dest' + '/admin'.")
     sub = str(claims["sub"]).strip()
     if not sub or len(sub) > 64:
         raise exceptions.AuthenticationFailed("Session token 'sub' is not a Shopify user id.")
@@ -145,7 +159,9 @@ def _unverified_claims(token: str) -> dict[str, Any]:
         return {}
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
+        # Not claims (RecursionError: nested deeper than the parser goes; `[` x 5000 from anyone
+        # was a 500): not a session token, and the project's JWT class refuses it with a 401.
         return {}
     return claims if isinstance(claims, dict) else {}
 

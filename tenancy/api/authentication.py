@@ -59,7 +59,13 @@ def token_claims(token: str) -> dict[str, Any]:
     refused token is never kept. Expiry is checked again on every use: a kept token stops
     working the second it expires, as an unkept one does.
     """
-    claims = _verified_claims(token, settings.JWT_SECRET, settings.JWT_AUDIENCE or "")
+    try:
+        claims = _verified_claims(token, settings.JWT_SECRET, settings.JWT_AUDIENCE or "")
+    except RecursionError as exc:
+        # A header nested `[` x 5000 deep is parsed before the signature is checked, from anyone.
+        # The locked PyJWT (2.15) turns that into DecodeError itself; `PyJWT>=2.8` admits
+        # releases that may not, and an unauthenticated request must never be a 500.
+        raise jwt.DecodeError("nested too deeply") from exc
     if int(claims["exp"]) <= time.time():
         raise jwt.ExpiredSignatureError("Signature has expired")
     return dict(claims)  # the kept dict is shared by every request that sends this token

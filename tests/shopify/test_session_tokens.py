@@ -3,10 +3,15 @@ the linking rule, and 401s that say what is wrong (without the secret)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
+import jwt
 import pytest
 
 from shopify.session_tokens import shopify_user_id
@@ -82,8 +87,18 @@ def test_a_shop_header_that_agrees_is_accepted_and_one_that_differs_is_refused(
         ({"age": -120}, "not valid yet"),
         ({"dest": "https://evil.example.com"}, "dest"),
         ({"dest": "http://alpha.myshopify.com"}, "dest"),
+        ({"dest": "https://alpha.myshopify.com/x"}, "'dest' is not exactly"),
+        ({"dest": "https://alpha.myshopify.com/"}, "'dest' is not exactly"),
+        ({"dest": "https://alpha.myshopify.com?x=1"}, "'dest' is not exactly"),
+        ({"dest": "https://alpha.myshopify.com#admin"}, "'dest' is not exactly"),
+        ({"dest": "https://alpha.myshopify.com:443"}, "'dest' is not exactly"),
+        ({"dest": "https://x@alpha.myshopify.com"}, "'dest' is not exactly"),
+        ({"dest": "https://[alpha.myshopify.com"}, "'dest' is not exactly"),
         ({"iss": "https://bravo.myshopify.com/admin"}, "iss"),
         ({"iss": "https://alpha.myshopify.com/other"}, "iss"),
+        ({"iss": "https://alpha.myshopify.com/admin/x"}, "'iss' is not its 'dest' + '/admin'"),
+        ({"iss": "https://alpha.myshopify.com/admin?x=1"}, "'iss' is not its 'dest' + '/admin'"),
+        ({"iss": "https://alpha.myshopify.com:8443/admin"}, "'iss' is not its 'dest' + '/admin'"),
         ({"sub": None}, "'sub'"),
         ({"nbf": None}, "'nbf'"),
         ({"aud": None}, "aud"),
@@ -95,8 +110,18 @@ def test_a_shop_header_that_agrees_is_accepted_and_one_that_differs_is_refused(
         "future",
         "foreign-dest",
         "http-dest",
+        "dest-with-a-path",
+        "dest-with-a-trailing-slash",
+        "dest-with-a-query",
+        "dest-with-a-fragment",
+        "dest-with-a-port",
+        "dest-with-a-user",
+        "dest-unparsable",
         "iss-other-shop",
         "iss-not-admin",
+        "iss-below-admin",
+        "iss-with-a-query",
+        "iss-with-a-port",
         "no-sub",
         "no-nbf",
         "no-aud",
@@ -160,3 +185,70 @@ def test_a_session_token_cannot_read_another_shop(filled: tuple[Tenant, Tenant],
     assert response.status_code == 200
     rows = response.json()["results"]
     assert rows and {row["shop_domain"] for row in rows} == {SHOP_A}
+
+
+# --- Deeply nested tokens (issue 22, item 8) -----------------------------------------------
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def raw_token(header: bytes, claims: bytes, secret: str | None = None) -> str:
+    """A JWT of exactly these segments, signed with `secret` (or with a made-up signature)."""
+    signing_input = f"{b64(header)}.{b64(claims)}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest() if secret else b"x" * 32
+    return f"{signing_input}.{b64(signature)}"
+
+
+HEADER = b'{"alg":"HS256","typ":"JWT"}'
+NESTED = b"[" * 5000
+SESSION_CLAIMS = json.dumps({"dest": f"https://{SHOP_A}", "iss": f"https://{SHOP_A}/admin", "sub": "9"}).encode()
+PROJECT_CLAIMS = json.dumps({"sub": "00000000-0000-0000-0000-000000000001", "exp": 4_000_000_000}).encode()
+
+NESTED_TOKENS: dict[str, Callable[[Any], str]] = {
+    # The reported case: the claims segment is `[` x 5000 (read unverified to tell a session
+    # token from a project token).
+    "nested claims": lambda s: raw_token(HEADER, NESTED),
+    "nested objects in the claims": lambda s: raw_token(HEADER, b'{"a":' * 5000),
+    "nested claim beside dest": lambda s: raw_token(
+        HEADER, b'{"dest":"https://' + SHOP_A.encode() + b'","x":' + NESTED + b"}", API_SECRET
+    ),
+    # PyJWT parses the header before the signature, in both authentication classes.
+    "nested header of a session token": lambda s: raw_token(NESTED, SESSION_CLAIMS),
+    "nested header of a project token": lambda s: raw_token(NESTED, PROJECT_CLAIMS),
+    # Signed with the project's secret: PyJWT parses the claims after the signature passes.
+    "nested claims signed with the project secret": lambda s: raw_token(HEADER, NESTED, s.JWT_SECRET),
+}
+
+
+@pytest.mark.parametrize("case", list(NESTED_TOKENS), ids=list(NESTED_TOKENS))
+def test_a_deeply_nested_bearer_token_is_401_not_a_server_error(
+    tenant_a: Tenant, token_client: Callable[..., Any], settings: Any, case: str
+) -> None:
+    users_before = User.objects.count()
+    response = token_client(NESTED_TOKENS[case](settings)).get(RESOURCE)
+    assert response.status_code == 401, response.content
+    body = response.json()
+    assert set(body) == {"status", "code", "detail", "errors"}
+    assert (body["status"], body["code"], body["errors"]) == (401, "authentication_failed", [])
+    assert "token" in body["detail"].lower()
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert User.objects.count() == users_before
+
+
+@pytest.mark.parametrize("kind", ["session token", "project token"])
+def test_a_recursion_error_from_any_pyjwt_is_401(
+    tenant_a: Tenant, token_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # The locked PyJWT (2.15) turns a nested header into DecodeError; releases `PyJWT>=2.8`
+    # admits may let json's RecursionError out. Both classes must answer 401 either way.
+    def nested(*args: Any, **kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+    client = token_client(session_token(SHOP_A, "9")) if kind == "session token" else client_for(tenant_a.owner, SHOP_A)
+    monkeypatch.setattr(jwt, "decode", nested)
+    response = client.get(RESOURCE)
+    assert response.status_code == 401, response.content
+    assert response.json()["code"] == "authentication_failed"
+    assert "nested too deeply" in response.json()["detail"]
