@@ -47,6 +47,10 @@ class WebhookDelivery(models.Model):
     result = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=1)
     received_at = models.DateTimeField(db_default=Now(), editable=False)
+    # When the request processing the delivery claimed it: a `received` delivery claimed less
+    # than shopify.webhooks.WEBHOOK_CLAIM_LEASE ago is being processed, and a duplicate waits
+    # for it instead of running the handler again.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
