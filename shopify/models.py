@@ -118,5 +118,6 @@ class ShopErasure(models.Model):
         return f"erasure of {self.shop_domain} ({self.status})"
 
 
-# Tables that name a shop but are kept after its erasure: the records above.
+# Tables that name a shop but outlive its erasure: the records above (the erasure keeps only
+# the shop's shop/redact deliveries, shopify/erasure.py).
 RECORD_TABLES = frozenset({WebhookDelivery._meta.db_table, ShopErasure._meta.db_table})
