@@ -49,9 +49,18 @@ def shopify_webhook(request: HttpRequest) -> JsonResponse:
 
     The HMAC of the raw body is checked before anything else is read; a delivery without a
     valid one changes nothing and is not recorded (anyone can post here). The body is read
-    from the stream in chunks rather than through `request.body`, so that a body over
-    DATA_UPLOAD_MAX_MEMORY_SIZE is still checked and, when signed, recorded as rejected
-    instead of being refused by Django before anything is recorded."""
+    from the stream in chunks rather than through `request.body`, so that a body over the
+    webhook limit (2 MiB) is checked and, when signed, recorded as rejected without being
+    held in memory. Over DATA_UPLOAD_MAX_MEMORY_SIZE (32 MiB) it is refused unread, like any
+    request: checking its signature would mean reading all of it, and anyone can send one."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    ceiling = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if ceiling is not None and length > ceiling:
+        logger.warning("webhook refused unread: %d bytes", length)
+        return _error(400, "too_large", f"The body is larger than {ceiling} bytes.", "body")
     body = webhook_body_read(
         chunks=iter(lambda: request.read(BODY_CHUNK), b""),
         signature=request.headers.get(HMAC_HEADER, ""),

@@ -242,12 +242,9 @@ def test_a_signed_body_the_parser_cannot_take_is_400_and_recorded_rejected(
         assert not ShopErasure.objects.exists()
 
 
-def test_a_signed_body_over_the_limits_is_400_and_recorded_rejected_with_its_hash_and_size(
-    tenant_a: Tenant, settings: Any, monkeypatch: pytest.MonkeyPatch
+def test_a_signed_body_over_the_limit_is_400_and_recorded_rejected_with_its_hash_and_size(
+    tenant_a: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Django refuses `request.body` over DATA_UPLOAD_MAX_MEMORY_SIZE before the view can record
-    # anything; the webhook reads the stream itself, and keeps at most its own limit.
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
     monkeypatch.setattr(webhooks, "WEBHOOK_BODY_LIMIT", 2_000)
     body = json.dumps({"shop_domain": SHOP_A, "padding": "x" * 5_000}).encode()
     response = post_webhook(Client(), "shop/redact", SHOP_A, body=body, webhook_id="wh-huge")
@@ -263,15 +260,24 @@ def test_a_signed_body_over_the_limits_is_400_and_recorded_rejected_with_its_has
     assert Shop.objects.get(domain=SHOP_A).is_active
 
 
-def test_an_unsigned_body_over_the_limits_is_401_and_not_recorded(
-    tenant_a: Tenant, settings: Any, monkeypatch: pytest.MonkeyPatch
+def test_an_unsigned_body_over_the_limit_is_401_and_not_recorded(
+    tenant_a: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
     monkeypatch.setattr(webhooks, "WEBHOOK_BODY_LIMIT", 2_000)
-    body = b"{" * 5_000
-    response = post_webhook(Client(), "shop/redact", SHOP_A, body=body, signature=sign(b"{}"))
+    response = post_webhook(Client(), "shop/redact", SHOP_A, body=b"{" * 5_000, signature=sign(b"{}"))
     assert response.status_code == 401
     assert delivery_rows() == []
+
+
+def test_a_body_over_the_upload_ceiling_is_400_unread_and_not_recorded(tenant_a: Tenant, settings: Any) -> None:
+    # Its signature cannot be checked without reading all of it, and anyone can send one.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    body = json.dumps({"shop_domain": SHOP_A, "padding": "x" * 5_000}).encode()
+    response = post_webhook(Client(), "shop/redact", SHOP_A, body=body)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "too_large"
+    assert delivery_rows() == []
+    assert Shop.objects.get(domain=SHOP_A).is_active
 
 
 # --- One webhook id, one run (issue 22, item 7) ---------------------------------------------
