@@ -46,7 +46,16 @@ class ReadOnlyRecordAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyRecordAdmin):
-    list_display = ("received_at", "topic", "shop_domain", "status", "attempts", "processed_at", "webhook_id")
+    list_display = (
+        "received_at",
+        "topic",
+        "shop_domain",
+        "status",
+        "attempts",
+        "claimed_at",
+        "processed_at",
+        "webhook_id",
+    )
     list_filter = ("status", "topic")
     search_fields = ("shop_domain", "webhook_id", "topic")
     date_hierarchy = "received_at"

@@ -47,6 +47,10 @@ class WebhookDelivery(models.Model):
     result = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=1)
     received_at = models.DateTimeField(db_default=Now(), editable=False)
+    # When the request processing the delivery claimed it: a `received` delivery claimed less
+    # than shopify.webhooks.WEBHOOK_CLAIM_LEASE ago is being processed, and a duplicate waits
+    # for it instead of running the handler again.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -114,5 +118,6 @@ class ShopErasure(models.Model):
         return f"erasure of {self.shop_domain} ({self.status})"
 
 
-# Tables that name a shop but are kept after its erasure: the records above.
+# Tables that name a shop but outlive its erasure: the records above (the erasure keeps only
+# the shop's shop/redact deliveries, shopify/erasure.py).
 RECORD_TABLES = frozenset({WebhookDelivery._meta.db_table, ShopErasure._meta.db_table})

@@ -3,12 +3,22 @@
 A delivery goes through four short steps instead of one transaction, so that every step
 that can fail leaves a record behind:
 1. claim: the delivery row is inserted (or, for a retry of a rejected or failed one, reset)
-   under a row lock; a delivery already processed or ignored is a replay: nothing happens;
-2. the body is parsed (a malformed body is recorded as rejected, answered 400);
+   under a row lock, and stamped `claimed_at`; a delivery already processed or ignored is a
+   replay: nothing happens;
+2. the body is parsed (a malformed, too deep or too large body is recorded as rejected,
+   answered 400);
 3. the topic's handler runs in its own transactions (an erasure commits its record first);
 4. the outcome is recorded (a failure is answered 503 and Shopify retries).
-Handlers are idempotent, so two concurrent deliveries of one webhook id (Shopify does not
-send them, a retry storm might) can both run step 3 without harm.
+
+One webhook id is processed by one request at a time. Step 3 cannot hold a row lock (an
+erasure commits several transactions), so the claim is a lease: a second delivery of the same
+id that finds it `received` and claimed less than WEBHOOK_CLAIM_LEASE ago does not run the
+handler again; it waits (up to WEBHOOK_BUSY_WAIT) for the first to finish and answers with its
+outcome as a replay, or, if the first is still running, raises WebhookBusy (answered 409, and
+Shopify retries later). A claim older than the lease belongs to a request that died (the web
+server kills a worker after 60 s): the next delivery takes it over. Shopify retries a delivery
+it timed out (5 s) while the first may still be running, and a retry storm sends duplicates at
+once: before the lease, three concurrent `shop/redact` deliveries ran three erasures.
 """
 
 from __future__ import annotations
@@ -20,12 +30,14 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -43,20 +55,75 @@ SHOP_REDACT = "shop/redact"
 CUSTOMERS_DATA_REQUEST = "customers/data_request"
 CUSTOMERS_REDACT = "customers/redact"
 
+# The largest body that is kept in memory and parsed. The lifecycle topics are small (the
+# largest, customers/redact, lists a customer's order ids); a larger body is hashed as it
+# streams in, so that its signature is checked and its delivery recorded (rejected), but it is
+# never held whole or parsed.
+WEBHOOK_BODY_LIMIT = 2 * 1024 * 1024
+# How long a claimed delivery belongs to the request that claimed it (module docstring): well
+# over the web server's 60 s worker timeout, so only a claim of a dead request expires.
+WEBHOOK_CLAIM_LEASE = datetime.timedelta(minutes=5)
+# How long a duplicate delivery waits for the one being processed: under the 5 s Shopify
+# waits for an answer.
+WEBHOOK_BUSY_WAIT = 4.0
+WEBHOOK_BUSY_POLL = 0.1
+
+
+def _signature_digest(signature: str, secret: str) -> bytes | None:
+    if not secret or not signature:
+        return None
+    try:
+        given = base64.b64decode(signature.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return given
+
 
 def webhook_signature_valid(*, body: bytes, signature: str, secret: str) -> bool:
     """True when `signature` is the base64 HMAC-SHA256 of the raw `body` under `secret`.
 
     Compared in constant time on the decoded digests; a signature that is not base64 of 32
     bytes, or an unset secret, is simply invalid."""
-    if not secret or not signature:
-        return False
-    try:
-        given = base64.b64decode(signature.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()
-    return hmac.compare_digest(expected, given)
+    return webhook_body_read(chunks=[body], signature=signature, secret=secret) is not None
+
+
+@dataclass(frozen=True)
+class WebhookBody:
+    """A signed body: its bytes (None when over WEBHOOK_BODY_LIMIT: not kept), SHA-256 and size."""
+
+    raw: bytes | None
+    sha256: str
+    size: int
+
+    @classmethod
+    def of(cls, raw: bytes) -> WebhookBody:
+        return cls(raw=raw, sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+
+
+def webhook_body_read(
+    *, chunks: Iterable[bytes], signature: str, secret: str, limit: int | None = None
+) -> WebhookBody | None:
+    """The body made of `chunks` if `signature` is its HMAC under `secret`, else None.
+
+    Reads every chunk (the signature covers the whole body) but keeps at most `limit` bytes:
+    a larger body comes back with `raw` None, its hash and size still exact."""
+    given = _signature_digest(signature, secret)
+    if given is None:
+        return None
+    limit = WEBHOOK_BODY_LIMIT if limit is None else limit
+    mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+    sha = hashlib.sha256()
+    kept: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        mac.update(chunk)
+        sha.update(chunk)
+        size += len(chunk)
+        if size <= limit:
+            kept.append(chunk)
+    if not hmac.compare_digest(mac.digest(), given):
+        return None
+    return WebhookBody(raw=b"".join(kept) if size <= limit else None, sha256=sha.hexdigest(), size=size)
 
 
 @dataclass(frozen=True)
@@ -75,6 +142,15 @@ class WebhookInvalid(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+class WebhookBusy(RuntimeError):
+    """Another request is processing this webhook id and did not finish in time (answered
+    409: Shopify retries, and the retry finds the outcome)."""
+
+    def __init__(self, webhook_id: str) -> None:
+        super().__init__(f"webhook {webhook_id} is being processed by another delivery")
+        self.webhook_id = webhook_id
 
 
 def webhook_headers(headers: Any) -> WebhookHeaders:
@@ -108,36 +184,69 @@ class Outcome:
     replay: bool = False
 
 
+class Claim(Enum):
+    MINE = "mine"  # this request processes the delivery
+    REPLAY = "replay"  # already processed or ignored: nothing to do
+    BUSY = "busy"  # another request holds a live claim on it
+
+
 @transaction.atomic
-def _delivery_claim(*, headers: WebhookHeaders, body: bytes) -> tuple[WebhookDelivery, bool]:
-    """(delivery, replay): the row of this webhook id, locked; replay when already done."""
+def _delivery_claim(*, headers: WebhookHeaders, body: WebhookBody) -> tuple[WebhookDelivery, Claim]:
+    """(delivery, claim): the row of this webhook id, and whether this request processes it."""
     with atomic_scope(service_scope()):
+        now = timezone.now()
         fields = {
             "topic": headers.topic,
             "shop_domain": headers.shop_domain,
             "api_version": headers.api_version,
             "triggered_at": headers.triggered_at,
-            "payload_sha256": hashlib.sha256(body).hexdigest(),
-            "payload_bytes": len(body),
+            "payload_sha256": body.sha256,
+            "payload_bytes": body.size,
         }
-        # ON CONFLICT DO NOTHING, then lock: a concurrent first delivery of the same id waits
-        # here until the other's claim commits, instead of failing on the unique key.
-        WebhookDelivery.objects.bulk_create(
-            [WebhookDelivery(webhook_id=headers.webhook_id, **fields)], ignore_conflicts=True
-        )
-        delivery = WebhookDelivery.objects.select_for_update().get(webhook_id=headers.webhook_id)
+        rows = WebhookDelivery.objects.select_for_update()
+        delivery = rows.filter(webhook_id=headers.webhook_id).first()
+        if delivery is None:
+            try:
+                # A savepoint: a concurrent first delivery of the same id waits on the unique
+                # key until the other's claim commits, then fails here and reads that row.
+                with transaction.atomic():
+                    return WebhookDelivery.objects.create(
+                        webhook_id=headers.webhook_id, claimed_at=now, **fields
+                    ), Claim.MINE
+            except IntegrityError:
+                delivery = rows.get(webhook_id=headers.webhook_id)
         if delivery.status in FINAL_STATUSES:
-            return delivery, True
-        if delivery.status != DeliveryStatus.RECEIVED or delivery.processed_at is not None:
-            # A retry of a rejected or failed delivery: processed again.
-            for name, value in fields.items():
-                setattr(delivery, name, value)
-            delivery.attempts += 1
-            delivery.status = DeliveryStatus.RECEIVED
-            delivery.result = ""
-            delivery.processed_at = None
-            delivery.save()
-        return delivery, False
+            return delivery, Claim.REPLAY
+        if (
+            delivery.status == DeliveryStatus.RECEIVED
+            and delivery.claimed_at is not None
+            and delivery.claimed_at > now - WEBHOOK_CLAIM_LEASE
+        ):
+            return delivery, Claim.BUSY
+        # A retry of a rejected or failed delivery, or of one whose request died: processed again.
+        for name, value in fields.items():
+            setattr(delivery, name, value)
+        delivery.attempts += 1
+        delivery.status = DeliveryStatus.RECEIVED
+        delivery.result = ""
+        delivery.claimed_at = now
+        delivery.processed_at = None
+        delivery.save()
+        return delivery, Claim.MINE
+
+
+def _delivery_claim_waiting(*, headers: WebhookHeaders, body: WebhookBody) -> tuple[WebhookDelivery, Claim]:
+    """_delivery_claim, waiting while another request holds the claim (REPLAY or MINE, or
+    WebhookBusy after WEBHOOK_BUSY_WAIT). Polls with short transactions: a lock held across the
+    other request's handler would need a session-level lock, which a transaction pooler breaks."""
+    deadline = time.monotonic() + WEBHOOK_BUSY_WAIT
+    while True:
+        delivery, claim = _delivery_claim(headers=headers, body=body)
+        if claim is not Claim.BUSY:
+            return delivery, claim
+        if time.monotonic() >= deadline:
+            raise WebhookBusy(headers.webhook_id)
+        time.sleep(WEBHOOK_BUSY_POLL)
 
 
 @transaction.atomic
@@ -191,26 +300,38 @@ HANDLERS: dict[str, Callable[[WebhookDelivery, dict[str, Any]], str]] = {
 }
 
 
-def _payload(body: bytes, headers: WebhookHeaders) -> dict[str, Any]:
+def _payload(body: WebhookBody, headers: WebhookHeaders) -> dict[str, Any]:
+    if body.raw is None:
+        raise WebhookInvalid("body", f"The body is larger than {WEBHOOK_BODY_LIMIT} bytes.")
     try:
-        payload = json.loads(body)
+        payload = json.loads(body.raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WebhookInvalid("body", f"The body is not JSON: {type(exc).__name__}.") from exc
+    except RecursionError as exc:
+        # Nesting deeper than the interpreter's recursion limit (about 1,000 levels): the
+        # parser gives up cleanly, and no Shopify payload comes near it.
+        raise WebhookInvalid("body", "The body is nested too deeply.") from exc
+    except ValueError as exc:
+        # e.g. an integer of more than 4,300 digits (Python's conversion limit).
+        raise WebhookInvalid("body", f"The body is not acceptable JSON: {type(exc).__name__}.") from exc
     if not isinstance(payload, dict):
         raise WebhookInvalid("body", "The body must be a JSON object.")
     named = payload.get("shop_domain")
-    if named is not None and str(named).strip().lower() != headers.shop_domain:
+    if named is not None and (not isinstance(named, str) or named.strip().lower() != headers.shop_domain):
         raise WebhookInvalid("body.shop_domain", "shop_domain does not match X-Shopify-Shop-Domain.")
     return payload
 
 
-def webhook_deliver(*, headers: WebhookHeaders, body: bytes) -> Outcome:
+def webhook_deliver(*, headers: WebhookHeaders, body: WebhookBody | bytes) -> Outcome:
     """Record and process one signed delivery (see the module docstring for the steps).
 
-    Raises WebhookInvalid (recorded as rejected) for a body that cannot be processed, and
-    re-raises a handler's failure (recorded as failed)."""
-    delivery, replay = _delivery_claim(headers=headers, body=body)
-    if replay:
+    Raises WebhookInvalid (recorded as rejected) for a body that cannot be processed,
+    WebhookBusy while another request processes the same webhook id, and re-raises a
+    handler's failure (recorded as failed)."""
+    if isinstance(body, bytes):
+        body = WebhookBody.of(body)
+    delivery, claim = _delivery_claim_waiting(headers=headers, body=body)
+    if claim is Claim.REPLAY:
         logger.info(
             "webhook %s (%s, %s) replayed: nothing to do", headers.webhook_id, headers.topic, headers.shop_domain
         )
@@ -219,6 +340,10 @@ def webhook_deliver(*, headers: WebhookHeaders, body: bytes) -> Outcome:
         payload = _payload(body, headers)
     except WebhookInvalid as exc:
         _delivery_finish(delivery=delivery, status=DeliveryStatus.REJECTED, result=exc.message)
+        raise
+    except Exception as exc:
+        # Whatever else parsing may raise must not leave the delivery `received` (claimed).
+        _delivery_finish(delivery=delivery, status=DeliveryStatus.FAILED, result=f"{type(exc).__name__}: {exc}")
         raise
     handler = HANDLERS.get(headers.topic)
     if handler is None:

@@ -21,11 +21,12 @@ from tenancy.api.scoping import SHOP_HEADER, tenant_context
 from tenancy.models import MembershipRole
 
 from ..archive import export_filename, shop_export_chunks
-from ..webhooks import WebhookInvalid, webhook_deliver, webhook_headers, webhook_signature_valid
+from ..webhooks import WebhookBusy, WebhookInvalid, webhook_body_read, webhook_deliver, webhook_headers
 
 logger = logging.getLogger(__name__)
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
+BODY_CHUNK = 64 * 1024
 EXPORT_SHOP_PARAMETER = OpenApiParameter(
     name=SHOP_HEADER,
     type=OpenApiTypes.STR,
@@ -47,11 +48,25 @@ def shopify_webhook(request: HttpRequest) -> JsonResponse:
     """POST /webhooks/shopify/: one endpoint for every topic (X-Shopify-Topic).
 
     The HMAC of the raw body is checked before anything else is read; a delivery without a
-    valid one changes nothing and is not recorded (anyone can post here)."""
-    body = request.body
-    if not webhook_signature_valid(
-        body=body, signature=request.headers.get(HMAC_HEADER, ""), secret=settings.SHOPIFY_API_SECRET
-    ):
+    valid one changes nothing and is not recorded (anyone can post here). The body is read
+    from the stream in chunks rather than through `request.body`, so that a body over the
+    webhook limit (2 MiB) is checked and, when signed, recorded as rejected without being
+    held in memory. Over DATA_UPLOAD_MAX_MEMORY_SIZE (32 MiB) it is refused unread, like any
+    request: checking its signature would mean reading all of it, and anyone can send one."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    ceiling = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if ceiling is not None and length > ceiling:
+        logger.warning("webhook refused unread: %d bytes", length)
+        return _error(400, "too_large", f"The body is larger than {ceiling} bytes.", "body")
+    body = webhook_body_read(
+        chunks=iter(lambda: request.read(BODY_CHUNK), b""),
+        signature=request.headers.get(HMAC_HEADER, ""),
+        secret=settings.SHOPIFY_API_SECRET,
+    )
+    if body is None:
         logger.warning("webhook refused: missing or invalid %s", HMAC_HEADER)
         return _error(401, "invalid_hmac", f"Missing or invalid {HMAC_HEADER}.")
     try:
@@ -62,6 +77,12 @@ def shopify_webhook(request: HttpRequest) -> JsonResponse:
         outcome = webhook_deliver(headers=headers, body=body)
     except WebhookInvalid as exc:
         return _error(400, "invalid", exc.message, exc.field)
+    except WebhookBusy:
+        # Another request is processing this webhook id (a duplicate, or Shopify's retry of a
+        # delivery it timed out): not processed twice; Shopify retries and gets the outcome.
+        response = _error(409, "in_progress", "This webhook is being processed by another delivery; retry later.")
+        response["Retry-After"] = "5"
+        return response
     except Exception:
         # Recorded as failed (with the error's class and message) by webhook_deliver; 503 so
         # that Shopify retries the delivery.

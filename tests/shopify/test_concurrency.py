@@ -1,5 +1,5 @@
-"""Races the lifecycle must survive: two first session-token requests of a new shop, and one
-webhook delivered twice at once."""
+"""Races the lifecycle must survive: two first session-token requests of a new shop, one
+webhook delivered twice at once, and three shop/redact deliveries of one webhook id at once."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from django.db import connections
 from django.test import Client
 from rest_framework.test import APIClient
 
-from shopify.models import WebhookDelivery
+from growth.factories import AdCampaignFactory
+from growth.models import AdCampaign
+from shopify import webhooks
+from shopify.models import ShopErasure, WebhookDelivery
 from tenancy.factories import ShopFactory
 from tenancy.models import Shop, ShopMembership
 from tenancy.scope import atomic_scope, service_scope
@@ -76,3 +79,39 @@ def test_one_webhook_delivered_twice_at_once_is_recorded_once() -> None:
         rows = list(WebhookDelivery.objects.values_list("webhook_id", "status", "attempts"))
     assert rows == [("same-id", "processed", 1)]
     assert not Shop.objects.get(domain="race.myshopify.com").is_active
+
+
+@pytest.mark.django_db(transaction=True)
+def test_three_shop_redact_deliveries_of_one_webhook_at_once_run_one_erasure_and_all_name_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Long enough for the first erasure on a loaded test machine: the test is about running
+    # one erasure, not about how long a duplicate waits (test_webhooks.py covers the 409).
+    monkeypatch.setattr(webhooks, "WEBHOOK_BUSY_WAIT", 30.0)
+    for round_ in range(3):
+        domain = f"redact-race-{round_}.myshopify.com"
+        shop = ShopFactory(domain=domain)
+        AdCampaignFactory(shop=shop)
+        webhook_id = f"redact-{round_}"
+
+        def deliver(index: int, domain: str = domain, webhook_id: str = webhook_id) -> tuple[int, Any]:
+            response = post_webhook(Client(), "shop/redact", domain, webhook_id=webhook_id)
+            return int(response.status_code), response.json()
+
+        answers, errors = _in_threads(deliver, threads=3)
+        assert errors == []
+        assert [status for status, _ in answers] == [200, 200, 200], answers
+        with atomic_scope(service_scope()):
+            erasures = list(ShopErasure.objects.filter(shop_domain=domain).values("id", "status", "delivery_id"))
+            delivery = WebhookDelivery.objects.get(webhook_id=webhook_id)
+        # One delivery id, one erasure: the first request ran it, the two duplicates waited for
+        # it and answered its outcome without running anything.
+        assert len(erasures) == 1, erasures
+        [erasure] = erasures
+        assert (erasure["status"], erasure["delivery_id"]) == ("completed", delivery.pk)
+        assert (delivery.status, delivery.attempts) == ("processed", 1)
+        assert f"(erasure {erasure['id']})" in delivery.result
+        assert sorted(body["replay"] for _, body in answers) == [False, True, True]
+        assert {(body["delivery"], body["result"]) for _, body in answers} == {(delivery.pk, delivery.result)}
+        with atomic_scope(service_scope()):
+            assert not AdCampaign.objects.filter(shop_id=domain).exists()

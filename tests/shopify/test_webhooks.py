@@ -3,14 +3,17 @@ recorded, and the lifecycle topics."""
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import logging
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
-from shopify import registry
+from shopify import registry, webhooks
 from shopify.models import DeliveryStatus, ErasureStatus, ShopErasure, WebhookDelivery
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, service_scope
@@ -205,3 +208,117 @@ def test_a_failing_handler_is_recorded_failed_answered_503_and_finished_by_the_r
 
 def test_only_post_is_accepted() -> None:
     assert Client().get("/webhooks/shopify/").status_code == 405
+
+
+# --- Bodies the parser cannot take (issue 22, item 9) --------------------------------------
+
+
+def delivery_rows() -> list[dict[str, Any]]:
+    with atomic_scope(service_scope()):
+        return list(WebhookDelivery.objects.order_by("id").values())
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"shop_domain": "' + SHOP_A.encode() + b'", "a":' + b'{"a":' * 100_000 + b"1" + b"}" * 100_001, "deeply"),
+        (b'{"id": ' + b"9" * 5_000 + b"}", "not acceptable JSON"),
+    ],
+    ids=["array-100000-deep", "object-100000-deep", "integer-of-5000-digits"],
+)
+def test_a_signed_body_the_parser_cannot_take_is_400_and_recorded_rejected(
+    tenant_a: Tenant, body: bytes, message: str
+) -> None:
+    response = post_webhook(Client(), "shop/redact", SHOP_A, body=body, webhook_id="wh-deep")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0]["field"] == "body"
+    assert message in response.json()["detail"]
+    [row] = delivery_rows()
+    assert (row["webhook_id"], row["status"], row["payload_bytes"]) == ("wh-deep", DeliveryStatus.REJECTED, len(body))
+    assert message in row["result"]
+    assert Shop.objects.get(domain=SHOP_A).is_active
+    with atomic_scope(service_scope()):
+        assert not ShopErasure.objects.exists()
+
+
+def test_a_signed_body_over_the_limit_is_400_and_recorded_rejected_with_its_hash_and_size(
+    tenant_a: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks, "WEBHOOK_BODY_LIMIT", 2_000)
+    body = json.dumps({"shop_domain": SHOP_A, "padding": "x" * 5_000}).encode()
+    response = post_webhook(Client(), "shop/redact", SHOP_A, body=body, webhook_id="wh-huge")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0] == {
+        "field": "body",
+        "code": "invalid",
+        "message": "The body is larger than 2000 bytes.",
+    }
+    [row] = delivery_rows()
+    assert row["status"] == DeliveryStatus.REJECTED
+    assert (row["payload_bytes"], row["payload_sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+    assert Shop.objects.get(domain=SHOP_A).is_active
+
+
+def test_an_unsigned_body_over_the_limit_is_401_and_not_recorded(
+    tenant_a: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks, "WEBHOOK_BODY_LIMIT", 2_000)
+    response = post_webhook(Client(), "shop/redact", SHOP_A, body=b"{" * 5_000, signature=sign(b"{}"))
+    assert response.status_code == 401
+    assert delivery_rows() == []
+
+
+def test_a_body_over_the_upload_ceiling_is_400_unread_and_not_recorded(tenant_a: Tenant, settings: Any) -> None:
+    # Its signature cannot be checked without reading all of it, and anyone can send one.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    body = json.dumps({"shop_domain": SHOP_A, "padding": "x" * 5_000}).encode()
+    response = post_webhook(Client(), "shop/redact", SHOP_A, body=body)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "too_large"
+    assert delivery_rows() == []
+    assert Shop.objects.get(domain=SHOP_A).is_active
+
+
+# --- One webhook id, one run (issue 22, item 7) ---------------------------------------------
+
+
+def test_a_duplicate_of_a_delivery_being_processed_is_409_and_runs_nothing(
+    filled: tuple[Tenant, Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first request claimed the delivery a moment ago and is still erasing.
+    monkeypatch.setattr(webhooks, "WEBHOOK_BUSY_WAIT", 0.3)
+    with atomic_scope(service_scope()):
+        WebhookDelivery.objects.create(
+            webhook_id="wh-busy",
+            topic="shop/redact",
+            shop_domain=SHOP_A,
+            payload_sha256="0" * 64,
+            payload_bytes=2,
+            claimed_at=timezone.now(),
+        )
+    response = post_webhook(Client(), "shop/redact", SHOP_A, webhook_id="wh-busy")
+    assert response.status_code == 409
+    assert response.json()["code"] == "in_progress"
+    assert response["Retry-After"] == "5"
+    assert deliveries() == [("shop/redact", SHOP_A, DeliveryStatus.RECEIVED, 1)]
+    assert all(shop_rows(SHOP_A).values())
+    with atomic_scope(service_scope()):
+        assert not ShopErasure.objects.exists()
+
+
+def test_a_delivery_claimed_by_a_request_that_died_is_taken_over_by_the_retry(filled: tuple[Tenant, Tenant]) -> None:
+    with atomic_scope(service_scope()):
+        WebhookDelivery.objects.create(
+            webhook_id="wh-dead",
+            topic="shop/redact",
+            shop_domain=SHOP_A,
+            payload_sha256="0" * 64,
+            payload_bytes=2,
+            claimed_at=timezone.now() - webhooks.WEBHOOK_CLAIM_LEASE - datetime.timedelta(seconds=1),
+        )
+    response = post_webhook(Client(), "shop/redact", SHOP_A, webhook_id="wh-dead")
+    assert response.status_code == 200, response.content
+    assert response.json()["replay"] is False
+    assert deliveries() == [("shop/redact", SHOP_A, DeliveryStatus.PROCESSED, 2)]
+    assert all(rows == [] for rows in shop_rows(SHOP_A).values())
