@@ -32,6 +32,26 @@ class AuditedAdmin(VisibleChoicesAdmin, admin.ModelAdmin):
             obj.created_by = str(request.user.pk)
         super().save_model(request, obj, form, change)
 
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        """Django's deletion entries, each naming the shop the row belonged to: the row is gone
+        afterwards, and an erasure (shopify/erasure.py) finds the entries of its shop by that
+        name (the entry's `object_repr` is a campaign's name, a document's title)."""
+        from django.contrib.admin.models import DELETION, LogEntry
+
+        by_shop: dict[str, list[Any]] = {}
+        for obj in queryset:
+            by_shop.setdefault(str(getattr(obj, "shop_id", "") or ""), []).append(obj)
+        entries: list[Any] = []
+        for shop, objects in by_shop.items():
+            logged = LogEntry.objects.log_actions(
+                user_id=request.user.pk,
+                queryset=objects,
+                action_flag=DELETION,
+                change_message=f"Deleted from shop {shop}." if shop else "",
+            )
+            entries.extend(logged if isinstance(logged, list) else [logged])
+        return entries
+
 
 class ShopScopedAdmin(AuditedAdmin):
     """A table whose rows belong to one shop. Shops are picked by autocomplete: there are many."""

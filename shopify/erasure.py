@@ -167,18 +167,24 @@ def job_runs_scrub(*, shop_domain: str, using: str = DEFAULT_DB_ALIAS) -> int:
     names it is replaced, as is each argument naming it. Returns the runs changed.
 
     The only place this app touches `job_runs` (the app `jobs` owns it): the runs stay, with
-    their status and times, and what they said about other shops."""
+    their status and times, and what they said about other shops. A run limited to the shop
+    (`shop`) loses that mark too: it is then shown like a run across every shop, to the staff
+    who may see every shop only (jobs/admin.py)."""
     runs = JobRun.objects.using(using).filter(
-        Q(output__icontains=shop_domain) | Q(error__icontains=shop_domain) | Q(arguments__icontains=shop_domain)
+        Q(output__icontains=shop_domain)
+        | Q(error__icontains=shop_domain)
+        | Q(arguments__icontains=shop_domain)
+        | Q(shop=shop_domain)
     )
     changed = 0
-    for run in runs.only("pk", "output", "error", "arguments"):
+    for run in runs.only("pk", "output", "error", "arguments", "shop"):
         scrubbed = {
             "output": _lines_without_shop(run.output, shop_domain),
             "error": _lines_without_shop(run.error, shop_domain),
             "arguments": _without_shop(run.arguments, shop_domain),
+            "shop": "" if run.shop == shop_domain else run.shop,
         }
-        if scrubbed != {"output": run.output, "error": run.error, "arguments": run.arguments}:
+        if scrubbed != {"output": run.output, "error": run.error, "arguments": run.arguments, "shop": run.shop}:
             JobRun.objects.using(using).filter(pk=run.pk).update(**scrubbed)
             changed += 1
     return changed

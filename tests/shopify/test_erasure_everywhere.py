@@ -178,6 +178,7 @@ def plant(tenant_a: Tenant, tenant_b: Tenant) -> dict[str, Any]:
     JobRun.objects.create(
         job="reembed",
         arguments=["--shop", SHOP_A],
+        shop=SHOP_A,
         status=JobStatus.FAILED,
         finished_at=Now(),
         error=f"Traceback\nValueError: document {MARKER} of {SHOP_A} has no text",
@@ -215,7 +216,7 @@ def test_after_shop_redact_no_table_holds_the_shops_marker_or_domain_but_the_doc
         ("job_runs", "error"),
     ]:
         assert place in before, place
-    assert ("job_runs", "arguments") in holding(SHOP_A)
+    assert ("job_runs", "arguments") in holding(SHOP_A) and ("job_runs", "shop") in holding(SHOP_A)
     assert any(f"@ {SHOP_A}" in repr_ for repr_ in holding(SHOP_A)[("django_admin_log", "object_repr")])
     b_before = shop_rows(SHOP_B)
 
@@ -247,7 +248,7 @@ def test_after_shop_redact_no_table_holds_the_shops_marker_or_domain_but_the_doc
     assert briefing_run.output == f"{ERASED_LINE}\n{SHOP_B}: created (template, 3 insights)"
     assert briefing_run.arguments == ["--type", "weekly"]
     reembed_run = JobRun.objects.get(job="reembed")
-    assert reembed_run.arguments == ["--shop", ERASED_ARGUMENT]
+    assert reembed_run.arguments == ["--shop", ERASED_ARGUMENT] and reembed_run.shop == ""
     assert reembed_run.error == f"Traceback\n{ERASED_LINE}"
     assert (briefing_run.status, reembed_run.status) == (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
@@ -280,11 +281,6 @@ def test_an_erasure_leaves_a_delivery_being_processed_to_its_request(tenant_a: T
         assert list(WebhookDelivery.objects.values_list("webhook_id", "status")) == [("wh-running", "received")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="documented gap (docs/security.md, Erasure): nothing ties the entry of a row deleted before "
-    "the erasure to its shop; needs the shop recorded when the admin logs the deletion (backoffice)",
-)
 def test_the_admin_log_entry_of_a_row_staff_deleted_before_the_erasure_goes_too(tenant_a: Tenant) -> None:
     campaign = AdCampaignFactory(shop=tenant_a.shop, campaign_name=f"{MARKER} deleted campaign")
     staff = UserFactory(username="erasure-staff", is_staff=True, is_superuser=True)
