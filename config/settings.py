@@ -152,6 +152,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     # CommonMiddleware without the trailing-slash redirect of API writes (tenancy/api/middleware.py).
     "tenancy.api.middleware.APICommonMiddleware",
+    # A lost or refused database connection around a view: 503 with Retry-After (tenancy/api/errors.py).
+    "tenancy.api.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

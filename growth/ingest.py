@@ -27,6 +27,7 @@ from django.db import DatabaseError, connection, models, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import F, OrderBy
 
+from config.postgresql.errors import database_unavailable
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, enter_scope, shop_scope
 
@@ -204,6 +205,9 @@ def metrics_import(
                     cursor.execute(upsert, params)
                     inserted, written = _one(cursor)
             except DatabaseError as exc:
+                if database_unavailable(exc):
+                    # The connection was lost, not a row refused (nor could any be diagnosed now).
+                    raise
                 raise _diagnose(cursor, run, exc) from exc
             if written != count:
                 raise _diagnose(cursor, run, None)

@@ -63,11 +63,13 @@ def _constraint_field(model: type[models.Model], name: str) -> str:
     return next((f for f in by_length if rule.startswith(f"{f}_")), "non_field_errors")
 
 
-def _policy_refusal(exc: DatabaseError) -> Forbidden | None:
-    """Row level security refused the write (SQLSTATE 42501): the scope may not write it."""
+def _raise_policy_refusal(exc: DatabaseError) -> None:
+    """Forbidden when row level security refused the write (SQLSTATE 42501): the scope may not
+    write it. Otherwise the caller re-raises `exc` as it is: `raise exc from exc` would replace its
+    cause, psycopg's error, with itself, and with it the SQLSTATE that tells a lost database
+    connection (a 503, config/postgresql/errors.py) from other errors."""
     if getattr(exc.__cause__, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
-        return Forbidden("Your role in this shop may not write this row.")
-    return None
+        raise Forbidden("Your role in this shop may not write this row.") from exc
 
 
 def row_create(*, model: type[_M], data: dict[str, Any], actor: str | None, **owner: Any) -> _M:
@@ -81,7 +83,8 @@ def row_create(*, model: type[_M], data: dict[str, Any], actor: str | None, **ow
     except IntegrityError as exc:
         raise constraint_error(exc, model) from exc
     except DatabaseError as exc:
-        raise (_policy_refusal(exc) or exc) from exc
+        _raise_policy_refusal(exc)
+        raise
     return instance
 
 
@@ -95,7 +98,8 @@ def row_update(*, instance: _M, data: dict[str, Any]) -> _M:
     except IntegrityError as exc:
         raise constraint_error(exc, type(instance)) from exc
     except DatabaseError as exc:
-        raise (_policy_refusal(exc) or exc) from exc
+        _raise_policy_refusal(exc)
+        raise
     # The database computed the generated ratios; the instance still holds the old ones.
     generated = [f.attname for f in instance._meta.concrete_fields if getattr(f, "generated", False)]
     if generated:
@@ -193,7 +197,8 @@ def rows_upsert(
     except IntegrityError as exc:
         raise constraint_error(exc, model) from exc
     except DatabaseError as exc:
-        raise (_policy_refusal(exc) or exc) from exc
+        _raise_policy_refusal(exc)
+        raise
     return UpsertResult(created=created, updated=updated)
 
 

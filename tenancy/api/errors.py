@@ -6,18 +6,33 @@
 
 `errors` lists every field problem (flattened to dotted paths; `index` is the row of a bulk
 batch); it is empty for errors that concern the whole request.
+
+A lost or refused database connection (config/postgresql/errors.py) is a 503 `database_unavailable`
+with `Retry-After`, so that clients and proxies retry: in DRF's handler here for what a view
+raises, and in `DatabaseUnavailableMiddleware` (tenancy/api/middleware.py) and the 500 handler
+for what fails around the view (the request's transaction, a middleware).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
+from config.postgresql.errors import database_unavailable
 from tenancy import errors as domain
+
+logger = logging.getLogger("app.database")
+
+# Seconds a client should wait before it retries after a lost database: a restart or a failover
+# takes a few seconds, and a terminated backend is replaced on the next request.
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE_DETAIL = "The database is unavailable (connection lost or refused). Retry the request."
 
 NON_FIELD = "non_field_errors"
 
@@ -73,7 +88,39 @@ def api_exception(exc: domain.DomainError) -> exceptions.APIException:
     return api
 
 
+def database_lost(exc: BaseException, path: str) -> bool:
+    """Whether `exc` is a lost or refused database connection (then logged once, as a warning:
+    the client is told to retry, and the server's log says why)."""
+    reason = database_unavailable(exc)
+    if reason is None:
+        return False
+    logger.warning("database unavailable (%s): %s answered 503", reason, path)
+    return True
+
+
+def unavailable_body() -> dict[str, Any]:
+    return error_body(status_code=503, code="database_unavailable", detail=UNAVAILABLE_DETAIL, errors=[])
+
+
+def unavailable_response() -> JsonResponse:
+    """The 503 outside DRF (tenancy.api.middleware, tenancy.api.views.server_error)."""
+    response = JsonResponse(unavailable_body(), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    request = context.get("request")
+    if database_lost(exc, request.path if request is not None else ""):
+        # What the request did in its transaction is rolled back (lost with the connection
+        # anyway); Django closes a connection that saw an error and no longer answers, so the
+        # next request gets a new one.
+        set_rollback()
+        return Response(
+            unavailable_body(),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, domain.DomainError):
         exc = api_exception(exc)
     response = drf_exception_handler(exc, context)
@@ -103,4 +150,12 @@ def validation_error(errors: list[dict[str, Any]]) -> exceptions.ValidationError
     return exc
 
 
-__all__ = ["error_body", "exception_handler", "flatten", "status", "validation_error"]
+__all__ = [
+    "database_lost",
+    "error_body",
+    "exception_handler",
+    "flatten",
+    "status",
+    "unavailable_response",
+    "validation_error",
+]

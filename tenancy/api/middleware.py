@@ -1,11 +1,15 @@
-"""Django's CommonMiddleware, without the trailing-slash redirect for API writes."""
+"""Django's CommonMiddleware without the trailing-slash redirect for API writes, and the 503 of a
+lost database around a view."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponseBase
 from django.middleware.common import CommonMiddleware
 
-from .views import API_PREFIX
+from .errors import database_lost
+from .views import API_PREFIX, unavailable_page
 
 
 class APICommonMiddleware(CommonMiddleware):
@@ -19,3 +23,23 @@ class APICommonMiddleware(CommonMiddleware):
         if request.path_info.startswith(API_PREFIX) and request.method not in ("GET", "HEAD"):
             return False
         return super().should_redirect_with_slash(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A lost or refused database connection raised by a view or by the request's transaction
+    around it (ATOMIC_REQUESTS' atomic block connects before the view runs; the API views commit
+    after DRF's handler) is a 503 with `Retry-After`, so that clients and proxies retry: the API's
+    JSON error under /api/, a line of text elsewhere (the admin). DRF's handler answers what a
+    view raises inside DRF (tenancy.api.errors.exception_handler); the 500 handler what a
+    middleware raises (tenancy.api.views.server_error). Any other error is left to them."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+        if not database_lost(exception, request.path):
+            return None
+        return unavailable_page(request)

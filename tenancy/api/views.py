@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection, transaction
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import is_valid_path
 from django.views import defaults
 from drf_spectacular.utils import extend_schema
@@ -13,7 +15,7 @@ from rest_framework.generics import RetrieveAPIView
 
 from tenancy.models import User
 
-from .errors import error_body
+from .errors import RETRY_AFTER_SECONDS, database_lost, error_body, unavailable_response
 from .serializers import MeSerializer
 
 
@@ -81,6 +83,25 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponseBa
 
 
 def server_error(request: HttpRequest) -> HttpResponseBase:
+    # Django calls this while it handles the exception (with debug off): a lost database raised
+    # by a middleware (outside the view, which DatabaseUnavailableMiddleware covers) is a 503.
+    exception = sys.exc_info()[1]
+    if exception is not None and database_lost(exception, request.path):
+        return unavailable_page(request)
     if request.path.startswith(API_PREFIX):
         return _api_error(500, "server_error", "Server error. It has been logged.")
     return defaults.server_error(request)
+
+
+def unavailable_page(request: HttpRequest) -> HttpResponseBase:
+    """503 with Retry-After for a lost database: the API's JSON error under /api/, a line of text
+    elsewhere (the admin)."""
+    if request.path.startswith(API_PREFIX):
+        return unavailable_response()
+    response = HttpResponse(
+        "Service unavailable: the database connection was lost or refused. Retry in a few seconds.\n",
+        status=503,
+        content_type="text/plain; charset=utf-8",
+    )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
+from config.postgresql.errors import database_unavailable
 from growth.ingest import DEFAULT_BATCH_SIZE, FORMATS, TARGETS, MetricsFileError, metrics_import, required_columns
 
 # Progress lines at most this often (seconds), so a fast import does not flood stderr.
 PROGRESS_EVERY = 2.0
+# The exit status of an import the database's loss stopped: sysexits' EX_TEMPFAIL, "try again
+# later", which schedulers and scripts can tell from a bad file (1).
+EXIT_DATABASE_UNAVAILABLE = 75
 
 
 class Command(BaseCommand):
@@ -79,6 +84,18 @@ class Command(BaseCommand):
             raise CommandError(f"{name}: {exc}; nothing was written") from exc
         except (LookupError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
+        except DatabaseError as exc:
+            reason = database_unavailable(exc)
+            if reason is None:
+                raise
+            # The import is one transaction, which the server rolls back when its connection goes
+            # (lost during the COMMIT itself, the outcome is unknown: running the same file again
+            # is right either way, since it upserts).
+            raise CommandError(
+                f"{name}: the database connection was lost or refused ({reason}); nothing was imported. "
+                "Run the same command again once the database is back.",
+                returncode=EXIT_DATABASE_UNAVAILABLE,
+            ) from exc
         finally:
             if path != "-":
                 stream.close()
