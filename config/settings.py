@@ -51,7 +51,17 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
     SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
+# With debug off the hosts must be named, except for the production server on the embedded
+# database (`make serve` without DATABASE_URL sets DJANGO_EMBEDDED_DATABASE=1): a try on this
+# machine, where gunicorn listens on 127.0.0.1 only, so loopback (without it every request was 400).
+_LOOPBACK_HOSTS = ["127.0.0.1", "localhost"]
+if DEBUG:
+    _default_hosts = [*_LOOPBACK_HOSTS, "testserver"]
+elif env_bool("DJANGO_EMBEDDED_DATABASE", False):
+    _default_hosts = _LOOPBACK_HOSTS
+else:
+    _default_hosts = []
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", _default_hosts)
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 # --- Database -------------------------------------------------------------------------
@@ -66,7 +76,11 @@ DATABASE_ADMIN_URL = env_str("DATABASE_ADMIN_URL", "") or env_str("EMBEDDED_DATA
 if not DATABASE_URL:
     # DJANGO_EMBEDDED_DATABASE=1: `make serve` trying the production server on the embedded one.
     if not DEBUG and not env_bool("DJANGO_EMBEDDED_DATABASE", False):
-        raise ImproperlyConfigured("DATABASE_URL must be set when DJANGO_DEBUG is off")
+        raise ImproperlyConfigured(
+            "DJANGO_DEBUG is off and DATABASE_URL is not set: set DATABASE_URL=postgresql://app_owner:PASSWORD@HOST"
+            ":5432/growth for a real server, or DJANGO_EMBEDDED_DATABASE=1 to serve the embedded database in "
+            f"{EMBEDDED_DATABASE_DIR} (as `make serve` does without DATABASE_URL)"
+        )
     from config.embedded import activate
 
     DATABASE_URL = activate(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,3 +34,17 @@ def fetch(
         return Reply(status=response.status, headers=response.headers, body=response.read())
     finally:
         conn.close()
+
+
+def free_port() -> int:
+    """A free loopback port of 18300-18399, the range of the servers these tests start by hand (a
+    development server, `make serve`), so that they stay apart from other servers of a shared
+    machine."""
+    for port in range(18300, 18400):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18300-18399")

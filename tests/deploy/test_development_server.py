@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from bench.servers import REPO, database_url
 from tenancy.api.authentication import token_mint
 from tenancy.factories import ShopFactory, ShopMembershipFactory, UserFactory
 
-from .client import fetch
+from .client import fetch, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -43,18 +42,6 @@ APPLICATION_NAME = "growth-runserver-test"
 # Two pools (the aliases default and ratelimit) of DEVELOPMENT_POOL_MAX_SIZE = 8 each, whatever
 # the number of clients.
 CONNECTION_BOUND = 16
-
-
-def _port() -> int:
-    """A free port of 18300-18399: the range of servers this suite starts by hand."""
-    for port in range(18300, 18400):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18300-18399")
 
 
 @dataclass
@@ -75,7 +62,7 @@ def runserver(django_db_setup: None, tmp_path: Path) -> Iterator[DevServer]:
     url += ("&" if "?" in url else "?") + f"application_name={APPLICATION_NAME}"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "DJANGO_"))}
     env.update(DJANGO_SETTINGS_MODULE="config.settings", DATABASE_URL=url, LOG_LEVEL="WARNING")
-    port = _port()
+    port = free_port()
     log_path = tmp_path / "runserver.log"
     with log_path.open("wb") as log:
         # A session of its own: the autoreloader's child is stopped with its parent.
