@@ -19,7 +19,8 @@ NO_DB := DATABASE_URL=postgresql://unused@127.0.0.1:1/unused
 
 # The development server and, beside it, the job worker (docs/operations.md, Scheduled jobs).
 # Ctrl-C stops both: the shell's EXIT trap sends the worker SIGTERM (a background job of a
-# non-interactive shell ignores SIGINT) and waits for it to finish its current job.
+# non-interactive shell ignores SIGINT) and waits for it to finish its current job. Under
+# runserver (a thread per request) the settings pool the connections: at most 16 in all.
 run: install migrate seed ## Set everything up and serve on http://127.0.0.1:8000, with the job worker
 	@$(PY) manage.py procrastinate worker & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
