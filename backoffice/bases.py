@@ -38,13 +38,15 @@ class AuditedAdmin(VisibleChoicesAdmin, admin.ModelAdmin):
         name (the entry's `object_repr` is a campaign's name, a document's title)."""
         from django.contrib.admin.models import DELETION, LogEntry
 
+        user_id = request.user.pk
+        assert user_id is not None  # the admin's views need a signed-in staff member
         by_shop: dict[str, list[Any]] = {}
         for obj in queryset:
             by_shop.setdefault(str(getattr(obj, "shop_id", "") or ""), []).append(obj)
         entries: list[Any] = []
         for shop, objects in by_shop.items():
             logged = LogEntry.objects.log_actions(
-                user_id=request.user.pk,
+                user_id=user_id,
                 queryset=objects,
                 action_flag=DELETION,
                 change_message=f"Deleted from shop {shop}." if shop else "",
