@@ -26,6 +26,7 @@ second, one thread each (docs/performance.md, "The forward pass").
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,10 +90,7 @@ def _session(threads: int) -> Any:
     than inside the serialised model, which peaked at ~560 MB."""
     with _lock:
         if threads not in _sessions:
-            try:
-                import onnxruntime  # type: ignore[import-untyped,unused-ignore]
-            except ImportError as exc:
-                raise EmbeddingError(f"{REFINED_MODEL} runs in onnxruntime (requirements.txt): {exc}") from exc
+            onnxruntime = _onnxruntime()
             model, weights = _graph(_weights())
             options = onnxruntime.SessionOptions()
             names = list(weights)
@@ -112,6 +110,37 @@ def _session(threads: int) -> Any:
             except Exception as exc:  # onnxruntime's own error types
                 raise EmbeddingError(f"Cannot start {REFINED_MODEL} in onnxruntime: {exc}") from exc
         return _sessions[threads]
+
+
+def _onnxruntime() -> Any:
+    """onnxruntime, imported without its telemetry thread.
+
+    onnxruntime's Linux wheel (1.32) starts a thread when the module is imported: Microsoft's
+    1DS telemetry client, a task dispatcher asleep on a condition variable between uploads. A
+    forked child (every gunicorn worker: the model is built in the parent, config/wsgi.py)
+    inherits that condition variable with the parent's thread recorded as its waiter, but not
+    the thread. When the child exits, onnxruntime's static destructors run and
+    `pthread_cond_destroy` waits for that waiter to leave, forever: gdb on a worker that had
+    logged "Worker exiting" showed exit() -> __run_exit_handlers -> onnxruntime_pybind11_state.so
+    -> __pthread_cond_destroy -> futex_wait, with one thread left in the process. Every worker
+    recycle, reload and SIGTERM then waited for gunicorn's --timeout or --graceful-timeout to
+    kill the worker (60 s, 30 s), and the slot was not replaced meanwhile (docs/operations.md,
+    "Worker recycles, reloads and stopping"). Measured with a bare fork after `import
+    onnxruntime`: the child still alive after 10 s; with ORT_DISABLE_TELEMETRY=1 the import
+    starts no thread and the child exits in 0.2 s, with the session built in the parent too.
+
+    Set here, before the first import, in every process that embeds (web workers, the job
+    worker, commands); and turned off outright, not defaulted: a server that forks cannot have
+    it, and a data service has no business uploading usage events. The session's own threads are
+    not the problem: one intra-op thread means no pool (see `preload`).
+    """
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    try:
+        import onnxruntime  # type: ignore[import-untyped,unused-ignore]
+    except ImportError as exc:
+        raise EmbeddingError(f"{REFINED_MODEL} runs in onnxruntime (requirements.txt): {exc}") from exc
+    onnxruntime.disable_telemetry_events()
+    return onnxruntime
 
 
 def _weights() -> dict[str, Any]:
@@ -227,7 +256,14 @@ def preload() -> None:
     workers (gunicorn `--preload`: config/wsgi.py), so that they share its memory and none pays
     the build (~1 s) on its first refined search, again after every recycling. Measured with
     3 forked children: 3 MB of private memory each, and the same vectors. The tokenizer is loaded
-    but not run: its parallel batch encoding would be disabled in the children after a fork."""
+    but not run: its parallel batch encoding would be disabled in the children after a fork.
+
+    Only the one-thread session may cross a fork: it has no thread pool. A session of more
+    intra-op threads keeps its pool's threads, which a child does not inherit, and destroying it
+    there touches them; such a session (`RefinedEmbeddingProvider(threads=n)`) is built in the
+    process that runs it, never here.
+    onnxruntime's own import-time thread is kept out by `_onnxruntime`. tests/advanced/
+    test_fork_safety.py forks after this and checks that the child exits at once."""
     import numpy as np
 
     _tokenizer()

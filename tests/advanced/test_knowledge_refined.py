@@ -102,6 +102,41 @@ def test_the_wsgi_entry_point_loads_the_search_models_before_a_server_forks(refi
     assert done.stdout.strip() == f"[('l2_supercat', 256)] {sessions}"
 
 
+def test_a_worker_forked_after_the_models_are_preloaded_embeds_and_exits_at_once() -> None:
+    # What a gunicorn worker does: forked from the parent that ran config.wsgi, it embeds with
+    # the parent's session and, when recycled or stopped, leaves through sys.exit. onnxruntime's
+    # import-time telemetry thread broke that exit (issue 22; advanced.embeddings_transformer.
+    # _onnxruntime): before the fix the child here died of SIGABRT at exit (-6), and a gunicorn
+    # worker that had not embedded waited forever in pthread_cond_destroy.
+    script = (
+        "import os, sys, time\n"
+        "import config.wsgi\n"
+        "from advanced.embeddings_transformer import RefinedEmbeddingProvider\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    vector = RefinedEmbeddingProvider().embed_query('where is my parcel').vector\n"
+        "    sys.exit(0 if len(vector) == 384 else 3)\n"
+        "started = time.monotonic()\n"
+        "while time.monotonic() - started < 15:\n"
+        "    done, status = os.waitpid(pid, os.WNOHANG)\n"
+        "    if done:\n"
+        "        print(os.waitstatus_to_exitcode(status), round(time.monotonic() - started, 1))\n"
+        "        break\n"
+        "    time.sleep(0.05)\n"
+        "else:\n"
+        "    os.kill(pid, 9)\n"
+        "    print('hung')\n"
+    )
+    env = {**os.environ, "KNOWLEDGE_REFINE": "1", "EMBEDDING_PROVIDER": "local"}
+    env.pop("ORT_DISABLE_TELEMETRY", None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    code, seconds = done.stdout.split()
+    assert code == "0", done.stdout
+    # The embedding and the interpreter's exit: well under a second on an idle machine.
+    assert float(seconds) < 5, done.stdout
+
+
 # --- the refine job -----------------------------------------------------------------------
 
 
