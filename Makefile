@@ -115,7 +115,8 @@ pgbouncer: ## Debian's pgbouncer for tests/deploy/test_pgbouncer.py (root + apt-
 # The production server (README, Deploying): migrations, static files, then gunicorn on
 # 127.0.0.1:$PORT with $WEB_CONCURRENCY workers (docs/performance.md says why gunicorn's
 # sync workers). The environment decides the rest: DJANGO_DEBUG=0 with its secrets, and
-# DATABASE_URL, without which it serves the embedded database.
+# DATABASE_URL, without which it serves the embedded database. The options are bench/servers.py's
+# SERVE_OPTIONS (which says why the jitter is half of --max-requests); a test checks they agree.
 PORT ?= 8000
 WEB_CONCURRENCY ?= 3
 serve: install-runtime ## Production server: migrate, collectstatic, gunicorn on 127.0.0.1:$PORT ($WEB_CONCURRENCY workers)
@@ -124,8 +125,8 @@ serve: install-runtime ## Production server: migrate, collectstatic, gunicorn on
 	$(PY) manage.py bootstrap_db && $(PY) manage.py migrate --noinput && \
 	$(PY) manage.py collectstatic --noinput --verbosity 0 && \
 	exec $(VENV)/bin/gunicorn config.wsgi:application --bind 127.0.0.1:$(PORT) --workers $(WEB_CONCURRENCY) \
-		--preload --timeout 60 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200 --no-control-socket \
-		--logger-class config.gunicorn_logging.AppLogger
+		--graceful-timeout 30 --preload --timeout 60 --max-requests 2000 --max-requests-jitter 1000 \
+		--limit-request-line 8190 --no-control-socket --logger-class config.gunicorn_logging.AppLogger
 
 worker: install migrate ## The scheduled-jobs worker alone (make run starts one beside the development server)
 	$(PY) manage.py procrastinate worker

@@ -2,6 +2,7 @@
 
     python -m bench.load [--requests 10000] [--concurrency 16] [--shops 20] [--workers 3]
                          [--max-seconds 240] [--write-share 0.1] [--days 14]
+                         [--recycle-every 200] [--recycle-requests 3000]
 
 Seeds demo data (every table) for `--shops` shops in its own database (`bench_load` on the
 embedded server, or DATABASE_URL), mints a token per shop owner, starts gunicorn with
@@ -11,6 +12,11 @@ embedded server, or DATABASE_URL), mints a token per shop owner, starts gunicorn
 answer is checked: a row of another shop (or another user's) counts as a leak and must be 0.
 Prints requests/s, p50/p95/p99 and errors, and writes bench/results/load-<timestamp>.json
 (docs/performance.md, HTTP load). Bounded: it stops at `--max-seconds` whatever the count.
+
+Then the recycle run (`--recycle-every`, 0 skips it): `--recycle-requests` more on a server that
+recycles each worker every `--recycle-every` requests (jitter: half as many more) and is reloaded
+(SIGHUP) halfway, reporting requests/s, errors and the longest gap without an answer under
+`recycle` in the report: what worker recycles and a deploy's reload cost the clients (issue 22).
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import http.client
+import itertools
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +84,17 @@ class Outcome:
     foreign_rows: int
     rows: int
     error: str = ""
+    # When the answer (or the error) came, in seconds from the start of the run.
+    finished_at: float = 0.0
+
+
+def longest_gap(finished_at: Sequence[float], *, start: float, end: float) -> float:
+    """The longest time in [start, end] without an answer: between the start and the first
+    answer, between two answers, or between the last answer and the end. Under steady load
+    that is how long the server was unavailable; a worker that never comes back shows too."""
+    times = sorted(t for t in finished_at if start <= t <= end)
+    edges = [start, *times, end]
+    return max(later - earlier for earlier, later in itertools.pairwise(edges))
 
 
 @dataclass
@@ -98,6 +117,15 @@ class LoadResult:
             "p95_ms": round(float(np.percentile(latencies, 95)), 1),
             "p99_ms": round(float(np.percentile(latencies, 99)), 1),
             "max_ms": round(float(latencies.max()), 1),
+            # Answers only: an error ends no gap.
+            "longest_gap_s": round(
+                longest_gap(
+                    [o.finished_at for o in self.outcomes if not (o.error or o.status >= 400)],
+                    start=0.0,
+                    end=self.seconds,
+                ),
+                2,
+            ),
             "errors": len(errors),
             "error_examples": sorted({f"{e.kind} {e.status} {e.error}"[:200] for e in errors})[:10],
             "rows_returned": sum(outcome.rows for outcome in self.outcomes),
@@ -175,8 +203,10 @@ def drive(
     concurrency: int,
     deadline_seconds: float,
     host: str = "127.0.0.1",
+    halfway: Callable[[], None] | None = None,
 ) -> LoadResult:
-    """Send `work` from `concurrency` threads, each with its own connection; check every row."""
+    """Send `work` from `concurrency` threads, each with its own connection; check every row.
+    `halfway` is called once, by the thread that takes the middle call of `work`."""
     address, port = base_url.removeprefix("http://").split(":")
     result = LoadResult()
     lock = threading.Lock()
@@ -197,6 +227,9 @@ def drive(
                     break
                 tenant, call = work[position]
                 position += 1
+                at_halfway = position == len(work) // 2
+            if at_halfway and halfway is not None:
+                halfway()
             headers = {
                 "Host": host,
                 "Authorization": f"Bearer {tenant.token}",
@@ -215,10 +248,13 @@ def drive(
                 if response.getheader("Connection", "").lower() == "close":
                     conn.close()
                 error = "" if response.status < 400 else body[:200].decode(errors="replace")
-                local.append(Outcome(call.kind, response.status, elapsed, foreign, rows, error))
+                answered = began + elapsed - started
+                local.append(Outcome(call.kind, response.status, elapsed, foreign, rows, error, answered))
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 conn.close()
-                local.append(Outcome(call.kind, 0, time.perf_counter() - began, 0, 0, f"{type(exc).__name__}: {exc}"))
+                now = time.perf_counter()
+                failure = f"{type(exc).__name__}: {exc}"
+                local.append(Outcome(call.kind, 0, now - began, 0, 0, failure, now - started))
         conn.close()
         with lock:
             result.outcomes.extend(local)
@@ -294,6 +330,14 @@ def main(argv: list[str]) -> int:
         help="gunicorn sync workers (make serve), gunicorn gthread, or granian (if installed): for comparison",
     )
     parser.add_argument("--threads", type=int, default=4, help="threads a worker, for --server gthread (4)")
+    parser.add_argument(
+        "--recycle-every",
+        type=int,
+        default=200,
+        help="then a second run on a server recycling each worker after this many requests (jitter: half), "
+        "reloaded (HUP) halfway; 0 skips it (200)",
+    )
+    parser.add_argument("--recycle-requests", type=int, default=3000, help="requests of the recycle run (3000)")
     args = parser.parse_args(argv)
     if args.shops < 20 and args.requests >= 10_000:
         print("note: the issue's figure is for at least 20 shops", file=sys.stderr)
@@ -360,6 +404,9 @@ def main(argv: list[str]) -> int:
         result = drive(server.base_url, work, concurrency=args.concurrency, deadline_seconds=args.max_seconds)
         after = _cpu(server.process.pid, postmaster)
         log_lines = sum(1 for _ in (folder / "server.log").open())
+    recycle: dict[str, Any] | None = None
+    if args.recycle_every:
+        recycle = _recycle_run(args, env, tenants, folder)
     summary = result.summary()
     # CPU milliseconds a request cost each process, whatever else ran on the machine: on two
     # idle cores the throughput would be about 2000 ms / their sum.
@@ -381,6 +428,7 @@ def main(argv: list[str]) -> int:
         "server": {"kind": args.server, "workers": args.workers, "log_lines": log_lines},
         "shops": len(tenants),
         "result": summary,
+        "recycle": recycle,
     }
     harness.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = harness.RESULTS_DIR / f"load-{started_at:%Y%m%dT%H%M%SZ}.json"
@@ -402,7 +450,59 @@ def main(argv: list[str]) -> int:
         print(
             f"  {kind:32} {figures['requests']:6} requests  p50 {figures['p50_ms']:7} ms  p95 {figures['p95_ms']:7} ms"
         )
-    return 1 if summary["errors"] or summary["foreign_rows"] else 0
+    failed = summary["errors"] or summary["foreign_rows"]
+    if recycle is not None:
+        print(
+            f"Recycle run: {recycle['requests']} requests, each worker recycled after {args.recycle_every} requests "
+            f"(+0-{recycle['max_requests_jitter']}), one reload (HUP) halfway: {recycle['requests_per_second']} "
+            f"requests/s, longest gap without an answer {recycle['longest_gap_s']} s, errors {recycle['errors']}, "
+            f"workers booted {recycle['workers_booted']}, timed out {recycle['workers_timed_out']}, "
+            f"p99 {recycle['p99_ms']} ms, max {recycle['max_ms']} ms"
+        )
+        failed = failed or recycle["errors"] or recycle["foreign_rows"]
+    return 1 if failed else 0
+
+
+def _recycle_run(
+    args: argparse.Namespace, env: dict[str, str], tenants: Sequence[Tenant], folder: Path
+) -> dict[str, Any]:
+    """The same mix on a server whose workers are recycled every `--recycle-every` requests and
+    which is reloaded (SIGHUP to the master, what a deploy does) halfway: what a recycle or a
+    reload costs the clients. Before issue 22 each exiting worker hung until --timeout (60 s)."""
+    from . import harness
+    from .servers import gunicorn
+
+    work = interleave(tenants, total=args.recycle_requests, write_share=args.write_share, seed=args.seed + 2)
+    jitter = args.recycle_every // 2
+    log_path = folder / "recycle.log"
+    with gunicorn(
+        env, workers=args.workers, log_path=log_path, max_requests=args.recycle_every, max_requests_jitter=jitter
+    ) as server:
+        harness.log(
+            f"recycle run: {len(work)} requests, workers recycled every {args.recycle_every} (+0-{jitter}) requests, "
+            "a reload halfway"
+        )
+        master = server.process.pid
+        result = drive(
+            server.base_url,
+            work,
+            concurrency=args.concurrency,
+            deadline_seconds=args.max_seconds,
+            halfway=lambda: os.kill(master, signal.SIGHUP),
+        )
+        log = log_path.read_text(errors="replace")
+    summary = result.summary()
+    return {
+        "max_requests": args.recycle_every,
+        "max_requests_jitter": jitter,
+        "reloads": 1,
+        # gunicorn's own lines: every fork of a worker, and workers killed by --timeout.
+        "workers_booted": log.count("Booting worker"),
+        "workers_timed_out": log.count("WORKER TIMEOUT"),
+    } | {key: summary[key] for key in (
+        "requests", "seconds", "requests_per_second", "longest_gap_s", "errors", "error_examples",
+        "foreign_rows", "p50_ms", "p95_ms", "p99_ms", "max_ms", "stopped_by_deadline",
+    )}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -100,6 +100,35 @@ def _wait_http(port: int, process: subprocess.Popen[bytes], log_path: Path, time
     raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s:\n{log_path.read_text()[-4000:]}")
 
 
+# `make serve`'s worker lifecycle (Makefile; docs/operations.md, "Worker recycles, reloads and
+# stopping"). Each worker is replaced after MAX_REQUESTS plus randint(0, MAX_REQUESTS_JITTER)
+# requests. Under even load every worker serves about the same requests a second, so the
+# workers' recycles are as far apart as their limits: with gunicorn's usual jitter of a tenth
+# (200) the three recycled within seconds of each other (issue 22: 55-57 s with nothing served
+# while each exit hung). Half of MAX_REQUESTS spreads them over a third of a worker's life,
+# and each recycle draws again, so their phases drift apart. A recycle now costs its slot about a
+# second (a worker's exit and the master's fork), the others serving meanwhile.
+MAX_REQUESTS = 2000
+MAX_REQUESTS_JITTER = 1000
+# gunicorn answers a longer request line (414) or header line (431) itself, in HTML, before
+# Django sees it. 8190 bytes is gunicorn's ceiling for the request line (its default 4094 cut a
+# cursor page's URL with filters short); header lines keep gunicorn's 8190 (a Shopify session
+# token is ~1 kB). docs/api.md, "Limits".
+LIMIT_REQUEST_LINE = 8190
+# The options `make serve` passes to gunicorn besides --bind, --workers and --graceful-timeout
+# (tests/deploy/test_worker_lifecycle.py checks that the Makefile passes the same).
+SERVE_OPTIONS = (
+    "--preload",
+    "--timeout", "60",
+    "--max-requests", str(MAX_REQUESTS), "--max-requests-jitter", str(MAX_REQUESTS_JITTER),
+    "--limit-request-line", str(LIMIT_REQUEST_LINE),
+    # gunicorn's control socket is one file in $HOME, shared by every server on the machine.
+    "--no-control-socket",
+    # gunicorn's own lines as JSON in the app's log (config/gunicorn_logging.py).
+    "--logger-class", "config.gunicorn_logging.AppLogger",
+)  # fmt: skip
+
+
 @contextmanager
 def gunicorn(
     env: Mapping[str, str],
@@ -109,9 +138,14 @@ def gunicorn(
     timeout: float = 90,
     kind: str = "sync",
     threads: int = 4,
+    max_requests: int = MAX_REQUESTS,
+    max_requests_jitter: int = MAX_REQUESTS_JITTER,
+    graceful_timeout: int = 10,
 ) -> Iterator[Server]:
     """The production server on a free loopback port: gunicorn serving config.wsgi with
-    `workers` sync workers and the options of `make serve`.
+    `workers` sync workers and the options of `make serve` (SERVE_OPTIONS; `make serve` gives
+    workers 30 s to finish on SIGTERM, these 10). `max_requests` and its jitter replace make
+    serve's for the recycling tests and `bench.load --recycle-every`.
 
     `kind` "gthread" (gunicorn, `threads` threads a worker) and "granian" (its WSGI interface) exist
     to compare servers (docs/performance.md). Stopped (SIGTERM, then SIGKILL) when the block
@@ -126,13 +160,10 @@ def gunicorn(
     else:
         command = [
             sys.executable, "-m", "gunicorn", "config.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--preload",
-            "--timeout", "60", "--graceful-timeout", "10",
-            "--max-requests", "2000", "--max-requests-jitter", "200",
-            # gunicorn's control socket is one file in $HOME, shared by every server on the machine.
-            "--no-control-socket",
-            # gunicorn's own lines as JSON in the app's log (config/gunicorn_logging.py).
-            "--logger-class", "config.gunicorn_logging.AppLogger",
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--graceful-timeout", str(graceful_timeout), *SERVE_OPTIONS,
+            # Given again: the last of a repeated option wins.
+            "--max-requests", str(max_requests), "--max-requests-jitter", str(max_requests_jitter),
         ]  # fmt: skip
         if kind == "gthread":
             command += ["--worker-class", "gthread", "--threads", str(threads)]
