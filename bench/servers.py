@@ -77,6 +77,8 @@ def production_env(**overrides: str) -> dict[str, str]:
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": "production-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # Required with debug off; the tokens the tests and benchmarks mint carry it.
+            "JWT_AUDIENCE": "authenticated",
             "LOG_FORMAT": "json",
         }
     )

@@ -226,8 +226,18 @@ if not JWT_SECRET:
     if not DEBUG:
         raise ImproperlyConfigured("JWT_SECRET must be set when DJANGO_DEBUG is off")
     JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
-# Expected `aud` claim (Supabase access tokens carry "authenticated"); empty: not checked.
-JWT_AUDIENCE = env_str("JWT_AUDIENCE", "")
+# Required `aud` claim (Supabase access tokens carry "authenticated"). With debug off it must be
+# set: without it a token minted with the same secret for any other audience (another app of the
+# same Supabase project, a service token) would be accepted. Refused here, at settings time, like
+# JWT_SECRET: gunicorn never runs system checks, so only this stops the server itself. Every
+# production process needs it (migrate too), as it needs JWT_SECRET already. Development
+# defaults to Supabase's "authenticated"; an explicitly empty value turns the check off there.
+JWT_AUDIENCE = env_str("JWT_AUDIENCE", "authenticated" if DEBUG else "").strip()
+if not JWT_AUDIENCE and not DEBUG:
+    raise ImproperlyConfigured(
+        "JWT_AUDIENCE must be set when DJANGO_DEBUG is off (the `aud` claim API tokens must carry, "
+        "e.g. 'authenticated' for Supabase): without it tokens minted for any audience are accepted"
+    )
 API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/minute")
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500)

@@ -42,7 +42,14 @@ def _client(token: str, shop: str | None = SHOP_A) -> APIClient:
 
 def _claims(actor: Actor, **overrides: object) -> dict[str, object]:
     now = int(time.time())
-    return {"sub": str(actor.user.pk), "role": "authenticated", "iat": now, "exp": now + 60, **overrides}
+    return {
+        "sub": str(actor.user.pk),
+        "role": "authenticated",
+        "aud": "authenticated",
+        "iat": now,
+        "exp": now + 60,
+        **overrides,
+    }
 
 
 def test_supabase_shaped_token_is_accepted(owner_a: Actor) -> None:
@@ -75,6 +82,43 @@ def test_audience_is_checked_when_configured(owner_a: Actor, settings: Any) -> N
     assert_error(_client(wrong).get(CAMPAIGNS), 401)
     right = jwt.encode(_claims(owner_a, aud="authenticated"), settings.JWT_SECRET, algorithm="HS256")
     assert _client(right).get(CAMPAIGNS).status_code == 200
+
+
+def test_a_token_minted_for_another_audience_is_refused_without_any_audience_setting(owner_a: Actor) -> None:
+    # Issue 22, item 15: an empty JWT_AUDIENCE accepted a token minted for any audience with
+    # the same secret. The default is Supabase's "authenticated"; with debug off it is required.
+    assert settings.JWT_AUDIENCE == "authenticated"
+    AdCampaignFactory(shop=owner_a.shop)
+    for token in (
+        jwt.encode(_claims(owner_a, aud="another-app"), settings.JWT_SECRET, algorithm="HS256"),
+        jwt.encode({k: v for k, v in _claims(owner_a).items() if k != "aud"}, settings.JWT_SECRET, "HS256"),
+    ):
+        body = assert_error(_client(token).get(CAMPAIGNS), 401)
+        assert "aud" in body["detail"].lower(), body
+    right = _client(jwt.encode(_claims(owner_a), settings.JWT_SECRET, algorithm="HS256")).get(CAMPAIGNS)
+    assert right.status_code == 200 and right.json()["count"] == 1
+
+
+def test_with_debug_off_a_process_without_jwt_audience_refuses_to_start() -> None:
+    from bench.servers import REPO, production_env
+
+    base = production_env(
+        DJANGO_SECRET_KEY="k" * 60, JWT_SECRET="j" * 40, DATABASE_URL="postgresql://app_owner:x@127.0.0.1:1/growth"
+    )
+    assert base["JWT_AUDIENCE"] == "authenticated"  # what tests/deploy's production servers run with
+
+    def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        code = "import django; django.setup(); from django.conf import settings; print(settings.JWT_AUDIENCE)"
+        return subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    started = start(base)
+    assert started.returncode == 0 and started.stdout.strip() == "authenticated", started.stderr
+    for missing in ({**base, "JWT_AUDIENCE": ""}, {k: v for k, v in base.items() if k != "JWT_AUDIENCE"}):
+        refused = start(missing)
+        assert refused.returncode != 0
+        assert "JWT_AUDIENCE must be set when DJANGO_DEBUG is off" in refused.stderr
 
 
 def test_a_token_verified_earlier_is_refused_once_it_expires(owner_a: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,6 +293,7 @@ def test_healthz_is_503_json_when_the_database_is_unreachable() -> None:
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY="test-secret-key-0123456789",
         JWT_SECRET="test-jwt-secret-0123456789-0123456789",
+        JWT_AUDIENCE="authenticated",
         DJANGO_ALLOWED_HOSTS="testserver",
     )
     out = subprocess.run(
