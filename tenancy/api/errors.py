@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -26,6 +28,8 @@ from rest_framework.views import set_rollback
 
 from config.postgresql.errors import database_unavailable
 from tenancy import errors as domain
+
+from .parsers import RequestTooLarge
 
 logger = logging.getLogger("app.database")
 
@@ -123,6 +127,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     if isinstance(exc, domain.DomainError):
         exc = api_exception(exc)
+    if isinstance(exc, RequestDataTooBig):
+        # Django's own refusal of a body over DATA_UPLOAD_MAX_MEMORY_SIZE, raised when the view
+        # reads it: left to Django it is a 400, an HTML debug page with debug on.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = RequestTooLarge(f"The request body is larger than {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE).")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -75,6 +75,50 @@ class StrictBooleanField(forms.Field):
         return self.VALUES[str(value).lower()]
 
 
+class RepeatableCSVWidget(django_filters.widgets.BaseCSVWidget, forms.TextInput):
+    """A list filter's values in either form: `?status__in=a,b` (what the OpenAPI document
+    declares: `style: form, explode: false`) or `?status__in=a&status__in=b` (what generated
+    clients send, whatever `explode` says). django-filter's widget read only the last of
+    repeated values, so the second form silently answered for `b` alone."""
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> list[str] | None:
+        values: list[str] = data.getlist(name) if hasattr(data, "getlist") else ([data[name]] if name in data else [])
+        if not values:
+            return None
+        if values == [""]:
+            return []  # django-filter's reading of an empty list
+        return [item for value in values for item in str(value).split(",")]
+
+
+def list_parameters(filterset_class: type[django_filters.FilterSet] | None) -> frozenset[str]:
+    """The query parameters of a FilterSet that take a list (every other may be given once)."""
+    if filterset_class is None:
+        return frozenset()
+    return frozenset(
+        name
+        for name, filter_ in filterset_class.base_filters.items()
+        if isinstance(filter_, django_filters.BaseCSVFilter)
+    )
+
+
+def refuse_repeated_parameters(request: Request, view: APIView) -> None:
+    """A 400 naming every query parameter given more than once that is not a list.
+
+    Django's QueryDict, DRF and django-filter all read the last of repeated values, so
+    `?campaign_status=active&campaign_status=paused` answered for `paused` alone, a silent wrong
+    answer; only list filters (`..__in`, `tags`) take several values, in either form."""
+    lists = list_parameters(getattr(view, "filterset_class", None))
+    repeated = sorted(
+        (name, len(values)) for name, values in request.query_params.lists() if len(values) > 1 and name not in lists
+    )
+    if repeated:
+        also = f" (lists: {', '.join(sorted(lists))})" if lists else ""
+        raise ValidationError(
+            {name: [f"Given {count} times; this parameter takes one value{also}."] for name, count in repeated},
+            code="repeated",
+        )
+
+
 # Field classes that replace django-filter's defaults in every TenantFilterSet (see __init__).
 STRICT_FIELDS: dict[type[django_filters.Filter], type[forms.Field]] = {
     django_filters.BooleanFilter: StrictBooleanField,
@@ -114,6 +158,26 @@ class OrderedRangesForm(forms.Form):
         return cleaned
 
 
+def _column_choices(model: type[models.Model] | None, filter_: django_filters.Filter) -> tuple[str, ...]:
+    try:
+        field = model._meta.get_field(filter_.field_name) if model is not None else None
+    except Exception:  # a path across a relation, or an annotation
+        return ()
+    return tuple(str(value) for value, _ in (getattr(field, "choices", None) or ()))
+
+
+def _items_in(choices: tuple[str, ...]) -> Any:
+    """A validator of one item of a list filter (django-filter cleans the items one by one)."""
+
+    def validate(value: Any) -> None:
+        if value not in choices:
+            raise forms.ValidationError(
+                f"Select a valid choice. {value!r} is not one of {', '.join(choices)}.", code="invalid_choice"
+            )
+
+    return validate
+
+
 def _is_integer_column(model: type[models.Model] | None, filter_: django_filters.Filter) -> bool:
     try:
         field = model._meta.get_field(filter_.field_name) if model is not None else None
@@ -133,6 +197,15 @@ class TenantFilterSet(django_filters.FilterSet):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for filter_ in self.filters.values():
+            if isinstance(filter_, django_filters.BaseCSVFilter):
+                filter_.extra["widget"] = RepeatableCSVWidget
+                choices = _column_choices(self._meta.model, filter_)
+                if choices:
+                    # django-filter builds `..__in` of a column with choices as a list of any
+                    # text (`?status__in=nope` listed nothing); the OpenAPI items are the enum.
+                    filter_.extra["validators"] = [_items_in(choices)]
+                filter_.__dict__.pop("_field", None)
+                continue
             strict = next((field for kind, field in STRICT_FIELDS.items() if isinstance(filter_, kind)), None)
             if isinstance(filter_, django_filters.NumberFilter) and _is_integer_column(self._meta.model, filter_):
                 # django-filter reads every number as a decimal, so `?max_score=2.5` was accepted

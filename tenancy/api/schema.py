@@ -93,6 +93,22 @@ def _refuse_nul(schema: dict[str, Any]) -> None:
         schema["pattern"] = NUL_FREE_NOT_BLANK_PATTERN if schema.get("minLength", 0) >= 1 else NUL_FREE_PATTERN
 
 
+def _list_items_enums(parameters: list[dict[str, Any]]) -> None:
+    """`x__in` takes values of `x`: its items get `x`'s enum (the filter checks them against the
+    column's choices; drf-spectacular documents the items as any string)."""
+    enums = {
+        p["name"]: p["schema"]["enum"]
+        for p in parameters
+        if p.get("in") == "query" and isinstance(p.get("schema"), dict) and "enum" in p["schema"]
+    }
+    for parameter in parameters:
+        name, schema = parameter.get("name", ""), parameter.get("schema")
+        if parameter.get("in") == "query" and isinstance(schema, dict) and schema.get("type") == "array":
+            enum = enums.get(name.removesuffix("__in")) if name.endswith("__in") else None
+            if enum is not None and isinstance(schema.get("items"), dict):
+                schema["items"] = {"type": "string", "enum": list(enum)}
+
+
 def document_request_rules(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """Postprocessing hook: what every request body and query refuses, said in the schema.
 
@@ -114,6 +130,7 @@ def document_request_rules(result: dict[str, Any], generator: Any, request: Any,
             body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
             if path.endswith("/bulk/") and body.get("type") == "array":
                 body.update(minItems=1, maxItems=settings.API_BULK_MAX_ROWS)
+            _list_items_enums(operation.get("parameters", []))
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "query" and isinstance(parameter.get("schema"), dict):
                     _refuse_nul(parameter["schema"])

@@ -22,6 +22,7 @@ from rest_framework.request import Request
 from tenancy.models import Shop, ShopMembership, User, shop_domain_validator
 from tenancy.scope import Scope, enter_scope, shop_scope
 
+from .filters import refuse_repeated_parameters
 from .permissions import IsShopWriterOrReadOnly
 
 SHOP_HEADER = "X-Shop-Domain"
@@ -239,6 +240,7 @@ class TenantScopedViewMixin:
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Authentication and throttling first, each in its own short transaction (class docstring).
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        refuse_repeated_parameters(request, self)  # type: ignore[arg-type]
         if not self._in_transaction:
             self._scope_stack.enter_context(transaction.atomic())
             self._in_transaction = True

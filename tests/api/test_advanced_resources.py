@@ -206,7 +206,8 @@ def test_duplicate_experiment_key_is_400(owner_a: Actor) -> None:
 def test_other_shops_experiment_is_404(owner_a: Actor, owner_b: Actor) -> None:
     theirs = ExperimentFactory(shop=owner_b.shop)
     ExperimentResultFactory(experiment=theirs)
-    for method in ("get", "patch", "put", "delete"):
+    assert_error(owner_a.client.get(f"{EXPERIMENTS}{theirs.pk}/"), 404, code="not_found")
+    for method in ("patch", "put", "delete"):
         response = getattr(owner_a.client, method)(f"{EXPERIMENTS}{theirs.pk}/", EXPERIMENT, format="json")
         assert_error(response, 404, code="not_found")
     assert_error(owner_a.client.get(f"{EXPERIMENTS}{theirs.pk}/results/"), 404)
