@@ -239,6 +239,9 @@ if not JWT_AUDIENCE and not DEBUG:
         "e.g. 'authenticated' for Supabase): without it tokens minted for any audience are accepted"
     )
 API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/minute")
+# /api/schema/ renders the OpenAPI document once per process and serves those bytes after
+# (generating it cost 0.2-0.8 s of CPU per anonymous request); 0: generated on every request.
+API_SCHEMA_CACHE = env_bool("API_SCHEMA_CACHE", True)
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500)
 API_BULK_MAX_ROWS = env_int("API_BULK_MAX_ROWS", 10_000)
@@ -327,7 +330,12 @@ REST_FRAMEWORK = {
         "tenancy.api.throttling.UserThrottle",
         "tenancy.api.throttling.AnonThrottle",
     ],
-    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_RATE, "anon": env_str("API_ANON_THROTTLE_RATE", "60/minute")},
+    "DEFAULT_THROTTLE_RATES": {
+        "user": API_THROTTLE_RATE,
+        "anon": env_str("API_ANON_THROTTLE_RATE", "60/minute"),
+        # Failed authentications per client address; past it the address gets 429 (tenancy/api/throttling.py).
+        "auth_failure": env_str("API_AUTH_FAILURE_RATE", "20/minute"),
+    },
     # Proxies in front of the server that append to X-Forwarded-For. 0: the anonymous throttle
     # counts the connecting address (DRF's default, None, trusts a client-sent X-Forwarded-For,
     # so a new made-up address per request escaped it).

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 
 from config.health import readyz
+from tenancy.api.schema_view import CachedSchemaView
 from tenancy.api.views import MeView, healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),  # config/health.py (issue 15)
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Rendered once per process (tenancy/api/schema_view.py, API_SCHEMA_CACHE).
+    path("api/schema/", CachedSchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/me/", MeView.as_view(), name="me"),
     path("api/v1/", include("growth.api.urls")),

@@ -108,6 +108,30 @@ def database_hit(*, key: str, limit: int, duration: int, now: float) -> Hit:
     return Hit(allowed=False, retry_after=wait)
 
 
+_PEEK_SQL = f"""
+SELECT
+    (SELECT hits FROM {TABLE} WHERE key = %(key)s AND slot = %(slot)s),
+    (SELECT hits FROM {TABLE} WHERE key = %(key)s AND slot = %(slot)s - 1)
+"""
+
+
+def _peeked(*, current: int, previous: int, limit: int, duration: int, now: float) -> Hit:
+    _, carry = _slot_and_carry(now, duration)
+    if current + 1 + previous * carry <= limit:
+        return Hit(allowed=True, retry_after=None)
+    wait = _retry_after(now=now, duration=duration, limit=limit, current=current, previous=previous)
+    return Hit(allowed=False, retry_after=wait)
+
+
+def database_peek(*, key: str, limit: int, duration: int, now: float) -> Hit:
+    """Whether one more hit for `key` would be let through, counting nothing (one read)."""
+    slot, _ = _slot_and_carry(now, duration)
+    with connections[RATELIMIT_ALIAS].cursor() as cursor:
+        cursor.execute(_PEEK_SQL, {"key": f"{key}:{duration}", "slot": slot})
+        current, previous = cursor.fetchone()
+    return _peeked(current=current or 0, previous=previous or 0, limit=limit, duration=duration, now=now)
+
+
 class MemoryCounters:
     """The same estimate in one process's memory: for tests that do not test the limits
     themselves (their transactions may not touch a second connection), and nothing else."""
@@ -128,6 +152,13 @@ class MemoryCounters:
             self._counts[(name, slot)] = current + 1
             return Hit(allowed=True, retry_after=None)
 
+    def peek(self, *, key: str, limit: int, duration: int, now: float) -> Hit:
+        slot, _ = _slot_and_carry(now, duration)
+        name = f"{key}:{duration}"
+        with self._lock:
+            current, previous = self._counts.get((name, slot), 0), self._counts.get((name, slot - 1), 0)
+        return _peeked(current=current, previous=previous, limit=limit, duration=duration, now=now)
+
     def clear(self) -> None:
         with self._lock:
             self._counts.clear()
@@ -142,6 +173,13 @@ def rate_hit(*, key: str, limit: int, duration: int, now: float | None = None) -
     when = time.time() if now is None else now
     hit: Callable[..., Hit] = memory_counters.hit if settings.API_THROTTLE_STORE == "memory" else database_hit
     return hit(key=key, limit=limit, duration=duration, now=when)
+
+
+def rate_peek(*, key: str, limit: int, duration: int, now: float | None = None) -> Hit:
+    """What `rate_hit` would answer for `key` now, without counting anything."""
+    when = time.time() if now is None else now
+    peek: Callable[..., Hit] = memory_counters.peek if settings.API_THROTTLE_STORE == "memory" else database_peek
+    return peek(key=key, limit=limit, duration=duration, now=when)
 
 
 def expired_rate_counts_purge() -> int:

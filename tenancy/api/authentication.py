@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from tenancy.models import User
 
 from .scoping import MembershipLookup, ShopHeader, TokenAuth, active_user
+from .throttling import failed_authentication_gate
 
 ALGORITHM = "HS256"
 
@@ -86,6 +87,8 @@ class JWTAuthentication(authentication.BaseAuthentication):
         parts = header.split()
         if parts[0].lower() != self.keyword.lower():
             return None
+        # An address past its failed-authentication rate: 429 before the token is looked at.
+        failed_authentication_gate(request)
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
         try:

@@ -30,6 +30,7 @@ from config.postgresql.errors import database_unavailable
 from tenancy import errors as domain
 
 from .parsers import RequestTooLarge
+from .throttling import failed_authentication_count
 
 logger = logging.getLogger("app.database")
 
@@ -127,6 +128,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     if isinstance(exc, domain.DomainError):
         exc = api_exception(exc)
+    request = context.get("request")
+    if isinstance(exc, exceptions.AuthenticationFailed) and request is not None:
+        # Counted per client address; past API_AUTH_FAILURE_RATE a 429 (tenancy/api/throttling.py).
+        exc = failed_authentication_count(request) or exc
     if isinstance(exc, RequestDataTooBig):
         # Django's own refusal of a body over DATA_UPLOAD_MAX_MEMORY_SIZE, raised when the view
         # reads it: left to Django it is a 400, an HTML debug page with debug on.

@@ -480,3 +480,96 @@ def test_no_scope_role_can_read_or_change_the_rate_limit_counters(role: str) -> 
             [role],
         )
         assert cursor.fetchone()[0] is False
+
+
+# --- Failed authentications (issue 22, item 14) ------------------------------------------
+
+
+def _attempts(owner: Actor, address: str, tokens: list[str]) -> list[Any]:
+    return [_client(token).get(CAMPAIGNS, REMOTE_ADDR=address) for token in tokens]
+
+
+@pytest.mark.django_db(databases=["default", "ratelimit"])
+@pytest.mark.parametrize("store", ["database", "memory"])
+def test_failed_authentications_from_one_address_are_throttled_and_then_refused_before_any_check(
+    owner_a: Actor, database_counters: Callable[..., None], settings: Any, store: str
+) -> None:
+    from growth.models import AdCampaign
+    from tenancy.api.throttling import failed_authentication_suspects_clear
+    from tenancy.scope import atomic_scope, service_scope
+
+    database_counters(auth_failure="3/minute")
+    settings.API_THROTTLE_STORE = store
+    failed_authentication_suspects_clear()
+    bad = [
+        jwt.encode(_claims(owner_a), "another-secret-of-sufficient-length-0123456789", "HS256"),
+        "garbage",
+        jwt.encode(_claims(owner_a, aud="another-app"), settings.JWT_SECRET, "HS256"),
+        "still-garbage",
+    ]
+    responses = _attempts(owner_a, "198.51.100.9", bad)
+    # Three failures are 401s; the fourth is a 429 in the error shape, with Retry-After.
+    assert [r.status_code for r in responses] == [401, 401, 401, 429]
+    body = assert_error(responses[3], 429, code="throttled")
+    assert "failed authentications" in body["detail"]
+    assert 1 <= int(responses[3]["Retry-After"]) <= 60
+    # From then on the address is refused before its token is looked at, a valid one included,
+    # and nothing is written.
+    valid = _client(token_mint(user=owner_a.user, ttl=datetime.timedelta(minutes=1)))
+    refused = valid.post(
+        CAMPAIGNS, {"campaign_name": "Spring", "platform_campaign_id": "c-1"}, format="json", REMOTE_ADDR="198.51.100.9"
+    )
+    assert_error(refused, 429, code="throttled")
+    assert "Retry-After" in refused
+    with atomic_scope(service_scope()):
+        assert AdCampaign.objects.count() == 0
+    # Another address is not concerned, and requests without credentials are not failures.
+    assert valid.get(CAMPAIGNS, REMOTE_ADDR="198.51.100.10").status_code == 200
+    assert [r.status_code for r in _attempts(owner_a, "198.51.100.10", ["garbage"] * 3)] == [401, 401, 401]
+    assert Client().get(CAMPAIGNS, REMOTE_ADDR="198.51.100.11").status_code == 401
+
+
+def test_the_failed_authentication_rate_is_configured() -> None:
+    from tenancy.api.throttling import FailedAuthenticationThrottle
+
+    throttle = FailedAuthenticationThrottle()
+    assert (throttle.num_requests, throttle.duration) == (20, 60)
+
+
+# --- The schema, generated once per process (issue 22, item 14) ---------------------------
+
+
+def test_the_public_schema_is_generated_once_per_process_and_again_after_a_setting_changes(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    from drf_spectacular.generators import SchemaGenerator
+
+    from tenancy.api.schema_view import schema_cache_clear
+
+    schema_cache_clear()
+    generated: list[int] = []
+    original = SchemaGenerator.get_schema
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        generated.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchemaGenerator, "get_schema", counting)
+    client = Client()
+    yaml = [client.get("/api/schema/") for _ in range(3)]
+    assert [r.status_code for r in yaml] == [200, 200, 200]
+    assert len({r.content for r in yaml}) == 1 and yaml[0]["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert "schema.yaml" in yaml[1]["Content-Disposition"] or ".yaml" in yaml[1]["Content-Disposition"]
+    assert len(generated) == 1
+    as_json = [client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json") for _ in range(2)]
+    assert as_json[0].content == as_json[1].content
+    assert [r["Content-Type"] for r in as_json] == ["application/vnd.oai.openapi+json"] * 2
+    assert len(generated) == 2
+    bulk = json.loads(as_json[0].content)["paths"]["/api/v1/ad-performance/bulk/"]["post"]["requestBody"]["content"]
+    assert bulk["application/json"]["schema"]["maxItems"] == settings.API_BULK_MAX_ROWS
+    # A changed setting (here the bulk limit the document states) forgets the rendered document.
+    settings.API_BULK_MAX_ROWS = 77
+    changed = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
+    bulk = changed["paths"]["/api/v1/ad-performance/bulk/"]["post"]["requestBody"]["content"]
+    assert bulk["application/json"]["schema"]["maxItems"] == 77
+    assert len(generated) == 3
