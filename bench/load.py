@@ -156,7 +156,7 @@ def plan_calls(tenant: Tenant, *, count: int, write_share: float, rng: random.Ra
                         "date": (today - datetime.timedelta(days=day + 1)).isoformat(),
                         "impressions": rng.randint(1000, 5000),
                         "clicks": rng.randint(10, 100),
-                        "conversions": rng.randint(0, 9),
+                        "conversions": str(rng.randint(0, 9)),  # decimals are JSON strings
                         "cost": f"{rng.uniform(5, 50):.2f}",
                         "revenue": f"{rng.uniform(0, 200):.2f}",
                     }

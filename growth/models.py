@@ -274,6 +274,13 @@ class AdPerformance(ShopScopedModel):
             # Natural key of ingestion, and the schema's "campaign history" index.
             models.UniqueConstraint(F("campaign"), F("date").desc(), name="ad_performance_campaign_date_idx"),
             *nonnegative_checks("impressions", "clicks", "conversions", "cost", "revenue"),
+            # A click is a click on a served ad (ctr <= 1). Not `conversions <= clicks`: view-through
+            # conversions have no click, and "every" counting credits one click with several
+            # purchases (docs/api.md, Data integrity).
+            models.CheckConstraint(
+                condition=Q(clicks__lte=F("impressions")),
+                name="%(app_label)s_%(class)s_clicks_lte_impressions",
+            ),
         ]
 
     def __str__(self) -> str:

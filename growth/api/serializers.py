@@ -47,6 +47,18 @@ class AdCampaignSerializer(TenantModelSerializer):
         return attrs
 
 
+def clicks_within_impressions(attrs: dict[str, Any], instance: AdPerformance | None = None) -> None:
+    """400 naming `clicks` when a day has more clicks than impressions (the table's CHECK
+    ad_performance clicks_lte_impressions, said first with the field's name)."""
+    clicks = attrs.get("clicks", getattr(instance, "clicks", 0))
+    impressions = attrs.get("impressions", getattr(instance, "impressions", 0))
+    if clicks is not None and impressions is not None and clicks > impressions:
+        raise serializers.ValidationError(
+            {"clicks": [f"Must not exceed impressions ({impressions}): a click is a click on a served ad."]},
+            code="clicks_exceed_impressions",
+        )
+
+
 class AdPerformanceSerializer(TenantModelSerializer):
     # Only campaigns the scope can see (its shop's) are valid choices.
     campaign = serializers.PrimaryKeyRelatedField(queryset=AdCampaign.objects.all())
@@ -68,6 +80,10 @@ class AdPerformanceSerializer(TenantModelSerializer):
         )
         read_only_fields = (*TenantModelSerializer.Meta.read_only_fields, *RATIOS)
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        clicks_within_impressions(attrs, self.instance)
+        return attrs
+
 
 class AdPerformanceRowSerializer(StrictModelSerializer):
     """One bulk row: the parent by id (checked per batch, not per row)."""
@@ -79,6 +95,10 @@ class AdPerformanceRowSerializer(StrictModelSerializer):
         fields = AD_PERFORMANCE_ROW_INPUTS
         # The batch checks its natural key itself; per-row unique validators would query.
         validators: list[Any] = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        clicks_within_impressions(attrs)
+        return attrs
 
 
 SEO_AUDIT_INPUTS = (

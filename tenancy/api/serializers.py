@@ -9,6 +9,7 @@ from typing import Any
 from django.core.validators import RegexValidator
 from django.db import models
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from tenancy.models import MembershipRole, ShopMembership, User
 
@@ -45,7 +46,11 @@ class StrictFieldsMixin:
             unknown = sorted(str(key) for key in data if key not in fields)
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown}, code="unknown_field")
-            wrong = {key: [message] for key, value in data.items() if (message := _wrong_type(fields[key], value))}
+            wrong: dict[str, Any] = {
+                key: [message] if isinstance(message, str) else message
+                for key, value in data.items()
+                if (message := _wrong_type(fields[key], value))
+            }
             if wrong:
                 raise serializers.ValidationError(wrong, code="invalid")
         return super().to_internal_value(data)  # type: ignore[misc]
@@ -61,23 +66,72 @@ _NOT_TEXT = (
 )
 
 
-def _wrong_type(field: serializers.Field[Any, Any, Any, Any], value: Any) -> str | None:
-    """Why a value is not of the field's JSON type, where DRF would coerce it: a CharField turns
-    a number or a boolean into its text (`"tags": [42]` was the tag "42"), a nullable number or
-    date reads `""` as null. The OpenAPI document allows neither."""
-    if field.read_only or value is None:
-        return None
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _json_type_problem(field: serializers.Field[Any, Any, Any, Any], value: Any) -> str | None:
+    """Why a (non-null) value is not of the JSON type the OpenAPI document gives the field.
+
+    DRF coerces across types: a DecimalField reads a JSON number (`12.5`, as a binary float
+    first), a BooleanField reads `0`, `1`, `"true"`, `"yes"`, `"on"`, an IntegerField reads
+    `"42"` and `true` (as 1), a FloatField reads `"1.5"`, a primary key field reads `"7"` and
+    `true`, a CharField turns a number into its text (`"tags": [42]` was the tag "42")."""
     if isinstance(field, serializers.CharField) and not isinstance(value, str):
         return "Not a valid string."
     if (
-        isinstance(field, serializers.ListField)
-        and isinstance(field.child, serializers.CharField)
-        and isinstance(value, list)
-        and any(item is not None and not isinstance(item, str) for item in value)
+        isinstance(field, serializers.DecimalField)
+        and not isinstance(value, str)
+        and getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
     ):
-        return "Every item must be a string."
+        # Documented as a string (COERCE_DECIMAL_TO_STRING): the pattern in the schema.
+        return 'Send a decimal as a JSON string, e.g. "12.50" (a JSON number is a binary float).'
+    if isinstance(field, serializers.BooleanField) and not isinstance(value, bool):
+        return "Must be true or false."
+    if isinstance(field, serializers.IntegerField) and (not isinstance(value, int) or isinstance(value, bool)):
+        return "Must be a whole JSON number."
+    if isinstance(field, serializers.FloatField) and not _is_number(value):
+        return "Must be a JSON number."
+    if isinstance(field, serializers.PrimaryKeyRelatedField) and (
+        not isinstance(value, int) or isinstance(value, bool)
+    ):
+        queryset = field.get_queryset()
+        if queryset is not None and isinstance(queryset.model._meta.pk, models.IntegerField):
+            return "Must be the row's id, a whole JSON number."
+    if (
+        isinstance(field, serializers.ChoiceField)
+        and not isinstance(value, str)
+        and all(isinstance(key, str) for key in field.choices)
+    ):
+        return "Must be one of the choices, a string."
+    return None
+
+
+def _wrong_type(field: serializers.Field[Any, Any, Any, Any], value: Any) -> str | dict[int, list[str]] | None:
+    """Why a value is not of the field's JSON type, where DRF would coerce it (see
+    _json_type_problem), and a nullable number or date read `""` as null. The OpenAPI document
+    allows none of it."""
+    if field.read_only or value is None:
+        return None
     if isinstance(field, _NOT_TEXT) and value == "":
         return "A value is required here; send null for none."
+    problem = _json_type_problem(field, value)
+    if problem is not None:
+        return problem
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        child = field.child
+        if isinstance(child, serializers.CharField) and any(
+            item is not None and not isinstance(item, str) for item in value
+        ):
+            return "Every item must be a string."
+        if child is not None:
+            items = {
+                index: [problem]
+                for index, item in enumerate(value)
+                if item is not None and (problem := _json_type_problem(child, item))
+            }
+            if items:
+                return items  # by index, as DRF's ListField reports its items
     return None
 
 

@@ -130,6 +130,10 @@ BUSINESS_RULES = [
         codes=("duplicate_key",),
     ),
     _rule(
+        "A day's clicks do not exceed its impressions (CHECK growth_adperformance_clicks_lte_impressions)",
+        codes=("clicks_exceed_impressions",),
+    ),
+    _rule(
         "Unique keys: a second row with the same key (a campaign's platform id, a step, a tour, a briefing period)",
         codes=("unique",),
     ),

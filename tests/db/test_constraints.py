@@ -254,6 +254,14 @@ VIOLATIONS: dict[str, Violation] = {
     # ad_performance
     "ad_performance_campaign_date_idx": Violation(two_days_of_one_campaign),
     **nonnegative(AdPerformance, AdPerformanceFactory, "impressions", "clicks", "conversions", "cost", "revenue"),
+    # Negative impressions are below any clicks (0 included): clicks_lte_impressions breaks too.
+    "growth_adperformance_impressions_nonnegative": Violation(
+        updating(AdPerformanceFactory, impressions=-1),
+        (*positive_field_checks(AdPerformance, "impressions"), "growth_adperformance_clicks_lte_impressions"),
+    ),
+    "growth_adperformance_clicks_lte_impressions": Violation(
+        lambda: (AdPerformanceFactory(impressions=100, clicks=5), {"clicks": 101})
+    ),
     # social_posts
     "growth_socialpost_platform_id_uniq": Violation(two_posts_of_one_shop("platform_post_id")),
     "growth_socialpost_id_shop_platform_uniq": Violation(two_posts_of_one_shop("id"), ("social_posts_pkey",)),

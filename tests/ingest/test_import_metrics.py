@@ -174,15 +174,17 @@ def test_rerun_updates_and_never_duplicates(tmp_path: Path, campaign: AdCampaign
 
 
 def test_rows_written_by_others_are_updated_in_place(tmp_path: Path, existing: AdPerformance) -> None:
-    path = write_csv(tmp_path / "ads.csv", "campaign_id,date,clicks", f"{existing.campaign_id},2025-01-01,4")
+    path = write_csv(
+        tmp_path / "ads.csv", "campaign_id,date,impressions,clicks", f"{existing.campaign_id},2025-01-01,9,4"
+    )
     assert "0 were created, 1 were updated" in run("ad_performance", str(path), shop=SHOP)
     assert rows_of(AdPerformance, "id", "created_at", "created_by", "impressions", "clicks") == [
-        (existing.pk, existing.created_at, existing.created_by, 0, 4)
+        (existing.pk, existing.created_at, existing.created_by, 9, 4)
     ]
 
 
 def test_stdin(tmp_path: Path, campaign: AdCampaign, monkeypatch: pytest.MonkeyPatch) -> None:
-    body = json.dumps({"campaign_id": campaign.pk, "date": "2025-01-01", "clicks": 3}) + "\n"
+    body = json.dumps({"campaign_id": campaign.pk, "date": "2025-01-01", "impressions": 40, "clicks": 3}) + "\n"
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(body.encode())))
     assert "1 were created" in run("ad_performance", "-", shop=SHOP, format="ndjson")
     assert rows_of(AdPerformance, "clicks") == [(3,)]
