@@ -75,7 +75,10 @@ ERROR_RESPONSES = {
     "401": "No valid bearer token.",
     "403": "Not a member of the shop, or the member's role may not do this.",
     "404": "No such row in this shop (rows of other shops are not found either), or an invalid page.",
-    "429": "Too many requests for this user.",
+    "429": (
+        "Too many requests for this user, or too many failed authentications from this address; "
+        "Retry-After says when to try again."
+    ),
     "503": "The database connection was lost or refused (`database_unavailable`); retry after `Retry-After` seconds.",
 }
 
