@@ -60,19 +60,20 @@ class UTCDateTimeFilter(django_filters.DateTimeFilter):
 
 
 class StrictBooleanField(forms.Field):
-    """`true` or `false` (also `1`/`0`); django-filter's own field reads anything else as "no
-    filter", so `?featured_snippet=yes` silently listed every row."""
+    """`true` or `false`, as OpenAPI serialises a boolean query parameter; django-filter's own
+    field reads anything else as "no filter", so `?featured_snippet=yes` silently listed every
+    row, and `1`/`0`/`True` were accepted although the document does not say so."""
 
-    VALUES = {"true": True, "1": True, "false": False, "0": False}
+    VALUES = {"true": True, "false": False}
 
     def to_python(self, value: Any) -> bool | None:
         if value in (None, ""):
             return None
         if isinstance(value, bool):
             return value
-        if str(value).lower() not in self.VALUES:
+        if str(value) not in self.VALUES:
             raise forms.ValidationError("Enter true or false.", code="invalid")
-        return self.VALUES[str(value).lower()]
+        return self.VALUES[str(value)]
 
 
 class RepeatableCSVWidget(django_filters.widgets.BaseCSVWidget, forms.TextInput):

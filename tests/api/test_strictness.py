@@ -59,6 +59,12 @@ def test_a_boolean_field_takes_only_json_true_or_false(owner_a: Actor, value: An
     assert created.status_code == 201 and created.json()["featured_snippet"] is True
 
 
+def test_a_boolean_query_filter_takes_only_true_or_false(owner_a: Actor) -> None:
+    for value in ("1", "0", "True", "FALSE", "yes"):
+        assert_error(owner_a.client.get(f"{RANKINGS}?featured_snippet={value}"), 400, field="featured_snippet")
+    assert owner_a.client.get(f"{RANKINGS}?featured_snippet=true").status_code == 200
+
+
 def test_integers_and_ids_take_only_json_integers(owner_a: Actor) -> None:
     campaign = AdCampaignFactory(shop=owner_a.shop)
     row = {"campaign": campaign.pk, "date": "2026-12-01", "impressions": 100, "clicks": 5}
