@@ -16,7 +16,7 @@ from django.db.models.options import Options
 from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import exceptions, permissions
+from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from tenancy.models import Shop, ShopMembership, User, shop_domain_validator
@@ -24,6 +24,7 @@ from tenancy.scope import Scope, enter_scope, shop_scope
 
 from .filters import refuse_repeated_parameters
 from .permissions import IsShopWriterOrReadOnly
+from .throttling import failed_authentication_gate
 
 SHOP_HEADER = "X-Shop-Domain"
 SHOP_HEADER_PARAMETER = OpenApiParameter(
@@ -238,6 +239,10 @@ class TenantScopedViewMixin:
             return response
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # An address past its failed-authentication rate is refused before any credentials are
+        # checked, whichever authentication class would read them (tenancy/api/throttling.py).
+        if authentication.get_authorization_header(request):
+            failed_authentication_gate(request)
         # Authentication and throttling first, each in its own short transaction (class docstring).
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         refuse_repeated_parameters(request, self)  # type: ignore[arg-type]

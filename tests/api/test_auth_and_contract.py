@@ -529,6 +529,29 @@ def test_failed_authentications_from_one_address_are_throttled_and_then_refused_
     assert Client().get(CAMPAIGNS, REMOTE_ADDR="198.51.100.11").status_code == 401
 
 
+def test_a_locked_address_is_refused_before_a_shopify_session_token_is_checked(owner_a: Actor, settings: Any) -> None:
+    from tenancy.api.throttling import failed_authentication_suspects_clear
+    from tests.shopify.conftest import API_KEY, API_SECRET, session_token
+
+    settings.SHOPIFY_API_KEY, settings.SHOPIFY_API_SECRET = API_KEY, API_SECRET
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "auth_failure": "2/minute"},
+    }
+    failed_authentication_suspects_clear()
+    valid = APIClient()
+    valid.credentials(HTTP_AUTHORIZATION=f"Bearer {session_token(owner_a.shop.domain, '1001')}")
+    assert valid.get(CAMPAIGNS, REMOTE_ADDR="198.51.100.20").status_code == 200
+    bad = [
+        session_token(owner_a.shop.domain, "1001", secret="not-the-app-secret-0123456789-0123456789"),
+        "garbage",
+        "garbage",
+    ]
+    assert [r.status_code for r in _attempts(owner_a, "198.51.100.20", bad)] == [401, 401, 429]
+    assert_error(valid.get(CAMPAIGNS, REMOTE_ADDR="198.51.100.20"), 429, code="throttled")
+    assert valid.get(CAMPAIGNS, REMOTE_ADDR="198.51.100.21").status_code == 200
+
+
 def test_the_failed_authentication_rate_is_configured() -> None:
     from tenancy.api.throttling import FailedAuthenticationThrottle
 
