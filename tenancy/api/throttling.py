@@ -116,7 +116,7 @@ def failed_authentication_gate(request: Request) -> None:
     """429 before authentication for an address over its failed-authentication rate (once a
     request: the tenant views call it before any authentication class runs, so that it holds for
     Shopify session tokens too; JWTAuthentication calls it for every other view)."""
-    django_request = getattr(request, "_request", request)
+    django_request: Any = getattr(request, "_request", request)
     if getattr(django_request, "_failed_authentication_gated", False):
         return
     django_request._failed_authentication_gated = True
