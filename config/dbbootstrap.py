@@ -236,7 +236,16 @@ def _prepare_citus_database(superuser_dsn: str, database: str, cluster: CitusClu
     plain local tables and propagate nothing (citus-cluster prepare-db does the same).
     """
     for worker in cluster.workers:
-        with _node(superuser_dsn, database, worker) as conn:
+        try:
+            conn = _node(superuser_dsn, database, worker)
+        except psycopg.OperationalError as exc:
+            raise BootstrapError(
+                f"cannot reach database {database} on the worker {worker[0]}:{worker[1]} with the superuser DSN's "
+                f"user ({str(exc).strip().splitlines()[-1]}); the database reaches the workers with "
+                "citus.enable_create_database_propagation = on, or run CREATE DATABASE and CREATE EXTENSION citus "
+                "there yourself, then the bootstrap again"
+            ) from exc
+        with conn:
             _ensure_citus_extension(conn, f"{database} on {worker[0]}:{worker[1]}", report)
     with _node(superuser_dsn, database) as conn:
         _ensure_citus_extension(conn, f"{database} on the coordinator", report)
