@@ -317,7 +317,13 @@ def _ensure_distributed_dependencies(conn: psycopg.Connection, database: str, re
     if not missing:
         report.unchanged.append(f"roles and plpgsql recorded on every node of {database}")
         return
-    conn.execute(f"CREATE FUNCTION {_PROBE}() RETURNS void LANGUAGE plpgsql AS 'BEGIN END'")
+    if conn.execute("SELECT 1 FROM pg_dist_node WHERE groupid <> 0").fetchone() is None:
+        # A single node: nothing to propagate to; citus_add_node (superuser only) copies what
+        # the workers need when they come.
+        report.unchanged.append(f"no workers in {database} yet")
+        return
+    # OR REPLACE: a bootstrap stopped between here and the DROP below left one behind.
+    conn.execute(f"CREATE OR REPLACE FUNCTION {_PROBE}() RETURNS void LANGUAGE plpgsql AS 'BEGIN END'")
     try:
         conn.execute(sql.SQL(f"ALTER FUNCTION {_PROBE}() OWNER TO {{}}").format(sql.Identifier(APP_OWNER)))
     finally:

@@ -23,7 +23,7 @@ from psycopg import sql
 from config import dbbootstrap
 from config.dbbootstrap import AUTH_UID_BODY, AUTH_UID_MARK, CITUS_DEPENDENCIES, bootstrap, distributed_objects
 
-from .conftest import REPO, WORKER_PORTS, Cluster, deploy_env, manage, needs_gcc
+from .conftest import PORT, REPO, WORKER_PORTS, Cluster, deploy_env, manage, needs_gcc
 
 # What the roles, grants and extensions look like from one node of one database; the same query
 # runs on the coordinator and, through run_command_on_workers, on every worker.
@@ -230,3 +230,29 @@ def test_the_bootstraps_auth_uid_is_the_migrations() -> None:
     assert "LANGUAGE sql STABLE SECURITY INVOKER" in migration.CREATE
     # A different comment: the migration's reverse drops only a function carrying its own.
     assert migration.MARK != AUTH_UID_MARK
+
+
+@pytest.mark.slow
+@needs_gcc
+def test_a_citus_database_without_workers_is_bootstrapped_without_propagating(citus: Cluster) -> None:
+    # A superuser DSN whose database has `citus` but no nodes (a single-node Citus): no worker to
+    # prepare and nothing to propagate to, and no error for it.
+    maintenance, database = f"citus_single_{os.getpid()}", f"citus_single_app_{os.getpid()}"
+    with citus.connect("postgres") as admin:
+        for name in (maintenance, database):
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{maintenance}"')
+        try:
+            with citus.connect(maintenance) as conn:
+                conn.execute("CREATE EXTENSION citus")
+                # Citus refuses CREATE DATABASE where the coordinator is not in its metadata.
+                conn.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", [PORT])
+            report = bootstrap(superuser_dsn=citus.url(maintenance), database=database, app_password=None)
+        finally:
+            for name in (maintenance, database):
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert f"created extension citus in {database} on the coordinator" in report.changes
+    assert f"registered the coordinator 127.0.0.1:{PORT}" in report.changes
+    assert f"created auth.uid() in {database}" in report.changes
+    assert f"no workers in {database} yet" in report.unchanged
+    assert not [line for line in report.changes if "worker" in line]
