@@ -15,7 +15,8 @@ class Command(BaseCommand):
     help = (
         "Idempotently create the cluster roles (app_owner, authenticated, anon, back_office, "
         "service_role), the application database and the vector extension. Needs a superuser "
-        "DSN (--admin-url or DATABASE_ADMIN_URL); without one it only verifies the server."
+        "DSN (--admin-url or DATABASE_ADMIN_URL); without one it only verifies the server. On a "
+        "Citus coordinator it also prepares the database on every node (docs/scaling.md)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
