@@ -12,7 +12,10 @@ def main() -> None:
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    from config.embedded import prepare
+
     try:
+        prepare()  # the embedded PostgreSQL when DATABASE_URL is not set
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
         # A setting the environment gets wrong (config/settings.py): its message says what to set,

@@ -128,6 +128,9 @@ def configure(args: argparse.Namespace) -> bool:
     os.environ["API_THROTTLE_RATE"] = "100000000/minute"
     import django
 
+    from config.embedded import prepare
+
+    prepare()
     django.setup()
     return embedded
 

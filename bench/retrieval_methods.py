@@ -52,6 +52,9 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
+    from config.embedded import prepare
+
+    prepare()
     django.setup()
     from django.core.management import call_command
 

@@ -51,3 +51,26 @@ def activate(*, data_dir: Path, database: str, app_password: str) -> str:
     os.environ["EMBEDDED_DATABASE_SUPERUSER_URL"] = server.get_uri()
     _started = dsn
     return dsn
+
+
+def prepare() -> None:
+    """What every entry point calls before Django reads its settings: without DATABASE_URL,
+    start (or join) the embedded server, export its DSN, and read the settings module again so
+    it sees it. Importing `config.settings` itself starts nothing."""
+    if (
+        os.environ.get("DATABASE_URL")
+        or os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings") != "config.settings"
+    ):
+        return
+    import importlib
+
+    from config import settings
+
+    if not settings.USE_EMBEDDED_DATABASE:
+        return
+    activate(
+        data_dir=settings.EMBEDDED_DATABASE_DIR,
+        database=settings.EMBEDDED_DATABASE_NAME,
+        app_password=settings.EMBEDDED_DATABASE_PASSWORD,
+    )
+    importlib.reload(settings)

@@ -66,31 +66,28 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 # --- Database -------------------------------------------------------------------------
 # DATABASE_URL points at a real server. Without it, development and tests run on the
-# embedded PostgreSQL (started on demand, data in EMBEDDED_DATABASE_DIR).
+# embedded PostgreSQL (data in EMBEDDED_DATABASE_DIR). Importing this module starts nothing:
+# the entry points (manage.py, config/wsgi.py, config/asgi.py, the test plugin config/testing.py,
+# the benchmarks) call `config.embedded.prepare()` before Django reads these settings; it starts
+# or joins the server, exports its DSN as DATABASE_URL and reads this module again.
 DATABASE_URL = env_str("DATABASE_URL", "")
 EMBEDDED_DATABASE_DIR = Path(env_str("EMBEDDED_DATABASE_DIR", str(BASE_DIR / ".pgdata")))
 EMBEDDED_DATABASE_NAME = env_str("EMBEDDED_DATABASE_NAME", "growth")
 EMBEDDED_DATABASE_PASSWORD = env_str("EMBEDDED_DATABASE_PASSWORD", "app_owner")
-# Superuser DSN for `manage.py bootstrap_db` on a real server (never used by requests).
-DATABASE_ADMIN_URL = env_str("DATABASE_ADMIN_URL", "") or env_str("EMBEDDED_DATABASE_SUPERUSER_URL", "")
-if not DATABASE_URL:
-    # DJANGO_EMBEDDED_DATABASE=1: `make serve` trying the production server on the embedded one.
-    if not DEBUG and not env_bool("DJANGO_EMBEDDED_DATABASE", False):
-        raise ImproperlyConfigured(
-            "DJANGO_DEBUG is off and DATABASE_URL is not set: set DATABASE_URL=postgresql://app_owner:PASSWORD@HOST"
-            ":5432/growth for a real server, or DJANGO_EMBEDDED_DATABASE=1 to serve the embedded database in "
-            f"{EMBEDDED_DATABASE_DIR} (as `make serve` does without DATABASE_URL)"
-        )
-    from config.embedded import activate
-
-    DATABASE_URL = activate(
-        data_dir=EMBEDDED_DATABASE_DIR,
-        database=EMBEDDED_DATABASE_NAME,
-        app_password=EMBEDDED_DATABASE_PASSWORD,
+USE_EMBEDDED_DATABASE = not DATABASE_URL
+# DJANGO_EMBEDDED_DATABASE=1: `make serve` trying the production server on the embedded one.
+if USE_EMBEDDED_DATABASE and not DEBUG and not env_bool("DJANGO_EMBEDDED_DATABASE", False):
+    raise ImproperlyConfigured(
+        "DJANGO_DEBUG is off and DATABASE_URL is not set: set DATABASE_URL=postgresql://app_owner:PASSWORD@HOST"
+        ":5432/growth for a real server, or DJANGO_EMBEDDED_DATABASE=1 to serve the embedded database in "
+        f"{EMBEDDED_DATABASE_DIR} (as `make serve` does without DATABASE_URL)"
     )
-    DATABASE_ADMIN_URL = env_str("EMBEDDED_DATABASE_SUPERUSER_URL", "")
-
-_database = dj_database_url.parse(DATABASE_URL)
+# Superuser DSN for `manage.py bootstrap_db` (never used by requests): a real server's, or the
+# embedded server's, which `config.embedded.prepare()` exports.
+DATABASE_ADMIN_URL = env_str("DATABASE_ADMIN_URL", "") or env_str("EMBEDDED_DATABASE_SUPERUSER_URL", "")
+# Not prepared (a script that imports the settings without an entry point): a host name that says
+# so in the connection error, rather than a connection to whatever the default socket is.
+_database = dj_database_url.parse(DATABASE_URL or "postgresql://app_owner@embedded-database-not-started/growth")
 # The development server (`manage.py runserver`, `make run`) answers each request on a new thread,
 # and a thread's persistent connections outlived it until the garbage collector found them: 16
 # clients, each request on a new HTTP connection, filled PostgreSQL's 100 slots (213 errors in 500
@@ -159,10 +156,18 @@ INSTALLED_APPS = [
     "onboarding",
     "advanced",
     "shopify",
+    # Scheduled jobs (procrastinate: PostgreSQL is the queue; docs/operations.md).
+    "procrastinate.contrib.django",
+    "jobs",
 ]
 
 MIDDLEWARE = [
+    # First: one log line a request with its id, shop and user, whatever answers (config/logs.py).
+    "config.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the application, right after SecurityMiddleware so a static response
+    # still gets the security headers (STORAGES below).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # CommonMiddleware without the trailing-slash redirect of API writes (tenancy/api/middleware.py).
     "tenancy.api.middleware.APICommonMiddleware",
@@ -210,14 +215,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 
 # --- API ----------------------------------------------------------------------------------
 # HS256 secret shared with the issuer of access tokens (Supabase: the project's JWT secret).
@@ -281,7 +279,7 @@ if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", KNOWLEDGE_SEARCH_LANGUAGE):
         f"KNOWLEDGE_SEARCH_LANGUAGE must name a text search configuration, got {KNOWLEDGE_SEARCH_LANGUAGE!r}"
     )
 EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "text-embedding-3-small")
-# The refined tier (issue 14): all-MiniLM-L6-v2 vectors computed in the background
+# The refined tier: all-MiniLM-L6-v2 vectors computed in the background
 # (jobs.refine_knowledge) and preferred by semantic and hybrid search where current. Off: the
 # job does nothing and search uses the default provider's vectors only.
 KNOWLEDGE_REFINE = env_bool("KNOWLEDGE_REFINE", True)
@@ -384,18 +382,13 @@ SPECTACULAR_SETTINGS = {
 # Password given to the accounts `seed_demo` creates (development only).
 DEMO_PASSWORD = env_str("DEMO_PASSWORD", "demo-password-123")
 
-# --- Production: static files, security headers, logs, scheduled jobs (issue 15) ----------
-# Kept in one block so the settings above stay as they were. See README, Deploying.
+# --- Production: static files, security headers, logs, scheduled jobs ---------------------
+# See README, Deploying.
 
-# Static files: WhiteNoise serves them from the application (no web server to configure),
-# right after SecurityMiddleware so a static response still gets the security headers. With
+# Static files: WhiteNoise serves them from the application (no web server to configure). With
 # debug off the names are hashed and gzip-compressed by `collectstatic` (make serve runs it),
 # so they can be cached for a year; with debug on (development, tests) the plain storage
 # serves them from the apps, needing no collectstatic.
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware"
-)
-STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(STATIC_ROOT)))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -433,7 +426,6 @@ if _proxy_ssl_header:
 LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
 if LOG_FORMAT not in {"json", "text"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, got {LOG_FORMAT!r}")
-MIDDLEWARE.insert(0, "config.logs.RequestLogMiddleware")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -460,7 +452,6 @@ LOGGING = {
 }
 
 # Scheduled jobs (app `jobs`, procrastinate: PostgreSQL is the queue; docs/operations.md).
-INSTALLED_APPS += ["procrastinate.contrib.django", "jobs"]
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
 # A worker that starts after an outage queues each periodic job's most recent missed run if it
 # was due less than this long ago (procrastinate's default, 10 minutes, skipped every run missed

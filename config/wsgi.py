@@ -8,7 +8,10 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from config.embedded import prepare
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+prepare()  # the embedded PostgreSQL when DATABASE_URL is not set (`make serve` on this machine)
 # Python's warnings (a library's UserWarning) as lines of the app's log, JSON like the others,
 # instead of raw text on stderr between them.
 logging.captureWarnings(True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +92,23 @@ def test_a_malformed_security_setting_stops_the_process(name: str, value: str, m
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_importing_the_settings_starts_no_database(tmp_path: Path) -> None:
+    # Settings read the environment and nothing else: the entry points start the embedded server
+    # (config.embedded.prepare). mypy's Django plugin and any script that reads a setting import
+    # this module.
+    data_dir = tmp_path / "pgdata"
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env["EMBEDDED_DATABASE_DIR"] = str(data_dir)
+    script = (
+        "import config.settings as s; "
+        "print(s.USE_EMBEDDED_DATABASE, s.DATABASES['default']['HOST'], "
+        "s.MIDDLEWARE.count('config.logs.RequestLogMiddleware'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "embedded-database-not-started", "1"]
+    assert not data_dir.exists()
