@@ -8,8 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from advanced.experiments.services import AnalysisResult, experiment_analyze
 from advanced.models import Experiment, ExperimentStatus
-from advanced.services.experiments import AnalysisResult, experiment_analyze
 from tenancy.errors import Refused
 from tenancy.management.options import day_option, shop_option
 from tenancy.scope import atomic_scope, service_scope

@@ -8,9 +8,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from advanced.llm import SummaryWriter, TemplateWriter, summary_writer_from_settings
-from advanced.models import BriefingType
-from advanced.services.briefings import (
+from advanced.briefings.llm import SummaryWriter, TemplateWriter, summary_writer_from_settings
+from advanced.briefings.services import (
     BriefingError,
     BriefingFigures,
     BriefingPeriod,
@@ -22,6 +21,7 @@ from advanced.services.briefings import (
     briefing_shop_domains,
     briefing_summary_write,
 )
+from advanced.models import BriefingType
 from tenancy.management.options import day_option
 from tenancy.scope import atomic_scope, service_scope
 
