@@ -4,11 +4,13 @@ Built from `experiment_review` (the analysis, computed without writing): per tre
 relative lift with the engine's interval (the decision view), the cumulative lift over time
 with the engine's band (sequential: the confidence sequence, which is valid at every look),
 chance to win and expected loss (Bayesian), the sample ratio check, guardrails, and progress to
-the plan. docs/experiments.md says what each number means.
+the plan. docs/experiments.md says what each number means. Also the one line a result is
+to `manage.py analyze_experiments` (`summary_line`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,3 +159,34 @@ def render_review(experiment: Experiment) -> SafeString:
         reasons = "; ".join(message for _, message in exc.problems)
         return render_to_string("admin/advanced/experiment/review.html", {"error": reasons})
     return render_to_string("admin/advanced/experiment/review.html", review_context(result))
+
+
+def _confidence(level: float | None) -> str:
+    # Rounded down, as stored: 0.99999998 is not shown as a certain 1.0000.
+    return "n/a" if level is None else f"{math.floor(level * 10_000) / 10_000:.4f}"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def summary_line(result: AnalysisResult) -> str:
+    """One line: the engine, the verdict, each treatment's p-values (Bayesian: chance to win and
+    expected loss), and the sample ratio check."""
+    if result.winner is not None:
+        verdict = f"winner {result.winner} (confidence {_confidence(result.confidence_level)})"
+    else:
+        verdict = "no winner" + (f": {result.reasons[0]}" if result.reasons else "")
+    if result.winning_variant != result.winner:
+        verdict += f"; keeps recorded winner {result.winning_variant}"
+    correction = "Holm" if result.multiple_testing_correction == "holm" else "BH"
+    treatments = [v for v in result.variants if not v.is_control]
+    if result.stats_engine == "bayesian":
+        tests = ", ".join(
+            f"{v.key} chance to win={_p(v.chance_to_win)} expected loss={_p(v.expected_loss)}" for v in treatments
+        )
+    else:
+        tests = ", ".join(f"{v.key} p={_p(v.p_value)} ({correction} {_p(v.adjusted_p_value)})" for v in treatments)
+    srm = result.sample_ratio_mismatch
+    check = "SRM!" if srm.flagged else "SRM ok"
+    return f"{result.stats_engine}: {verdict} | {tests} | {check} (p={_p(srm.p_value)})"

@@ -10,6 +10,7 @@ from .analysis import VariantAnalysis as VariantAnalysis
 from .analysis import experiment_analyze as experiment_analyze
 from .analysis import experiment_design as experiment_design
 from .analysis import experiment_review as experiment_review
+from .analysis import experiments_to_analyze as experiments_to_analyze
 from .lifecycle import DECIDED_STATUSES as DECIDED_STATUSES
 from .lifecycle import DESIGN_FIELDS as DESIGN_FIELDS
 from .lifecycle import INVALID_TRANSITION as INVALID_TRANSITION

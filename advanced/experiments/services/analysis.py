@@ -32,7 +32,7 @@ from django.utils import timezone
 from tenancy.errors import Refused
 
 from .. import stats
-from ..models import Experiment, ExperimentResult
+from ..models import Experiment, ExperimentResult, ExperimentStatus
 from .lifecycle import DECIDED_STATUSES, _locked, variant_errors
 
 # The only metric the analysis decides on; other primary metrics get statistics, no winner.
@@ -477,3 +477,21 @@ def experiment_analyze(*, experiment: Experiment, as_of: datetime.date | None = 
     updated = _store_statistics(found.statistics, found.latest)
     _record_decision(locked, found.winner, found.level)
     return _result(locked, found, as_of=as_of, updated=updated)
+
+
+# What analyze_experiments runs without an experiment key: the experiments whose data still changes.
+DEFAULT_STATUSES = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+
+
+def experiments_to_analyze(*, shop_id: str | None, experiment_key: str | None) -> list[tuple[int, str, str]]:
+    """(id, shop, key) of the experiments a run of analyze_experiments analyses, by shop and key:
+    those with `experiment_key` whatever their status, else every running or paused one; of one
+    shop or of every shop the caller's scope shows."""
+    experiments = Experiment.objects.all()
+    if shop_id is not None:
+        experiments = experiments.filter(shop_id=shop_id)
+    if experiment_key:
+        experiments = experiments.filter(experiment_key=experiment_key)
+    else:
+        experiments = experiments.filter(status__in=DEFAULT_STATUSES)
+    return list(experiments.order_by("shop_id", "experiment_key").values_list("pk", "shop_id", "experiment_key"))

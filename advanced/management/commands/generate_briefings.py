@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from advanced.briefings.llm import SummaryWriter, TemplateWriter, summary_writer_from_settings
+from advanced.briefings.models import BriefingType
 from advanced.briefings.services import (
     BriefingError,
     BriefingFigures,
@@ -21,7 +22,6 @@ from advanced.briefings.services import (
     briefing_shop_domains,
     briefing_summary_write,
 )
-from advanced.models import BriefingType
 from tenancy.management.options import day_option
 from tenancy.scope import atomic_scope, service_scope
 
