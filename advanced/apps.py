@@ -17,8 +17,8 @@ class AdvancedConfig(AppConfig):
         the knowledge models a text search embeds with. Loaded here, the workers share them and
         none pays the loading on its first search, again after every recycling (measured with
         gunicorn, 3 workers: see docs/operations.md)."""
-        from .embeddings import EmbeddingError, preload_local
-        from .embeddings_transformer import preload
+        from .knowledge.embeddings import EmbeddingError, preload_local
+        from .knowledge.embeddings_transformer import preload
 
         try:
             if settings.EMBEDDING_PROVIDER == "local":

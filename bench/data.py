@@ -142,7 +142,7 @@ def reset_database() -> None:
 def restore_knowledge_index() -> None:
     """Put the IVFFlat index back as the migration leaves it: lists=100, built on an empty
     table (the state before anyone runs rebuild_knowledge_index)."""
-    from advanced.services.knowledge import IVFFLAT_DEFAULT_LISTS, knowledge_index_rebuild
+    from advanced.knowledge.services import IVFFLAT_DEFAULT_LISTS, knowledge_index_rebuild
 
     knowledge_index_rebuild(lists=IVFFLAT_DEFAULT_LISTS)
 

@@ -2,8 +2,8 @@
 
 Each simulated experiment has two variants at 5% conversion (A/A) or 5% against 5.5% (+10%
 relative), 500 participants a day each, analysed every day for 28 days with 95% confidence:
-the design comes from `advanced.services.experiment_analysis.experiment_design` of an
-Experiment row (unsaved) and the decision from `advanced.stats.experiment_statistics`, the
+the design comes from `advanced.experiments.services.analysis.experiment_design` of an
+Experiment row (unsaved) and the decision from `advanced.experiments.stats.experiment_statistics`, the
 function `experiment_analyze` calls (the database round trip stores figures; it does not
 change a decision, and tests/advanced cover it).
 
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from advanced import stats
+from advanced.experiments import stats
+from advanced.experiments.services.analysis import experiment_design
 from advanced.models import Experiment
-from advanced.services.experiment_analysis import experiment_design
 
 from .data import Dataset
 from .harness import BenchResult, Options, log

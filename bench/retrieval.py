@@ -41,22 +41,22 @@ from typing import Any
 import numpy as np
 from django.db import connection
 
-from advanced.embeddings import (
+from advanced.knowledge.embeddings import (
     EmbeddingError,
     EmbeddingProvider,
     HashingEmbeddingProvider,
     LocalEmbeddingProvider,
     document_text,
 )
-from advanced.embeddings_transformer import RefinedEmbeddingProvider
-from advanced.models import DocumentType
-from advanced.services.knowledge import (
+from advanced.knowledge.embeddings_transformer import RefinedEmbeddingProvider
+from advanced.knowledge.services import (
     knowledge_document_save,
     knowledge_index_rebuild,
     knowledge_reembed_batch,
     knowledge_refine_batch,
     knowledge_search,
 )
+from advanced.models import DocumentType
 from tenancy.scope import atomic_scope, service_scope, shop_scope
 
 from .data import SHOP_PREFIX, SHOP_SUFFIX, Dataset

@@ -1,6 +1,6 @@
 """all-MiniLM-L6-v2 as the *only* model of a shop, compared with the default by `bench/retrieval.py`.
 
-The product runs it as the refined tier (advanced.embeddings_transformer: its own 384-d
+The product runs it as the refined tier (advanced.knowledge.embeddings_transformer: its own 384-d
 column, filled in the background). Here its vectors are zero-padded to the 1536-d `embedding`
 column instead, so that the whole labelled shop is searched by it alone, as a candidate
 default provider would be: the upper bound of the refined tier, and the reason it cannot be the
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from advanced.embeddings import EMBEDDING_DIMENSIONS, EmbeddedQuery, EmbeddingProvider
-from advanced.embeddings_transformer import MAX_TOKENS, REFINED_MODEL, RefinedEmbeddingProvider, model_folder
+from advanced.knowledge.embeddings import EMBEDDING_DIMENSIONS, EmbeddedQuery, EmbeddingProvider
+from advanced.knowledge.embeddings_transformer import MAX_TOKENS, REFINED_MODEL, RefinedEmbeddingProvider, model_folder
 
 
 class MiniLMProvider(EmbeddingProvider):

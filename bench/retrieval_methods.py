@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
 
 class Methods:
     def __init__(self) -> None:
-        from advanced.embeddings import _load_wordllama
+        from advanced.knowledge.embeddings import _load_wordllama
 
         from .retrieval import load_labelled_set
 
@@ -88,8 +88,8 @@ class Methods:
 
     def _keyword_lists(self) -> dict[str, list[list[tuple[int, float]]]]:
         """Per set and question: (document index, coverage) of every keyword hit, best first."""
-        from advanced.embeddings import HashingEmbeddingProvider
-        from advanced.services.knowledge.search import _QUERY_WORD, KEYWORD_MAX_TERMS, _Filters, _keyword
+        from advanced.knowledge.embeddings import HashingEmbeddingProvider
+        from advanced.knowledge.services.search import _QUERY_WORD, KEYWORD_MAX_TERMS, _Filters, _keyword
         from tenancy.scope import atomic_scope, shop_scope
 
         from .retrieval import _save_labelled, _shop
@@ -238,8 +238,8 @@ class Methods:
 
     def run_refined(self) -> None:
         """Fusions of keyword, WordLlama and the refined model (docs/performance.md, "Two tiers")."""
-        from advanced.embeddings import document_text
-        from advanced.embeddings_transformer import RefinedEmbeddingProvider
+        from advanced.knowledge.embeddings import document_text
+        from advanced.knowledge.embeddings_transformer import RefinedEmbeddingProvider
 
         refined = RefinedEmbeddingProvider()
         texts = [document_text(title=d.title, content=d.content) for d in self.documents]

@@ -6,7 +6,7 @@ queries run:
 
 - `exact`: the ground truth, an exact k-NN in the shop's scope (`ORDER BY (embedding <=> q) + 0,
   id`, which no index serves), timed as a reference;
-- `service`: `advanced.services.knowledge.knowledge_search(vector=q, k=k)` as configured: exact
+- `service`: `advanced.knowledge.services.knowledge_search(vector=q, k=k)` as configured: exact
   up to `exact_search_limit` candidates (KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES, or the
   break-even computed from the physical index), above it its index branch (IVFFlat settings,
   iterative scan, and planner settings that leave the IVFFlat scan as the plan);
@@ -37,14 +37,14 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from advanced.services.knowledge import (
+from advanced.knowledge.services import (
     INDEX_NAME,
     exact_search_limit,
     ivfflat_index_state,
     ivfflat_search_settings,
     knowledge_search,
 )
-from advanced.services.knowledge.index import INDEX_PLAN_SETTINGS
+from advanced.knowledge.services.index import INDEX_PLAN_SETTINGS
 from tenancy.scope import atomic_scope, shop_scope
 
 from .data import SUBTOPICS, Dataset, VectorShop, sample_vectors

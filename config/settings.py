@@ -255,14 +255,14 @@ SHOPIFY_API_SECRET = env_str("SHOPIFY_API_SECRET", "")
 
 # --- Briefing summaries (manage.py generate_briefings) -----------------------------------
 # "template" (default): a deterministic summary. "openai": a chat completions call, falling
-# back to the template when it fails (advanced/llm.py).
+# back to the template when it fails (advanced/briefings/llm.py).
 LLM_PROVIDER = env_str("LLM_PROVIDER", "template")
 LLM_MODEL = env_str("LLM_MODEL", "gpt-4o-mini")
 LLM_TIMEOUT_SECONDS = env_int("LLM_TIMEOUT_SECONDS", 30)
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 
-# --- Knowledge base (advanced/embeddings.py, advanced/services/knowledge/) -----------------
+# --- Knowledge base (advanced/knowledge/: embeddings.py, services/) ------------------------
 # Who embeds documents and text queries, independent of LLM_PROVIDER: "local" (default: the
 # WordLlama model shipped in its PyPI wheel, offline on CPU), "hashing" (lexical, offline) or
 # "openai" (EMBEDDING_MODEL, which must accept `dimensions`: the text-embedding-3 family).
@@ -287,7 +287,7 @@ KNOWLEDGE_EMBEDDING_BATCH_SIZE = env_int("KNOWLEDGE_EMBEDDING_BATCH_SIZE", 100)
 KNOWLEDGE_EMBEDDING_TIMEOUT = env_int("KNOWLEDGE_EMBEDDING_TIMEOUT", 30)
 # A search whose filtered candidates are at most this many scans them exactly; larger ones
 # use the IVFFlat index with iterative scans (docs/api.md, Knowledge search). Unset: the
-# measured break-even for the physical index (advanced.services.knowledge.exact_search_limit:
+# measured break-even for the physical index (advanced.knowledge.services.exact_search_limit:
 # probes x rows / lists / 4, at least 1,000; 3,500 at 200,000 rows after the rebuild).
 KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES: int | None = (
     env_int("KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES", 0)

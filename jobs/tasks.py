@@ -90,7 +90,7 @@ def analyze_experiments(context: JobContext, timestamp: int) -> None:
 )
 def refit_knowledge_index(context: JobContext, timestamp: int) -> JobRun | None:
     """Daily check; rebuilds the knowledge index only when its rows have grown enough."""
-    from advanced.services.knowledge import knowledge_index_rebuild
+    from advanced.knowledge.services import knowledge_index_rebuild
 
     plan = knowledge_index_rebuild(dry_run=True)
     if not schedule.refit_is_due(
@@ -115,7 +115,7 @@ def refit_knowledge_index(context: JobContext, timestamp: int) -> JobRun | None:
 @app.task(name="jobs.refine_knowledge", pass_context=True, lock="refine_knowledge", queueing_lock="refine_knowledge")
 def refine_knowledge(context: JobContext, timestamp: int) -> JobRun | None:
     """Every minute; refines the knowledge documents that lack a current refined vector, if any."""
-    from advanced.services.knowledge.refine import refine_pending
+    from advanced.knowledge.services.refine import refine_pending
     from tenancy.scope import atomic_scope, service_scope
 
     if not settings.KNOWLEDGE_REFINE:

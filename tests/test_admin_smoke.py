@@ -15,12 +15,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from advanced.factories import (
-    CeoBriefingFactory,
-    ExperimentFactory,
-    ExperimentResultFactory,
-    KnowledgeDocumentFactory,
-)
+from advanced.briefings.factories import CeoBriefingFactory
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory
+from advanced.knowledge.factories import KnowledgeDocumentFactory
 from advanced.models import CeoBriefing, Experiment, ExperimentResult, KnowledgeDocument
 from growth.factories import (
     AdCampaignFactory,

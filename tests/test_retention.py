@@ -11,7 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections, models
 
-from advanced.factories import CeoBriefingFactory, ExperimentResultFactory, KnowledgeDocumentFactory
+from advanced.briefings.factories import CeoBriefingFactory
+from advanced.experiments.factories import ExperimentResultFactory
+from advanced.knowledge.factories import KnowledgeDocumentFactory
 from advanced.models import CeoBriefing, ExperimentResult, KnowledgeDocument
 from growth.factories import (
     AdCampaignFactory,

@@ -68,7 +68,14 @@ def test_each_app_seeds_its_own_tables_in_installed_apps_order() -> None:
     steps = demo_steps()
     assert all(isinstance(step, DemoStep) for step in steps)
     modules = list(dict.fromkeys(step.seed.__module__ for step in steps))
-    assert modules == ["growth.demo", "onboarding.demo", "advanced.demo"]
+    # advanced/demo.py gathers its features' steps (advanced/<feature>/demo.py), in their order.
+    assert modules == [
+        "growth.demo",
+        "onboarding.demo",
+        "advanced.experiments.demo",
+        "advanced.knowledge.demo",
+        "advanced.briefings.demo",
+    ]
     labels = [step.label for step in steps]
     assert labels.index("seo audits") < labels.index("onboarding progress") < labels.index("ceo briefings")
 

@@ -1,10 +1,12 @@
-"""Routes of this app's resources under /api/v1/."""
+"""Routes of this app's resources under /api/v1/, each feature's viewsets from its package."""
 
 from __future__ import annotations
 
 from rest_framework.routers import SimpleRouter
 
-from .views import CeoBriefingViewSet, ExperimentResultViewSet, ExperimentViewSet, KnowledgeDocumentViewSet
+from ..briefings.api.views import CeoBriefingViewSet
+from ..experiments.api.views import ExperimentResultViewSet, ExperimentViewSet
+from ..knowledge.api.views import KnowledgeDocumentViewSet
 
 router = SimpleRouter()
 router.register("experiments", ExperimentViewSet, basename="experiment")

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from advanced.factories import ExperimentFactory, two_variants
-from advanced.llm import TEMPLATE_MODEL
+from advanced.briefings.llm import TEMPLATE_MODEL
+from advanced.briefings.services import BriefingError, briefing_generate, briefing_period
+from advanced.experiments.factories import ExperimentFactory, two_variants
 from advanced.models import CeoBriefing, ExperimentStatus
-from advanced.services import BriefingError, briefing_generate, briefing_period
 from growth.factories import (
     AdCampaignFactory,
     AdPerformanceFactory,

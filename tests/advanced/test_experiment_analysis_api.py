@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from advanced.factories import ExperimentFactory, ExperimentResultFactory, two_variants
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory, two_variants
 from advanced.models import Experiment, ExperimentResult
 from tenancy.factories import ShopFactory
 from tenancy.models import Shop
@@ -391,7 +391,7 @@ def test_existing_experiments_become_sequential_and_keep_analysing() -> None:
                 "holm",
                 ["revenue_per_user"],
             )
-            from advanced.services.experiments import experiment_analyze
+            from advanced.experiments.services import experiment_analyze
 
             assert experiment_analyze(experiment=legacy).stats_engine == "sequential"
     finally:

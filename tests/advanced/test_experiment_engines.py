@@ -1,6 +1,6 @@
 # Figures are `float | None` (None where undefined); these checks compare defined ones.
 # mypy: disable-error-code="operator"
-"""The engines of advanced.stats against independent computations and worked examples.
+"""The engines of advanced.experiments.stats against independent computations and worked examples.
 
 Worked examples are GrowthBook's own (gbstats tests, packages/stats/tests: sequential and
 Bayesian tests on proportions and means), reproduced to their 5 decimals; independent
@@ -21,7 +21,7 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 
-from advanced.stats import (
+from advanced.experiments.stats import (
     Covariate,
     Design,
     VariantFigures,

@@ -17,9 +17,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from statsmodels.stats.proportion import proportions_ztest
 
-from advanced.factories import ExperimentFactory, ExperimentResultFactory, two_variants
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory, two_variants
+from advanced.experiments.services import TRANSITIONS
 from advanced.models import Experiment, ExperimentResult
-from advanced.services.experiments import TRANSITIONS
 from tenancy.factories import UserFactory
 from tenancy.scope import atomic_scope, service_scope
 from tests.api.conftest import Actor, assert_error, owner_a, owner_b, viewer_a

@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from advanced.factories import ExperimentFactory, ExperimentResultFactory
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory
 from advanced.models import Experiment, ExperimentResult
 from tenancy.factories import UserFactory
 from tenancy.scope import atomic_scope, service_scope

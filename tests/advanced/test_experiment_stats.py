@@ -1,4 +1,4 @@
-"""advanced.stats against independent references (statsmodels, scipy, direct formulas).
+"""advanced.experiments.stats against independent references (statsmodels, scipy, direct formulas).
 
 Every figure of `experiment_statistics` is compared, on hundreds of generated experiments
 (2-4 variants, unequal weights as fractions or percentages, samples from 0 to millions,
@@ -26,8 +26,8 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
-from advanced import stats
-from advanced.stats import VariantFigures, experiment_statistics
+from advanced.experiments import stats
+from advanced.experiments.stats import VariantFigures, experiment_statistics
 
 CASES = 400
 REL = 1e-9

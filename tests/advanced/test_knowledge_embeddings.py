@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from advanced.embeddings import (
+from advanced.knowledge.embeddings import (
     EMBEDDING_DIMENSIONS,
     EmbeddingError,
     HashingEmbeddingProvider,
@@ -26,7 +26,7 @@ from advanced.embeddings import (
     embedding_provider,
     normalize_text,
 )
-from advanced.models import EMBEDDING_DIMENSIONS as MODEL_DIMENSIONS
+from advanced.knowledge.models import EMBEDDING_DIMENSIONS as MODEL_DIMENSIONS
 
 
 def cosine_distance(a: list[float], b: list[float]) -> float:
@@ -59,7 +59,7 @@ def test_hashing_is_deterministic_and_ignores_case_and_whitespace() -> None:
 
 HASH_SCRIPT = """
 import hashlib, sys
-from advanced.embeddings import HashingEmbeddingProvider
+from advanced.knowledge.embeddings import HashingEmbeddingProvider
 vector = HashingEmbeddingProvider().embed_one("Shipping to Canada takes 5-7 business days")
 sys.stdout.write(hashlib.sha256(repr(vector).encode()).hexdigest())
 """

@@ -11,8 +11,8 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from advanced.factories import KnowledgeDocumentFactory
-from advanced.services.knowledge import (
+from advanced.knowledge.factories import KnowledgeDocumentFactory
+from advanced.knowledge.services import (
     IvfflatIndexState,
     ivfflat_build_memory_mb,
     ivfflat_index_state,

@@ -19,16 +19,17 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from advanced.embeddings import LOCAL_EMBEDDING_MODEL, HashingEmbeddingProvider
-from advanced.models import LOCAL_INDEX_NAME, KnowledgeDocument
-from advanced.services.knowledge import knowledge_document_save, knowledge_search
-from advanced.services.knowledge.index import (
+from advanced.knowledge.embeddings import LOCAL_EMBEDDING_MODEL, HashingEmbeddingProvider
+from advanced.knowledge.models import LOCAL_INDEX_NAME
+from advanced.knowledge.services import knowledge_document_save, knowledge_search
+from advanced.knowledge.services.index import (
     INDEX_PLAN_SETTINGS,
     hnsw_index_state,
     hnsw_search_settings,
     local_settings,
 )
-from advanced.services.knowledge.search import local_nearest
+from advanced.knowledge.services.search import local_nearest
+from advanced.models import KnowledgeDocument
 from tenancy.factories import ShopFactory
 from tenancy.scope import atomic_scope, service_scope, shop_scope
 from tests.api.conftest import SHOP_A, SHOP_B, Actor, owner_a, owner_b
@@ -212,7 +213,7 @@ def test_over_the_api_a_text_query_above_the_limit_says_it_walked_the_hnsw_index
 
 @pytest.mark.usefixtures("two_shops")
 def test_when_the_hnsw_walk_falls_short_the_exact_search_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from advanced.services.knowledge import search as search_module
+    from advanced.knowledge.services import search as search_module
 
     # A walk that keeps one candidate and never iterates: most of its rows are shop B's.
     monkeypatch.setattr(

@@ -23,9 +23,9 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from advanced.embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider
+from advanced.knowledge.embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider
+from advanced.knowledge.services import knowledge_document_revise, knowledge_search, refine_pending
 from advanced.models import KnowledgeDocument
-from advanced.services.knowledge import knowledge_document_revise, knowledge_search, refine_pending
 from jobs import tasks
 from jobs.models import JobRun, JobStatus
 from tenancy.factories import ShopFactory, UserFactory
@@ -80,7 +80,7 @@ def test_refined_vectors_match_the_reference_model_within_float_tolerance() -> N
 
 def test_refined_model_loads_and_embeds_with_the_network_unavailable() -> None:
     code = (
-        "from advanced.embeddings_transformer import RefinedEmbeddingProvider\n"
+        "from advanced.knowledge.embeddings_transformer import RefinedEmbeddingProvider\n"
         "v = RefinedEmbeddingProvider().embed_query('where is my parcel').vector"
     )
     assert embed_offline(code) == ["384", "1.0"]
@@ -92,7 +92,7 @@ def test_the_wsgi_entry_point_loads_the_search_models_before_a_server_forks(refi
     # shared by the forked workers, and no worker loads them on its first search.
     script = (
         "import config.wsgi\n"
-        "from advanced import embeddings, embeddings_transformer as t\n"
+        "from advanced.knowledge import embeddings, embeddings_transformer as t\n"
         "print(sorted(embeddings._models), sorted(t._sessions), len(t._tokenizers))\n"
     )
     env = {**os.environ, "KNOWLEDGE_REFINE": refine, "EMBEDDING_PROVIDER": "local"}
@@ -105,13 +105,13 @@ def test_the_wsgi_entry_point_loads_the_search_models_before_a_server_forks(refi
 def test_a_worker_forked_after_the_models_are_preloaded_embeds_and_exits_at_once() -> None:
     # What a gunicorn worker does: forked from the parent that ran config.wsgi, it embeds with
     # the parent's session and, when recycled or stopped, leaves through sys.exit. onnxruntime's
-    # import-time telemetry thread broke that exit (issue 22; advanced.embeddings_transformer.
+    # import-time telemetry thread broke that exit (issue 22; advanced.knowledge.embeddings_transformer.
     # _onnxruntime): before the fix the child here died of SIGABRT at exit (-6), and a gunicorn
     # worker that had not embedded waited forever in pthread_cond_destroy.
     script = (
         "import os, sys, time\n"
         "import config.wsgi\n"
-        "from advanced.embeddings_transformer import RefinedEmbeddingProvider\n"
+        "from advanced.knowledge.embeddings_transformer import RefinedEmbeddingProvider\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    vector = RefinedEmbeddingProvider().embed_query('where is my parcel').vector\n"
@@ -332,7 +332,7 @@ def test_the_refined_and_unrefined_filters_prove_their_partial_indexes_in_a_gene
     """Both filters write the model as a literal and the digest comparison in the index's own
     shape (`<>`, which is how PostgreSQL rewrites a query's NOT (=)): otherwise the count of the
     documents not yet refined read the shop's rows (53-75 ms on the 10,000-document shop)."""
-    from advanced.services.knowledge.refine import not_refined_current, refined_current
+    from advanced.knowledge.services.refine import not_refined_current, refined_current
 
     save_store(SHOP_A)
     with in_shop(SHOP_A), connection.cursor() as cursor:
@@ -371,8 +371,8 @@ def test_the_admin_shows_which_documents_are_refined(db: None, client: Client) -
 def test_without_the_model_package_search_ignores_refined_vectors(
     owner_a: Actor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from advanced.embeddings import EmbeddingError
-    from advanced.services.knowledge import search
+    from advanced.knowledge.embeddings import EmbeddingError
+    from advanced.knowledge.services import search
 
     save_store(SHOP_A, keys=("shipping", "refund-damaged"))
     refine(SHOP_A)

@@ -12,9 +12,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from advanced.factories import KnowledgeDocumentFactory, unit_vector
-from advanced.models import KnowledgeDocument
-from advanced.services.knowledge import (
+from advanced.knowledge.factories import KnowledgeDocumentFactory, unit_vector
+from advanced.knowledge.services import (
     IvfflatIndexState,
     KnowledgeSearchResult,
     exact_search_limit,
@@ -24,6 +23,7 @@ from advanced.services.knowledge import (
     knowledge_search,
     search_probes,
 )
+from advanced.models import KnowledgeDocument
 from tenancy.scope import atomic_scope, service_scope, shop_scope
 from tests.advanced.test_knowledge_embeddings import FakeOpenAI, fake_openai
 from tests.api.conftest import SHOP_A, SHOP_B, Actor, assert_error, owner_a, owner_b, viewer_a

@@ -21,15 +21,15 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from advanced.embeddings import EmbeddingError, HashingEmbeddingProvider, LocalEmbeddingProvider
-from advanced.factories import unit_vector
-from advanced.models import KnowledgeDocument
-from advanced.services.knowledge import (
+from advanced.knowledge.embeddings import EmbeddingError, HashingEmbeddingProvider, LocalEmbeddingProvider
+from advanced.knowledge.factories import unit_vector
+from advanced.knowledge.services import (
     knowledge_document_save,
     knowledge_reembed_batch,
     knowledge_search,
     reciprocal_rank_fusion,
 )
+from advanced.models import KnowledgeDocument
 from tenancy.factories import ShopFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope, shop_scope
 from tests.api.conftest import SHOP_A, SHOP_B, Actor, assert_error, owner_a, owner_b
@@ -153,7 +153,7 @@ def embed_offline(code: str) -> list[str]:
 
 def test_local_model_loads_and_embeds_with_the_network_unavailable() -> None:
     code = (
-        "from advanced.embeddings import LocalEmbeddingProvider\n"
+        "from advanced.knowledge.embeddings import LocalEmbeddingProvider\n"
         "v = LocalEmbeddingProvider().embed_one('where is my parcel')"
     )
     assert embed_offline(code) == ["1536", "1.0"]

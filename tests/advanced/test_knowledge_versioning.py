@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-from advanced.embeddings import EmbeddingError, EmbeddingProvider, LocalEmbeddingProvider, document_text
-from advanced.factories import KnowledgeDocumentFactory, unit_vector
-from advanced.models import KnowledgeDocument
-from advanced.services.knowledge import (
+from advanced.knowledge.embeddings import EmbeddingError, EmbeddingProvider, LocalEmbeddingProvider, document_text
+from advanced.knowledge.factories import KnowledgeDocumentFactory, unit_vector
+from advanced.knowledge.services import (
     CLIENT_EMBEDDING_MODEL,
     EmbeddingUnavailable,
     KnowledgeConflict,
@@ -22,6 +21,7 @@ from advanced.services.knowledge import (
     knowledge_document_revise,
     knowledge_document_save,
 )
+from advanced.models import KnowledgeDocument
 from tenancy.errors import Refused
 from tenancy.factories import ShopFactory
 from tenancy.scope import atomic_scope, service_scope, shop_scope

@@ -11,15 +11,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from advanced.factories import (
-    CeoBriefingFactory,
-    ExperimentFactory,
-    ExperimentResultFactory,
-    KnowledgeDocumentFactory,
-    two_variants,
-    unit_vector,
-)
-from advanced.models import EMBEDDING_DIMENSIONS, CeoBriefing, Experiment, ExperimentResult, KnowledgeDocument
+from advanced.briefings.factories import CeoBriefingFactory
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory, two_variants
+from advanced.knowledge.factories import KnowledgeDocumentFactory, unit_vector
+from advanced.knowledge.models import EMBEDDING_DIMENSIONS
+from advanced.models import CeoBriefing, Experiment, ExperimentResult, KnowledgeDocument
 from tenancy.factories import ShopMembershipFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope
 

@@ -17,8 +17,9 @@ from django.db import models
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from advanced.factories import ExperimentResultFactory
-from advanced.models import EMBEDDING_DIMENSIONS, Experiment, KnowledgeDocument
+from advanced.experiments.factories import ExperimentResultFactory
+from advanced.knowledge.models import EMBEDDING_DIMENSIONS
+from advanced.models import Experiment, KnowledgeDocument
 from growth.factories import (
     AdCampaignFactory,
     AdPerformanceFactory,

@@ -11,12 +11,9 @@ from urllib.parse import urlencode
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
-from advanced.factories import (
-    CeoBriefingFactory,
-    ExperimentFactory,
-    ExperimentResultFactory,
-    KnowledgeDocumentFactory,
-)
+from advanced.briefings.factories import CeoBriefingFactory
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory
+from advanced.knowledge.factories import KnowledgeDocumentFactory
 from growth.factories import AdCampaignFactory, AdPerformanceFactory, SocialAnalyticsFactory
 from onboarding.factories import FeatureTourFactory, OnboardingProgressFactory
 

@@ -27,7 +27,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core.failures import Failure, FailureGroup
 
-from advanced.factories import CeoBriefingFactory, ExperimentResultFactory, KnowledgeDocumentFactory
+from advanced.briefings.factories import CeoBriefingFactory
+from advanced.experiments.factories import ExperimentResultFactory
+from advanced.knowledge.factories import KnowledgeDocumentFactory
 from growth.factories import AdPerformanceFactory, SeoAuditFactory, SeoRankingFactory, SocialAnalyticsFactory
 from onboarding.factories import FeatureTourFactory, OnboardingProgressFactory
 from tenancy.api.authentication import token_mint

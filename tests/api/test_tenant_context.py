@@ -9,8 +9,9 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework import permissions
 from rest_framework.test import APIClient
 
-from advanced.api.permissions import IsBriefingWriterOrReadOnly
-from advanced.api.views import CeoBriefingViewSet, KnowledgeDocumentViewSet
+from advanced.briefings.api.permissions import IsBriefingWriterOrReadOnly
+from advanced.briefings.api.views import CeoBriefingViewSet
+from advanced.knowledge.api.views import KnowledgeDocumentViewSet
 from growth.api.views import AdCampaignViewSet
 from growth.factories import AdCampaignFactory
 from tenancy.api import scoping

@@ -18,7 +18,8 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from advanced.factories import CeoBriefingFactory, ExperimentFactory, ExperimentResultFactory
+from advanced.briefings.factories import CeoBriefingFactory
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory
 from advanced.models import CeoBriefing
 from tenancy.factories import ShopFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope

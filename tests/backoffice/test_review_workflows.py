@@ -23,17 +23,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from advanced.factories import (
-    CeoBriefingFactory,
-    ExperimentFactory,
-    ExperimentResultFactory,
-    KnowledgeDocumentFactory,
-    two_variants,
-)
-from advanced.llm import TemplateWriter
+from advanced.briefings.factories import CeoBriefingFactory
+from advanced.briefings.llm import TemplateWriter
+from advanced.briefings.services import briefing_generate
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory, two_variants
+from advanced.knowledge.factories import KnowledgeDocumentFactory
+from advanced.knowledge.services import knowledge_document_save
 from advanced.models import CeoBriefing, Experiment, KnowledgeDocument
-from advanced.services.briefings import briefing_generate
-from advanced.services.knowledge import knowledge_document_save
 from tenancy.factories import ShopFactory, UserFactory
 from tenancy.models import User
 from tenancy.scope import atomic_scope, service_scope

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import pytest
 from django.db import IntegrityError, connection, models, transaction
 
-from advanced.factories import ExperimentFactory, ExperimentResultFactory, KnowledgeDocumentFactory
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory
+from advanced.knowledge.factories import KnowledgeDocumentFactory
 from advanced.models import KnowledgeDocument
 from growth.factories import AdCampaignFactory, AdPerformanceFactory, SocialAnalyticsFactory, SocialPostFactory
 from growth.models import SocialAnalytics

@@ -15,12 +15,9 @@ from django.apps import apps
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 
-from advanced.factories import (
-    CeoBriefingFactory,
-    ExperimentFactory,
-    ExperimentResultFactory,
-    KnowledgeDocumentFactory,
-)
+from advanced.briefings.factories import CeoBriefingFactory
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory
+from advanced.knowledge.factories import KnowledgeDocumentFactory
 from advanced.models import CeoBriefing, ExperimentResult, KnowledgeDocument
 from growth.factories import (
     AdCampaignFactory,

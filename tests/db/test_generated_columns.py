@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, models, transaction
 
-from advanced.factories import ExperimentResultFactory
+from advanced.experiments.factories import ExperimentResultFactory
 from advanced.models import ExperimentResult
 from growth.factories import AdPerformanceFactory, SocialAnalyticsFactory
 from growth.models import AdPerformance, SocialAnalytics

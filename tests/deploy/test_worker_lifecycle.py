@@ -3,7 +3,7 @@
 The server is gunicorn as `make serve` runs it, the knowledge models preloaded in its parent
 (KNOWLEDGE_REFINE=1, the default). Before the fix every exiting worker hung until gunicorn's
 --timeout or --graceful-timeout killed it (onnxruntime's telemetry thread, inherited across the
-fork: advanced.embeddings_transformer._onnxruntime), so a recycle, a reload or a SIGTERM left
+fork: advanced.knowledge.embeddings_transformer._onnxruntime), so a recycle, a reload or a SIGTERM left
 slots unserved for up to a minute.
 """
 

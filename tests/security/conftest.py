@@ -9,12 +9,9 @@ from typing import Any
 import pytest
 from django.db import models
 
-from advanced.factories import (
-    CeoBriefingFactory,
-    ExperimentFactory,
-    ExperimentResultFactory,
-    KnowledgeDocumentFactory,
-)
+from advanced.briefings.factories import CeoBriefingFactory
+from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory
+from advanced.knowledge.factories import KnowledgeDocumentFactory
 from growth.factories import (
     AdCampaignFactory,
     AdPerformanceFactory,

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from advanced.factories import CeoBriefingFactory
+from advanced.briefings.factories import CeoBriefingFactory
 from advanced.models import CeoBriefing
 from growth.models import SeoAudit
 from onboarding.factories import FeatureTourFactory, OnboardingProgressFactory

@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from advanced.factories import KnowledgeDocumentFactory
+from advanced.knowledge.factories import KnowledgeDocumentFactory
 from growth.factories import (
     AdCampaignFactory,
     AdPerformanceFactory,

@@ -20,7 +20,9 @@ from django.db.models.functions import Now
 from django.test import Client
 from django.utils import timezone
 
-from advanced.factories import CeoBriefingFactory, ExperimentFactory, KnowledgeDocumentFactory
+from advanced.briefings.factories import CeoBriefingFactory
+from advanced.experiments.factories import ExperimentFactory
+from advanced.knowledge.factories import KnowledgeDocumentFactory
 from growth.factories import AdCampaignFactory, SeoRankingFactory, SocialPostFactory
 from growth.models import AdCampaign
 from jobs.models import JobRun, JobStatus

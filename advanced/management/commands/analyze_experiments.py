@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from advanced.models import Experiment, ExperimentStatus
-from advanced.services.experiments import AnalysisResult, experiment_analyze
+from advanced.experiments.models import Experiment
+from advanced.experiments.review import summary_line
+from advanced.experiments.services import experiment_analyze, experiments_to_analyze
 from tenancy.errors import Refused
 from tenancy.management.options import day_option, shop_option
 from tenancy.scope import atomic_scope, service_scope
-
-# Without --experiment-key, the experiments whose data still changes.
-DEFAULT_STATUSES = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
-
-
-def _confidence(level: float | None) -> str:
-    # Rounded down, as stored: 0.99999998 is not shown as a certain 1.0000.
-    return "n/a" if level is None else f"{math.floor(level * 10_000) / 10_000:.4f}"
-
-
-def _p(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
-
-
-def summary_line(result: AnalysisResult) -> str:
-    """One line: the engine, the verdict, each treatment's p-values (Bayesian: chance to win and
-    expected loss), and the sample ratio check."""
-    if result.winner is not None:
-        verdict = f"winner {result.winner} (confidence {_confidence(result.confidence_level)})"
-    else:
-        verdict = "no winner" + (f": {result.reasons[0]}" if result.reasons else "")
-    if result.winning_variant != result.winner:
-        verdict += f"; keeps recorded winner {result.winning_variant}"
-    correction = "Holm" if result.multiple_testing_correction == "holm" else "BH"
-    treatments = [v for v in result.variants if not v.is_control]
-    if result.stats_engine == "bayesian":
-        tests = ", ".join(
-            f"{v.key} chance to win={_p(v.chance_to_win)} expected loss={_p(v.expected_loss)}" for v in treatments
-        )
-    else:
-        tests = ", ".join(f"{v.key} p={_p(v.p_value)} ({correction} {_p(v.adjusted_p_value)})" for v in treatments)
-    srm = result.sample_ratio_mismatch
-    check = "SRM!" if srm.flagged else "SRM ok"
-    return f"{result.stats_engine}: {verdict} | {tests} | {check} (p={_p(srm.p_value)})"
 
 
 class Command(BaseCommand):
@@ -68,16 +34,7 @@ class Command(BaseCommand):
         shop = shop_option(options["shop"])
         key = options["experiment_key"]
         with atomic_scope(service_scope()):
-            experiments = Experiment.objects.all()
-            if shop is not None:
-                experiments = experiments.filter(shop_id=shop)
-            if key:
-                experiments = experiments.filter(experiment_key=key)
-            else:
-                experiments = experiments.filter(status__in=DEFAULT_STATUSES)
-            targets = list(
-                experiments.order_by("shop_id", "experiment_key").values_list("pk", "shop_id", "experiment_key")
-            )
+            targets = experiments_to_analyze(shop_id=shop, experiment_key=key)
         if key and not targets:
             where = f" in shop {shop!r}" if shop else ""
             raise CommandError(f"No experiment with key {key!r}{where}.")

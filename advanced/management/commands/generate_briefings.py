@@ -8,9 +8,9 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from advanced.llm import SummaryWriter, TemplateWriter, summary_writer_from_settings
-from advanced.models import BriefingType
-from advanced.services.briefings import (
+from advanced.briefings.llm import SummaryWriter, TemplateWriter, summary_writer_from_settings
+from advanced.briefings.models import BriefingType
+from advanced.briefings.services import (
     BriefingError,
     BriefingFigures,
     BriefingPeriod,

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from advanced.services.knowledge import (
+from advanced.knowledge.services import (
     INDEX_NAME,
     IVFFLAT_MAX_LISTS,
     IVFFLAT_MIN_LISTS,

@@ -17,10 +17,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from advanced.embeddings import EmbeddingError, embedding_provider
-from advanced.management.batches import run_batches
-from advanced.services.knowledge import knowledge_reembed_batch, reembed_pending
-from advanced.services.knowledge.reembed import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, ReembedBatch
+from advanced.knowledge.batches import run_batches
+from advanced.knowledge.embeddings import EmbeddingError, embedding_provider
+from advanced.knowledge.services import knowledge_reembed_batch, reembed_pending
+from advanced.knowledge.services.reembed import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, ReembedBatch
 from tenancy.management.options import bounded_option, shop_option
 from tenancy.scope import atomic_scope, service_scope
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from advanced.embeddings import EmbeddingError
-from advanced.embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider, model_folder
-from advanced.management.batches import run_batches
-from advanced.services.knowledge.refine import (
+from advanced.knowledge.batches import run_batches
+from advanced.knowledge.embeddings import EmbeddingError
+from advanced.knowledge.embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider, model_folder
+from advanced.knowledge.services.refine import (
     DEFAULT_REFINE_BATCH_SIZE,
     MAX_REFINE_BATCH_SIZE,
     RefineBatch,

@@ -1,3 +1,0 @@
-"""What the admins of this app share."""
-
-EMPTY = "—"

@@ -1,0 +1,442 @@
+"""Serializers of experiments, their results and their analysis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from tenancy.api.serializers import AUDIT_FIELDS, StrictFieldsMixin, StrictModelSerializer, TenantModelSerializer
+
+from ..models import (
+    Experiment,
+    ExperimentResult,
+    ExperimentStatus,
+)
+from ..services import (
+    DESIGN_FIELDS,
+    design_change_errors,
+    design_errors,
+    variant_errors,
+    variant_keys,
+    variants_change_error,
+)
+from ..stats.cuped import Covariate, covariate_errors
+
+# Owned by the lifecycle actions and the analysis, so read-only here. A request may repeat the
+# current value (a PUT of a fetched representation does) but not change it: a change is a 400
+# that says which action to use, rather than a write DRF would silently drop.
+LIFECYCLE_FIELDS: dict[str, str] = {
+    "status": (
+        "Changes only through POST /api/v1/experiments/{id}/start/, pause/, resume/, complete/ and "
+        "archive/; a new experiment is a draft."
+    ),
+    "started_at": "Stamped by the start action.",
+    "ended_at": "Stamped by the complete action.",
+    "winning_variant": "Set by the complete action (winner) or by the analysis (POST .../{id}/analyze/).",
+    "confidence_level": "Set by the analysis (POST .../{id}/analyze/): 1 - the winner's Holm-adjusted p.",
+}
+
+
+def _lifecycle_parsers() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+    """Parsers of the values a request may echo, to compare them with the stored ones."""
+    return {
+        "status": serializers.ChoiceField(choices=ExperimentStatus.choices),
+        "started_at": serializers.DateTimeField(allow_null=True),
+        "ended_at": serializers.DateTimeField(allow_null=True),
+        "winning_variant": serializers.CharField(allow_null=True, allow_blank=True),
+        "confidence_level": serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True),
+    }
+
+
+class ExperimentSerializer(TenantModelSerializer):
+    class Meta(TenantModelSerializer.Meta):
+        model = Experiment
+        fields = (
+            "id",
+            "shop_domain",
+            "experiment_key",
+            "experiment_name",
+            "description",
+            "variants",
+            "status",
+            "started_at",
+            "ended_at",
+            "primary_metric",
+            "confidence_threshold",
+            "min_sample_size",
+            "winning_variant",
+            "confidence_level",
+            *DESIGN_FIELDS,
+            "target_mde",
+            *AUDIT_FIELDS,
+        )
+        read_only_fields = (*TenantModelSerializer.Meta.read_only_fields, *LIFECYCLE_FIELDS)
+        extra_kwargs = {
+            # An experiment without its variants is not an experiment (the model's default is []).
+            "variants": {"required": True},
+            **{name: {"help_text": text} for name, text in LIFECYCLE_FIELDS.items()},
+        }
+
+    def validate_variants(self, value: Any) -> Any:
+        errors = variant_errors(value)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+    def _lifecycle_errors(self) -> dict[str, list[str]]:
+        data = getattr(self, "initial_data", None)
+        if not isinstance(data, dict):
+            return {}
+        errors: dict[str, list[str]] = {}
+        for name, parser in _lifecycle_parsers().items():
+            if name not in data:
+                continue
+            if self.instance is not None:
+                current = getattr(self.instance, name)
+            else:
+                current = ExperimentStatus.DRAFT if name == "status" else None
+            try:
+                same = (parser.run_validation(data[name]) or None) == (current or None)
+            except serializers.ValidationError:
+                same = False
+            if not same:
+                what = "A new experiment starts as draft" if name == "status" and self.instance is None else "Read-only"
+                errors[name] = [f"{what}; cannot set {data[name]!r}. {LIFECYCLE_FIELDS[name]}"]
+        return errors
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors = self._lifecycle_errors()
+        if errors:
+            raise serializers.ValidationError(errors, code="read_only")
+        if self.instance is not None and "variants" in attrs:
+            frozen = variants_change_error(experiment=self.instance, variants=attrs["variants"])
+            if frozen:
+                raise serializers.ValidationError({"variants": [frozen]}, code="invalid")
+        if self.instance is not None:
+            changed = design_change_errors(experiment=self.instance, values=attrs)
+            if changed:
+                raise serializers.ValidationError({name: [reason] for name, reason in changed.items()}, code="invalid")
+        design = {name: attrs.get(name, getattr(self.instance, name, None)) for name in DESIGN_FIELDS}
+        if self.instance is None:
+            design["stats_engine"] = attrs.get("stats_engine", Experiment._meta.get_field("stats_engine").default)
+        problems = design_errors(design)
+        if problems:
+            raise serializers.ValidationError({name: [reason] for name, reason in problems.items()}, code="invalid")
+        return attrs
+
+
+class ExperimentCompleteSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
+    """Body of POST /experiments/{id}/complete/."""
+
+    winner = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=100,
+        help_text=(
+            "Key of the winning variant. Omitted or null: the winner the latest analysis declared "
+            "(possibly none) stays."
+        ),
+    )
+
+
+class ExperimentAnalyzeSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
+    """Body of POST /experiments/{id}/analyze/."""
+
+    as_of = serializers.DateField(
+        required=False,
+        allow_null=True,
+        help_text="Analyse each variant's latest snapshot on or before this day (default: the latest).",
+    )
+
+
+class IntervalSerializer(serializers.Serializer[Any]):
+    lower = serializers.FloatField(help_text="Lower bound.")
+    upper = serializers.FloatField(help_text="Upper bound.")
+
+
+class SampleRatioMismatchSerializer(serializers.Serializer[Any]):
+    statistic = serializers.FloatField(allow_null=True, help_text="Chi-square statistic (k - 1 degrees of freedom).")
+    p_value = serializers.FloatField(
+        allow_null=True, help_text="Chi-square p-value of the observed split against the weights."
+    )
+    flagged = serializers.BooleanField(help_text="p < 0.001: the split of participants does not match the weights.")
+
+
+class GuardrailSerializer(serializers.Serializer[Any]):
+    metric = serializers.CharField(help_text="The guardrail metric (revenue_per_user).")
+    relative_lift = serializers.FloatField(allow_null=True, help_text="Treatment / control - 1 of the metric.")
+    interval = IntervalSerializer(allow_null=True, help_text="The engine's interval of that relative lift.")
+    p_value = serializers.FloatField(
+        allow_null=True, help_text="Sequential: always-valid p; fixed horizon: Welch's t-test; Bayesian: null."
+    )
+    chance_to_win = serializers.FloatField(allow_null=True, help_text="Bayesian: P(treatment better on the metric).")
+    worse = serializers.BooleanField(help_text="Significantly worse than control: blocks this treatment from winning.")
+
+
+class VariantAnalysisSerializer(serializers.Serializer[Any]):
+    """One variant against control; null where a figure is undefined (e.g. no participants)."""
+
+    key = serializers.CharField(help_text="The variant's key.")
+    name = serializers.CharField(help_text="The variant's name (its key when unnamed).")
+    is_control = serializers.BooleanField(help_text="The variant every treatment is compared with.")
+    weight = serializers.FloatField(help_text="As declared in variants.")
+    expected_share = serializers.FloatField(help_text="The weight as a share of all weights.")
+    snapshot_date = serializers.DateField(allow_null=True, help_text="Day of the snapshot analysed; null: none yet.")
+    participants = serializers.IntegerField(help_text="Cumulative participants of the snapshot analysed.")
+    conversions = serializers.IntegerField(help_text="Cumulative conversions of the snapshot analysed.")
+    conversion_rate = serializers.FloatField(allow_null=True, help_text="conversions / participants.")
+    conversion_rate_interval = IntervalSerializer(allow_null=True, help_text="Wald interval, clipped to [0, 1].")
+    absolute_lift = serializers.FloatField(allow_null=True, help_text="Rate minus control's rate (unadjusted).")
+    absolute_lift_interval = IntervalSerializer(
+        allow_null=True, help_text="Unpooled Wald interval (fixed-horizon, unadjusted; descriptive)."
+    )
+    relative_lift = serializers.FloatField(allow_null=True, help_text="Rate / control's rate - 1 (unadjusted).")
+    relative_lift_interval = IntervalSerializer(
+        allow_null=True, help_text="Delta method on the ratio (fixed-horizon, unadjusted; descriptive)."
+    )
+    z_statistic = serializers.FloatField(allow_null=True, help_text="Two-proportion z statistic (pooled).")
+    p_value = serializers.FloatField(
+        allow_null=True,
+        help_text="The engine's two-sided p-value: sequential: always-valid p of the relative lift; fixed horizon: "
+        "two-proportion z-test (pooled; of the CUPED-adjusted difference with covariates); Bayesian: null.",
+    )
+    adjusted_p_value = serializers.FloatField(
+        allow_null=True, help_text="p_value corrected over the treatments (multiple_testing_correction)."
+    )
+    avg_order_value = serializers.FloatField(allow_null=True, help_text="As reported on the snapshot.")
+    revenue_per_user = serializers.FloatField(allow_null=True, help_text="As reported on the snapshot.")
+    revenue_per_user_stddev = serializers.FloatField(
+        allow_null=True, help_text="Per-user standard deviation, as reported."
+    )
+    revenue_per_user_lift = serializers.FloatField(allow_null=True, help_text="Revenue per user minus control's.")
+    revenue_p_value = serializers.FloatField(allow_null=True, help_text="Welch's t-test of revenue per user.")
+    meets_min_sample_size = serializers.BooleanField(help_text="participants >= min_sample_size (and > 0).")
+    lift = serializers.FloatField(
+        allow_null=True,
+        help_text="The relative lift of the conversion rate the engine decides on: CUPED-adjusted when every "
+        "variant has covariates; Bayesian: the posterior mean.",
+    )
+    lift_stddev = serializers.FloatField(allow_null=True, help_text="Standard error (Bayesian: posterior sd) of lift.")
+    lift_interval = IntervalSerializer(
+        allow_null=True,
+        help_text="The engine's interval of lift at confidence_threshold: sequential: confidence sequence (valid "
+        "at every look); fixed horizon: Wald interval; Bayesian: credible interval.",
+    )
+    decision_interval = IntervalSerializer(
+        allow_null=True,
+        help_text="The engine's interval of the absolute lift; stored as confidence_interval_lower/upper.",
+    )
+    chance_to_win = serializers.FloatField(allow_null=True, help_text="Bayesian: P(lift > 0).")
+    expected_loss = serializers.FloatField(
+        allow_null=True, help_text="Bayesian: E[max(0, -lift)], the relative conversion lost by shipping it."
+    )
+    variance_reduction = serializers.FloatField(
+        allow_null=True, help_text="CUPED: 1 - Var(adjusted lift) / Var(unadjusted lift); null without covariates."
+    )
+    cuped = serializers.BooleanField(help_text="The snapshot carries the CUPED covariate aggregates.")
+    guardrails = GuardrailSerializer(many=True, help_text="Treatments: each guardrail metric against control.")
+
+
+class PowerSerializer(serializers.Serializer[Any]):
+    baseline_rate = serializers.FloatField(allow_null=True, help_text="Control's conversion rate.")
+    participants_per_variant = serializers.IntegerField(help_text="Participants of the smallest variant.")
+    minimum_detectable_effect = serializers.FloatField(
+        allow_null=True, help_text="Relative lift detectable with `power` at the current sample under the engine."
+    )
+    target_mde = serializers.FloatField(allow_null=True, help_text="The experiment's target_mde.")
+    power = serializers.FloatField(help_text="The power the figures are computed for (0.8).")
+    sample_size_per_variant = serializers.FloatField(
+        allow_null=True, help_text="Participants per variant needed to detect target_mde with `power`."
+    )
+    planned_sample_size = serializers.IntegerField(
+        allow_null=True, help_text="The experiment's planned participants per variant."
+    )
+    progress = serializers.FloatField(
+        allow_null=True,
+        help_text="Smallest variant / planned_sample_size (or / sample_size_per_variant); 1 = reached.",
+    )
+    days_running = serializers.IntegerField(allow_null=True, help_text="Days since started_at, inclusive.")
+    participants_per_day = serializers.FloatField(allow_null=True, help_text="Per variant (the smallest).")
+    days_remaining = serializers.FloatField(allow_null=True, help_text="At the current traffic, to the goal.")
+    plan_reached = serializers.BooleanField(
+        help_text="Fixed horizon: the planned sample or end date is reached (true when nothing is planned)."
+    )
+
+
+class LiftPointSerializer(serializers.Serializer[Any]):
+    snapshot_date = serializers.DateField(help_text="Day of the cumulative snapshots.")
+    variant_key = serializers.CharField(help_text="The treatment.")
+    participants = serializers.IntegerField(help_text="The treatment's cumulative participants on that day.")
+    lift = serializers.FloatField(allow_null=True, help_text="Cumulative relative lift on that day.")
+    lower = serializers.FloatField(allow_null=True, help_text="The engine's interval on that day (lower).")
+    upper = serializers.FloatField(allow_null=True, help_text="The engine's interval on that day (upper).")
+    p_value = serializers.FloatField(allow_null=True, help_text="The engine's p-value on that day (Bayesian: null).")
+    chance_to_win = serializers.FloatField(allow_null=True, help_text="Bayesian: P(lift > 0) on that day.")
+
+
+class ExperimentAnalysisSerializer(serializers.Serializer[Any]):
+    """The answer of POST /experiments/{id}/analyze/ (advanced.services.AnalysisResult)."""
+
+    experiment_id = serializers.IntegerField(help_text="The experiment's id.")
+    experiment_key = serializers.CharField(help_text="The experiment's key.")
+    # A plain string: a second enum named "status" would collide in the schema's enum naming.
+    status = serializers.CharField(help_text="The experiment's status (draft, running, paused, completed, archived).")
+    primary_metric = serializers.CharField(help_text="Only conversion_rate declares a winner automatically.")
+    as_of = serializers.DateField(allow_null=True, help_text="The as_of day asked for (null: the latest snapshots).")
+    snapshot_date = serializers.DateField(allow_null=True, help_text="The newest snapshot analysed.")
+    confidence_threshold = serializers.FloatField(help_text="The experiment's confidence threshold.")
+    alpha = serializers.FloatField(help_text="1 - confidence_threshold: adjusted p-values below it are significant.")
+    min_sample_size = serializers.IntegerField(help_text="Participants every variant needs before a winner.")
+    control = serializers.CharField(help_text="Key of the control variant.")
+    stats_engine = serializers.CharField(help_text="sequential, fixed_horizon or bayesian.")
+    multiple_testing_correction = serializers.CharField(help_text="holm or benjamini_hochberg.")
+    sequential_tuning = serializers.FloatField(help_text="Sequential: the confidence sequence's tuning N*.")
+    risk_threshold = serializers.FloatField(
+        allow_null=True, help_text="Bayesian: the largest expected loss a winner may carry."
+    )
+    prior_mean = serializers.FloatField(
+        allow_null=True, help_text="Bayesian: mean of the prior on the relative lift (null: flat prior)."
+    )
+    prior_variance = serializers.FloatField(allow_null=True, help_text="Bayesian: variance of that prior.")
+    guardrail_metrics = serializers.ListField(
+        child=serializers.CharField(), help_text="Metrics a winner must not make significantly worse."
+    )
+    state = serializers.CharField(
+        help_text="interim: fixed horizon before its plan, nothing is declared; inconclusive; decided."
+    )
+    variants = VariantAnalysisSerializer(many=True, help_text="Every declared variant, control included.")
+    sample_ratio_mismatch = SampleRatioMismatchSerializer(help_text="The split of participants against the weights.")
+    power = PowerSerializer(
+        allow_null=True, help_text="Minimum detectable effect, sample size needed and progress to the plan."
+    )
+    cuped_theta = serializers.FloatField(allow_null=True, help_text="CUPED: the θ used (null: no adjustment).")
+    significant = serializers.BooleanField(help_text="A winner was declared at this look.")
+    winner = serializers.CharField(allow_null=True, help_text="The analysis' verdict; null: no winner at this look.")
+    confidence_level = serializers.FloatField(
+        allow_null=True, help_text="1 - the winner's corrected p (Bayesian: its chance to win)."
+    )
+    winning_variant = serializers.CharField(
+        allow_null=True, help_text="What the experiment records now (a completed experiment keeps its winner)."
+    )
+    recorded_confidence_level = serializers.FloatField(
+        allow_null=True, help_text="The confidence_level the experiment records now."
+    )
+    reasons = serializers.ListField(child=serializers.CharField(), help_text="Why no winner was declared.")
+    warnings = serializers.ListField(
+        child=serializers.CharField(), help_text="Problems of the snapshots (missing variants, different days)."
+    )
+    results_updated = serializers.IntegerField(help_text="Snapshot rows whose engine figures were stored.")
+    lift_history = LiftPointSerializer(
+        many=True, help_text="Each treatment's cumulative lift and engine interval on every snapshot day."
+    )
+
+
+RESULT_RATIOS = ("conversion_rate",)
+COVARIATE_FIELDS = ("covariate_sum", "covariate_sum_squares", "covariate_cross_sum")
+ANALYSIS_RESULT_FIELDS = ("chance_to_win", "expected_loss")
+
+
+def covariate_field_errors(attrs: dict[str, Any], instance: Any = None) -> dict[str, list[str]]:
+    """CUPED aggregates: all three or none, and consistent with participants and conversions."""
+    values = {name: attrs.get(name, getattr(instance, name, None)) for name in COVARIATE_FIELDS}
+    given = [name for name, value in values.items() if value is not None]
+    if not given:
+        return {}
+    if len(given) != len(COVARIATE_FIELDS):
+        missing = [name for name in COVARIATE_FIELDS if values[name] is None]
+        return {name: [f"Required with {', '.join(given)}: CUPED needs all three aggregates."] for name in missing}
+    participants = attrs.get("participants", getattr(instance, "participants", 0))
+    conversions = attrs.get("conversions", getattr(instance, "conversions", 0))
+    covariate = Covariate(*(float(values[name] or 0) for name in COVARIATE_FIELDS))
+    return {name: [reason] for name, reason in covariate_errors(participants, conversions, covariate).items()}
+
+
+class ExperimentResultSerializer(TenantModelSerializer):
+    # Only experiments the scope can see (its shop's) are valid choices.
+    experiment = serializers.PrimaryKeyRelatedField(queryset=Experiment.objects.all())
+
+    class Meta(TenantModelSerializer.Meta):
+        model = ExperimentResult
+        fields = (
+            "id",
+            "shop_domain",
+            "experiment",
+            "variant_key",
+            "snapshot_date",
+            "participants",
+            "conversions",
+            *RESULT_RATIOS,
+            "avg_order_value",
+            "revenue_per_user",
+            "revenue_per_user_stddev",
+            "p_value",
+            "confidence_interval_lower",
+            "confidence_interval_upper",
+            *COVARIATE_FIELDS,
+            *ANALYSIS_RESULT_FIELDS,
+            *AUDIT_FIELDS,
+        )
+        read_only_fields = (*TenantModelSerializer.Meta.read_only_fields, *RESULT_RATIOS, *ANALYSIS_RESULT_FIELDS)
+        extra_kwargs = {
+            "chance_to_win": {"help_text": "Bayesian engine: P(lift > 0), written by the analysis."},
+            "expected_loss": {
+                "help_text": "Bayesian engine: expected relative loss of shipping, written by the analysis."
+            },
+        }
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "experiment" in attrs or "variant_key" in attrs:
+            experiment = attrs.get("experiment") or getattr(self.instance, "experiment", None)
+            variant = attrs.get("variant_key", getattr(self.instance, "variant_key", None))
+            keys = variant_keys(experiment.variants if experiment is not None else [])
+            if variant not in keys:
+                message = f"{variant!r} is not a variant of experiment {experiment.pk if experiment else None}"
+                raise serializers.ValidationError({"variant_key": [f"{message} (keys: {', '.join(keys) or 'none'})."]})
+        participants = attrs.get("participants", getattr(self.instance, "participants", 0))
+        conversions = attrs.get("conversions", getattr(self.instance, "conversions", 0))
+        if conversions > participants:
+            message = f"Must not exceed participants ({participants})."
+            raise serializers.ValidationError({"conversions": [message]})
+        lower = attrs.get("confidence_interval_lower", getattr(self.instance, "confidence_interval_lower", None))
+        upper = attrs.get("confidence_interval_upper", getattr(self.instance, "confidence_interval_upper", None))
+        if lower is not None and upper is not None and lower > upper:
+            message = f"Must not exceed confidence_interval_upper ({upper})."
+            raise serializers.ValidationError({"confidence_interval_lower": [message]})
+        covariate = covariate_field_errors(attrs, self.instance)
+        if covariate:
+            raise serializers.ValidationError(covariate)
+        return attrs
+
+
+class ExperimentResultRowSerializer(StrictModelSerializer):
+    """One row of POST /experiment-results/bulk/: the experiment by id (its existence in the
+    shop and the variant key are checked per batch, not per row)."""
+
+    experiment_id = serializers.IntegerField(min_value=1)
+
+    class Meta:
+        model = ExperimentResult
+        fields = (
+            "experiment_id",
+            "variant_key",
+            "snapshot_date",
+            "participants",
+            "conversions",
+            "avg_order_value",
+            "revenue_per_user",
+            "revenue_per_user_stddev",
+            *COVARIATE_FIELDS,
+        )
+        # The batch checks its natural key itself; per-row unique validators would query.
+        validators: list[Any] = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("conversions", 0) > attrs.get("participants", 0):
+            raise serializers.ValidationError(
+                {"conversions": [f"Must not exceed participants ({attrs.get('participants', 0)})."]}
+            )
+        covariate = covariate_field_errors(attrs)
+        if covariate:
+            raise serializers.ValidationError(covariate)
+        return attrs

@@ -1,0 +1,497 @@
+"""The statistical analysis of an experiment (`experiment_analyze`) and its history.
+
+`experiment_analyze` reads each variant's latest snapshot (on or before `as_of`), runs
+`advanced.experiments.stats.experiment_statistics` under the experiment's engine (`stats_engine`: sequential,
+fixed_horizon or bayesian; see docs/experiments.md), and stores on each treatment's snapshot row
+the engine's figures: `p_value` (sequential: always-valid; fixed horizon: the z-test; Bayesian:
+null), the engine's interval of the absolute lift (`confidence_interval_lower/upper`: confidence
+sequence, Wald interval, or credible interval), and for the Bayesian engine `chance_to_win` and
+`expected_loss`; control rows get nulls. The experiment's winning_variant and confidence_level
+(1 - the winner's corrected p; Bayesian: its chance to win) follow the analysis while the
+experiment is undecided (a winner is set only by a decision valid at this look, and cleared when
+the data no longer support it); once completed or archived with a winner, that recorded decision
+is kept. A fixed-horizon experiment before its planned sample or end date is "interim": nothing
+is declared.
+
+The answer also carries the cumulative lift of each treatment on every snapshot day with the
+engine's interval of that day (`lift_history`): the review screen's chart of the lift over time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from tenancy.errors import Refused
+
+from .. import stats
+from ..models import Experiment, ExperimentResult, ExperimentStatus
+from .lifecycle import DECIDED_STATUSES, _locked, variant_errors
+
+# The only metric the analysis decides on; other primary metrics get statistics, no winner.
+DECIDING_METRIC = "conversion_rate"
+P_VALUE_PLACES = Decimal("1e-10")
+INTERVAL_PLACES = Decimal("1e-8")
+CONFIDENCE_PLACES = Decimal("1e-4")
+LOSS_PLACES = Decimal("1e-10")
+# Days of lift history returned (the newest); a year of daily snapshots.
+HISTORY_DAYS = 366
+
+
+@dataclass(frozen=True)
+class VariantAnalysis:
+    """One variant's latest figures and its comparison with control (None: undefined)."""
+
+    key: str
+    name: str
+    is_control: bool
+    weight: float
+    expected_share: float
+    snapshot_date: datetime.date | None
+    participants: int
+    conversions: int
+    conversion_rate: float | None
+    conversion_rate_interval: stats.Interval | None
+    absolute_lift: float | None
+    absolute_lift_interval: stats.Interval | None
+    relative_lift: float | None
+    relative_lift_interval: stats.Interval | None
+    z_statistic: float | None
+    p_value: float | None
+    adjusted_p_value: float | None
+    avg_order_value: float | None
+    revenue_per_user: float | None
+    revenue_per_user_stddev: float | None
+    revenue_per_user_lift: float | None
+    revenue_p_value: float | None
+    meets_min_sample_size: bool
+    lift: float | None
+    lift_stddev: float | None
+    lift_interval: stats.Interval | None
+    decision_interval: stats.Interval | None
+    chance_to_win: float | None
+    expected_loss: float | None
+    variance_reduction: float | None
+    cuped: bool
+    guardrails: tuple[stats.GuardrailResult, ...]
+
+
+@dataclass(frozen=True)
+class LiftPoint:
+    """A treatment's cumulative relative lift on one snapshot day, with the engine's interval."""
+
+    snapshot_date: datetime.date
+    variant_key: str
+    participants: int
+    lift: float | None
+    lower: float | None
+    upper: float | None
+    p_value: float | None
+    chance_to_win: float | None
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What `experiment_analyze` found and recorded."""
+
+    experiment_id: int
+    experiment_key: str
+    status: str
+    primary_metric: str
+    as_of: datetime.date | None
+    snapshot_date: datetime.date | None
+    confidence_threshold: float
+    alpha: float
+    min_sample_size: int
+    control: str
+    variants: tuple[VariantAnalysis, ...]
+    sample_ratio_mismatch: stats.SampleRatioMismatch
+    # The analysis' verdict, and what the experiment records after it (a completed
+    # experiment keeps the winner it was completed with).
+    winner: str | None
+    confidence_level: float | None
+    winning_variant: str | None
+    recorded_confidence_level: float | None
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...]
+    results_updated: int
+    stats_engine: str = stats.SEQUENTIAL
+    multiple_testing_correction: str = stats.HOLM
+    sequential_tuning: float = 5000.0
+    risk_threshold: float | None = None
+    prior_mean: float | None = None
+    prior_variance: float | None = None
+    guardrail_metrics: tuple[str, ...] = ()
+    # interim (fixed horizon before its plan), inconclusive, or decided.
+    state: str = stats.INCONCLUSIVE
+    power: stats.PowerFigures | None = None
+    cuped_theta: float | None = None
+    lift_history: tuple[LiftPoint, ...] = ()
+
+    @property
+    def significant(self) -> bool:
+        return self.winner is not None
+
+
+def _optional_float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _quantize(value: float | None, places: Decimal, *, low: float | None = None, high: float | None = None) -> Any:
+    if value is None or not math.isfinite(value):
+        return None
+    if low is not None:
+        value = max(low, value)
+    if high is not None:
+        value = min(high, value)
+    return Decimal(value).quantize(places)
+
+
+def experiment_design(experiment: Experiment, *, on: datetime.date | None = None) -> stats.Design:
+    """The experiment's analysis settings as `advanced.experiments.stats.Design`, on day `on` (today)."""
+    day = on or timezone.localdate()
+    started = experiment.started_at.date() if experiment.started_at else None
+    return stats.Design(
+        engine=experiment.stats_engine,
+        correction=experiment.multiple_testing_correction,
+        planned_sample_size=experiment.planned_sample_size,
+        end_date_reached=None if experiment.planned_end_date is None else day >= experiment.planned_end_date,
+        sequential_tuning=float(experiment.sequential_tuning),
+        prior_mean=_optional_float(experiment.prior_mean),
+        prior_variance=_optional_float(experiment.prior_variance),
+        risk_threshold=float(experiment.risk_threshold),
+        guardrails=tuple(experiment.guardrail_metrics or ()),
+        target_mde=_optional_float(experiment.target_mde),
+        days_running=None if started is None else max(1, (day - started).days + 1),
+    )
+
+
+def _snapshot_warnings(keys: list[str], latest: dict[str, ExperimentResult]) -> list[str]:
+    warnings: list[str] = []
+    unknown = sorted(set(latest) - set(keys))
+    if unknown:
+        warnings.append(f"Snapshots of keys that are not variants were ignored: {', '.join(unknown)}.")
+    missing = [key for key in keys if key not in latest]
+    if missing:
+        warnings.append(f"No snapshot yet (counted as 0 participants): {', '.join(missing)}.")
+    if len({latest[key].snapshot_date for key in keys if key in latest}) > 1:
+        days = ", ".join(f"{key} {latest[key].snapshot_date}" for key in keys if key in latest)
+        warnings.append(f"The variants' latest snapshots are from different days ({days}).")
+    return warnings
+
+
+def _covariate(row: ExperimentResult | None) -> stats.Covariate | None:
+    if row is None or row.covariate_sum is None or row.covariate_sum_squares is None or row.covariate_cross_sum is None:
+        return None
+    return stats.Covariate(float(row.covariate_sum), float(row.covariate_sum_squares), float(row.covariate_cross_sum))
+
+
+def _figures(variant: dict[str, Any], row: ExperimentResult | None) -> stats.VariantFigures:
+    return stats.VariantFigures(
+        key=str(variant["key"]),
+        participants=row.participants if row else 0,
+        conversions=row.conversions if row else 0,
+        weight=float(variant["weight"]),
+        is_control=bool(variant.get("is_control", False)),
+        revenue_per_user=_optional_float(row.revenue_per_user) if row else None,
+        revenue_per_user_stddev=_optional_float(row.revenue_per_user_stddev) if row else None,
+        covariate=_covariate(row),
+    )
+
+
+STORED_FIELDS = [
+    "p_value",
+    "confidence_interval_lower",
+    "confidence_interval_upper",
+    "chance_to_win",
+    "expected_loss",
+    "updated_at",
+]
+
+
+def _store_statistics(computed: stats.ExperimentStatistics, latest: dict[str, ExperimentResult]) -> int:
+    """Each variant's engine figures onto its latest snapshot row (nulls for control and
+    wherever a figure is undefined); returns the rows written."""
+    now = timezone.now()
+    rows: list[ExperimentResult] = []
+    for figures in computed.variants:
+        row = latest.get(figures.key)
+        if row is None:
+            continue
+        interval = figures.decision_interval
+        row.p_value = _quantize(figures.p_value, P_VALUE_PLACES, low=0.0, high=1.0)
+        lower = _quantize(interval.lower if interval else None, INTERVAL_PLACES)
+        upper = _quantize(interval.upper if interval else None, INTERVAL_PLACES)
+        # numeric(12, 8) holds |x| < 10⁴: an interval wider than that (a handful of
+        # participants) is stored as unknown rather than refused.
+        fits = lower is not None and upper is not None and abs(lower) < 10_000 and abs(upper) < 10_000
+        row.confidence_interval_lower = lower if fits else None
+        row.confidence_interval_upper = upper if fits else None
+        row.chance_to_win = _quantize(figures.chance_to_win, P_VALUE_PLACES, low=0.0, high=1.0)
+        loss = _quantize(figures.expected_loss, LOSS_PLACES, low=0.0)
+        row.expected_loss = loss if loss is None or loss < 1_000_000 else None
+        row.updated_at = now
+        rows.append(row)
+    ExperimentResult.objects.bulk_update(rows, STORED_FIELDS)
+    return len(rows)
+
+
+def _record_decision(experiment: Experiment, winner: str | None, level: float | None) -> None:
+    """The winner follows the analysis unless a completed experiment already records one."""
+    if experiment.status in DECIDED_STATUSES and experiment.winning_variant:
+        return
+    experiment.winning_variant = winner
+    # Rounded down: the stored confidence never claims more than the analysis found.
+    experiment.confidence_level = (
+        None if level is None else Decimal(max(0.0, min(1.0, level))).quantize(CONFIDENCE_PLACES, ROUND_DOWN)
+    )
+    experiment.save(update_fields=["winning_variant", "confidence_level", "updated_at"])
+
+
+def _variant_analysis(
+    figures: stats.VariantStatistics, variant: dict[str, Any], row: ExperimentResult | None
+) -> VariantAnalysis:
+    return VariantAnalysis(
+        key=figures.key,
+        name=str(variant.get("name") or figures.key),
+        is_control=figures.is_control,
+        weight=float(variant["weight"]),
+        expected_share=figures.expected_share,
+        snapshot_date=row.snapshot_date if row else None,
+        participants=figures.participants,
+        conversions=figures.conversions,
+        conversion_rate=figures.conversion_rate,
+        conversion_rate_interval=figures.conversion_rate_interval,
+        absolute_lift=figures.absolute_lift,
+        absolute_lift_interval=figures.absolute_lift_interval,
+        relative_lift=figures.relative_lift,
+        relative_lift_interval=figures.relative_lift_interval,
+        z_statistic=figures.z_statistic,
+        p_value=figures.p_value,
+        adjusted_p_value=figures.adjusted_p_value,
+        avg_order_value=_optional_float(row.avg_order_value) if row else None,
+        revenue_per_user=figures.revenue_per_user,
+        revenue_per_user_stddev=_optional_float(row.revenue_per_user_stddev) if row else None,
+        revenue_per_user_lift=figures.revenue_per_user_lift,
+        revenue_p_value=figures.revenue_p_value,
+        meets_min_sample_size=figures.meets_min_sample_size,
+        lift=figures.lift,
+        lift_stddev=figures.lift_stddev,
+        lift_interval=figures.lift_interval,
+        decision_interval=figures.decision_interval,
+        chance_to_win=figures.chance_to_win,
+        expected_loss=figures.expected_loss,
+        variance_reduction=figures.variance_reduction,
+        cuped=_covariate(row) is not None,
+        guardrails=figures.guardrails,
+    )
+
+
+def lift_history(
+    experiment: Experiment, *, as_of: datetime.date | None = None, design: stats.Design | None = None
+) -> tuple[LiftPoint, ...]:
+    """Each treatment's cumulative lift on every snapshot day (up to `as_of`), with the interval
+    the engine gives on that day: what a person looking daily would have seen (one query)."""
+    declared = [v for v in experiment.variants if isinstance(v, dict) and isinstance(v.get("key"), str)]
+    if variant_errors(declared, check_weight_total=False):
+        return ()
+    snapshots = ExperimentResult.objects.filter(experiment=experiment).order_by("snapshot_date")
+    if as_of is not None:
+        snapshots = snapshots.filter(snapshot_date__lte=as_of)
+    by_day: dict[datetime.date, dict[str, ExperimentResult]] = defaultdict(dict)
+    for row in snapshots.only(
+        "variant_key",
+        "snapshot_date",
+        "participants",
+        "conversions",
+        # _figures reads these too: left out, each would be a query per row.
+        "revenue_per_user",
+        "revenue_per_user_stddev",
+        "covariate_sum",
+        "covariate_sum_squares",
+        "covariate_cross_sum",
+    ):
+        by_day[row.snapshot_date][row.variant_key] = row
+    # Power and guardrails are not part of the chart: left out, they cost nothing per day.
+    base = replace(design or experiment_design(experiment), guardrails=(), target_mde=None)
+    confidence = float(experiment.confidence_threshold)
+    points: list[LiftPoint] = []
+    current: dict[str, ExperimentResult] = {}
+    for day in sorted(by_day)[-HISTORY_DAYS:] if len(by_day) > HISTORY_DAYS else sorted(by_day):
+        current.update(by_day[day])
+        computed = stats.experiment_statistics(
+            [_figures(v, current.get(str(v["key"]))) for v in declared],
+            confidence=confidence,
+            min_sample_size=0,
+            design=base,
+        )
+        for figures in computed.variants:
+            if figures.is_control or figures.key not in current:
+                continue
+            interval = figures.lift_interval
+            points.append(
+                LiftPoint(
+                    snapshot_date=day,
+                    variant_key=figures.key,
+                    participants=figures.participants,
+                    lift=figures.lift,
+                    lower=interval.lower if interval else None,
+                    upper=interval.upper if interval else None,
+                    p_value=figures.p_value,
+                    chance_to_win=figures.chance_to_win,
+                )
+            )
+    return tuple(points)
+
+
+@dataclass(frozen=True)
+class _Computed:
+    statistics: stats.ExperimentStatistics
+    latest: dict[str, ExperimentResult]
+    declared: dict[str, dict[str, Any]]
+    design: stats.Design
+    dates: list[datetime.date]
+    winner: str | None
+    level: float | None
+    state: str
+    reasons: list[str]
+    notes: list[str]
+    # The day analysed: as asked, or the fixed horizon's plan day.
+    analysed_as_of: datetime.date | None
+
+
+def _plan_day(experiment: Experiment, as_of: datetime.date | None) -> datetime.date | None:
+    """Fixed horizon: the first snapshot day (up to `as_of`) on which the plan was reached,
+    every variant at planned_sample_size or the planned end date passed; None before."""
+    if experiment.stats_engine != stats.FIXED_HORIZON:
+        return None
+    keys = [str(v["key"]) for v in experiment.variants]
+    snapshots = ExperimentResult.objects.filter(experiment=experiment).order_by("snapshot_date")
+    if as_of is not None:
+        snapshots = snapshots.filter(snapshot_date__lte=as_of)
+    participants: dict[str, int] = {}
+    for day, key, count in snapshots.values_list("snapshot_date", "variant_key", "participants"):
+        participants[key] = count
+        planned = experiment.planned_sample_size
+        by_sample = planned is not None and all(participants.get(k, 0) >= planned for k in keys)
+        by_date = experiment.planned_end_date is not None and day >= experiment.planned_end_date
+        if by_sample or by_date:
+            return day
+    return None
+
+
+def _compute(experiment: Experiment, as_of: datetime.date | None) -> _Computed:
+    errors = variant_errors(experiment.variants, check_weight_total=False)
+    if errors:
+        raise Refused({"variants": errors})
+    notes: list[str] = []
+    # A fixed-horizon test is valid at one look: the plan's. Later snapshots would make every
+    # daily analysis after it another test (the inflation this engine exists to avoid).
+    plan_day = _plan_day(experiment, as_of)
+    if plan_day is not None and (as_of is None or plan_day < as_of):
+        notes.append(
+            f"Fixed horizon: analysed as of {plan_day}, the day the plan was reached; later snapshots do not "
+            "change the decision."
+        )
+        as_of = plan_day
+    snapshots = ExperimentResult.objects.filter(experiment=experiment)
+    if as_of is not None:
+        snapshots = snapshots.filter(snapshot_date__lte=as_of)
+    latest = {row.variant_key: row for row in snapshots.latest_per_variant()}
+    declared: dict[str, dict[str, Any]] = {str(v["key"]): v for v in experiment.variants}
+    dates = [row.snapshot_date for key, row in latest.items() if key in declared]
+    design = experiment_design(experiment, on=as_of or (max(dates) if dates else None))
+    computed = stats.experiment_statistics(
+        [_figures(variant, latest.get(key)) for key, variant in declared.items()],
+        confidence=float(experiment.confidence_threshold),
+        min_sample_size=experiment.min_sample_size,
+        design=design,
+    )
+    winner, level, state = computed.winner, computed.confidence_level, computed.state
+    reasons = list(computed.reasons)
+    if experiment.primary_metric != DECIDING_METRIC and winner is not None:
+        reasons.append(
+            f"primary_metric is {experiment.primary_metric!r}; only {DECIDING_METRIC} declares a winner "
+            "automatically (complete the experiment with the winner you choose)."
+        )
+        winner = level = None
+        state = stats.INCONCLUSIVE
+    return _Computed(computed, latest, declared, design, dates, winner, level, state, reasons, notes, as_of)
+
+
+def _result(experiment: Experiment, found: _Computed, *, as_of: datetime.date | None, updated: int) -> AnalysisResult:
+    computed, design = found.statistics, found.design
+    return AnalysisResult(
+        experiment_id=experiment.pk,
+        experiment_key=experiment.experiment_key,
+        status=experiment.status,
+        primary_metric=experiment.primary_metric,
+        as_of=as_of,
+        snapshot_date=max(found.dates) if found.dates else None,
+        confidence_threshold=computed.confidence,
+        alpha=computed.alpha,
+        min_sample_size=experiment.min_sample_size,
+        control=computed.control,
+        variants=tuple(_variant_analysis(v, found.declared[v.key], found.latest.get(v.key)) for v in computed.variants),
+        sample_ratio_mismatch=computed.sample_ratio_mismatch,
+        winner=found.winner,
+        confidence_level=found.level,
+        winning_variant=experiment.winning_variant,
+        recorded_confidence_level=_optional_float(experiment.confidence_level),
+        reasons=tuple(found.reasons),
+        warnings=tuple(found.notes + _snapshot_warnings(list(found.declared), found.latest)),
+        results_updated=updated,
+        stats_engine=design.engine,
+        multiple_testing_correction=design.correction,
+        sequential_tuning=design.sequential_tuning,
+        risk_threshold=design.risk_threshold,
+        prior_mean=design.prior_mean,
+        prior_variance=design.prior_variance,
+        guardrail_metrics=design.guardrails,
+        state=found.state,
+        power=computed.power,
+        cuped_theta=computed.cuped_theta,
+        lift_history=lift_history(experiment, as_of=found.analysed_as_of, design=design),
+    )
+
+
+def experiment_review(*, experiment: Experiment, as_of: datetime.date | None = None) -> AnalysisResult:
+    """What `experiment_analyze` would answer, computed without writing anything (the review
+    screen shows it on every page view; only the daily analysis records decisions)."""
+    return _result(experiment, _compute(experiment, as_of), as_of=as_of, updated=0)
+
+
+@transaction.atomic
+def experiment_analyze(*, experiment: Experiment, as_of: datetime.date | None = None) -> AnalysisResult:
+    """Compute the experiment's statistics from each variant's latest snapshot (on or before
+    `as_of`), store them on those snapshot rows, update the decision, and return it all."""
+    locked = _locked(experiment)
+    found = _compute(locked, as_of)
+    updated = _store_statistics(found.statistics, found.latest)
+    _record_decision(locked, found.winner, found.level)
+    return _result(locked, found, as_of=as_of, updated=updated)
+
+
+# What analyze_experiments runs without an experiment key: the experiments whose data still changes.
+DEFAULT_STATUSES = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+
+
+def experiments_to_analyze(*, shop_id: str | None, experiment_key: str | None) -> list[tuple[int, str, str]]:
+    """(id, shop, key) of the experiments a run of analyze_experiments analyses, by shop and key:
+    those with `experiment_key` whatever their status, else every running or paused one; of one
+    shop or of every shop the caller's scope shows."""
+    experiments = Experiment.objects.all()
+    if shop_id is not None:
+        experiments = experiments.filter(shop_id=shop_id)
+    if experiment_key:
+        experiments = experiments.filter(experiment_key=experiment_key)
+    else:
+        experiments = experiments.filter(status__in=DEFAULT_STATUSES)
+    return list(experiments.order_by("shop_id", "experiment_key").values_list("pk", "shop_id", "experiment_key"))

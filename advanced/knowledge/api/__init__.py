@@ -1,0 +1,1 @@
+"""The knowledge API: serializers and viewsets (routed by advanced/api/urls.py)."""

@@ -1,0 +1,557 @@
+"""Knowledge search: semantic (vectors), keyword (PostgreSQL full text) and hybrid (both,
+fused by reciprocal rank), always `min(k, matches)` current versions in the active scope (as
+`authenticated` for a shop: the policies filter every plan), with tag and type filters.
+
+Semantic. A text query is embedded by the configured provider and compared only with
+documents embedded by the same model (vectors of different models are not comparable); a
+vector query is compared with every embedded document, or those of `embedding_model`.
+
+- The filtered candidates are counted first, in no order and bounded: at most
+  `exact_search_limit() + 1` rows are counted. Up to that limit the search is exact: it
+  selects and orders by `distance + 0`, which no index can serve, so every candidate's
+  distance is computed, once. The limit is KNOWLEDGE_EXACT_SEARCH_MAX_CANDIDATES when set,
+  else the measured break-even with the index (probes x rows / lists / 4, at least 1,000): an
+  index search reads its probed lists whatever the shop, an exact one every candidate, and
+  for a shop with few rows in a shared table the index also returns too few rows without
+  iterative scans (IVFFlat filters *after* probing).
+- Above it, the IVFFlat index is used with pgvector 0.8's iterative scans
+  (`ivfflat.iterative_scan = relaxed_order`), `ivfflat.probes` (KNOWLEDGE_IVFFLAT_PROBES, by
+  default round(sqrt(lists))) and `ivfflat.max_probes` (by default every list), and with
+  sequential scans, bitmap scans, sorts and parallel plans disabled, so that the ordered
+  index scan is the plan (the planner otherwise prices it above scanning the shop's rows);
+  all applied with `set_config(..., true)` and restored afterwards; the relaxed order is
+  re-sorted. With an older pgvector (no iterative scans) every list is probed. If the index
+  still yields fewer than min(k, candidates) rows (a lowered max_probes), the exact search
+  answers instead.
+
+The default (local) model's vectors have an HNSW index of their own over their 256 dimensions
+(advanced.knowledge.models.LOCAL_INDEX_NAME): a query of that model counts its candidates (at most
+hnsw_exact_search_limit() + 1, an index-only scan of knowledge_base_searchable_idx), is exact
+up to the limit and walks the graph above it (`hnsw.ef_search` = max(400, k), iterative scan,
+the same planner settings), falling back to exact if the walk yields too few rows. Its SQL
+carries the index expression and the model as literals, so that a prepared statement's generic
+plan can still use the partial expression index. Other models and vector queries without a
+model take the IVFFlat path above.
+
+Keyword. `search_vector @@ websearch_to_tsquery(KNOWLEDGE_SEARCH_LANGUAGE, 'w1 or w2 ...')`,
+ranked by the share of the query's lexemes a document holds, then by `ts_rank` (divided by
+1 + log(length)). Under row level security this reads every current row of the shop: `@@` is
+not LEAKPROOF, so PostgreSQL applies the shop policy first and cannot use the GIN index
+knowledge_base_fts_idx for it; rows are kept narrow for that scan (migration 0015,
+docs/performance.md).
+The query's words are OR-ed: a customer's question shares a few words with the right
+document, never all of them (an AND of "can I get my money back if it came cracked" matches
+nothing). A hyphenated term ("KB-1042-BLK") stays one phrase. Candidates are current
+versions, with or without a vector: a document still waiting for `reembed_knowledge` is
+found by its words. Matches are the documents sharing at least one lexeme with the query.
+
+Hybrid (the default for a text query). The top max(k, RRF_DEPTH) of each list, fused by
+reciprocal rank fusion: score = sum over the lists of 1 / (RRF_K + rank). Every semantic
+candidate is ranked, so hybrid returns min(k, semantic candidates + keyword-only matches).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db import connection, transaction
+from django.db.models import ExpressionWrapper, F, FloatField
+from django.db.models.expressions import RawSQL
+from pgvector.django import CosineDistance
+
+from tenancy.errors import Refused
+
+from ..embeddings import (
+    LOCAL_EMBEDDING_MODEL,
+    WORDLLAMA_DIMENSIONS,
+    EmbeddingError,
+    EmbeddingProvider,
+    embedding_provider,
+)
+from ..embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider, model_folder
+from ..models import IsLocalModel, KnowledgeDocument, LocalEmbedding
+from ..querysets import KnowledgeDocumentQuerySet
+from .errors import EmbeddingUnavailable
+from .index import (
+    INDEX_PLAN_SETTINGS,
+    HnswIndexState,
+    exact_search_limit,
+    hnsw_exact_search_limit,
+    hnsw_index_state,
+    hnsw_search_settings,
+    ivfflat_index_state,
+    ivfflat_search_settings,
+    local_settings,
+    refined_index_state,
+)
+from .refine import not_refined_current, refined_current
+from .versioning import clean_vector
+
+logger = logging.getLogger(__name__)
+
+MAX_K = 100
+TAGS_MODES = ("all", "any")
+SEARCH_MODES = ("semantic", "keyword", "hybrid")
+# Cormack, Clarke & Buettcher (2009): k = 60 damps the weight of the very first ranks so that
+# one list cannot outvote the other with its top hit alone.
+RRF_K = 60
+# How deep each list goes before fusion (at least k). Measured on bench/data/retrieval with
+# both question sets (the 139 labelled paraphrases and the 91 held-out ones): paraphrase
+# recall@3 0.856 / 0.846 at 50 and 20, 0.863 / 0.868 at 10, exact terms 1.000 at each; every
+# variant of the semantic side tried moved the same way. A 30th-ranked semantic neighbour of a
+# static model is mostly noise that RRF still credits, and a shallow list is cheaper to fetch.
+RRF_DEPTH = 10
+# Hybrid fuses only keyword hits holding at least half of the query's lexemes ("minimum should
+# match"): a paraphrase shares one or two common words ("jacket", "pocket") with many wrong
+# documents, and RRF gives any list's 10th hit as much weight as the other list's. Measured on
+# bench/data/retrieval (chosen there, no held-out set): paraphrase recall@3 0.763 unfiltered,
+# 0.856 at a half, 0.842 at three quarters; exact-term questions 1.000 either way.
+HYBRID_MIN_COVERAGE = 0.5
+# Words of a keyword query: a question is a few dozen; the rest is cut (and said so).
+KEYWORD_MAX_TERMS = 64
+# ts_rank normalisation 1: divide by 1 + log(document length), so a long FAQ does not win
+# by repeating a word.
+RANK_NORMALIZATION = 1
+_QUERY_WORD = re.compile(r"[^\s\"']+")
+
+
+@dataclass(frozen=True)
+class KnowledgeSearchResult:
+    """The best current versions, best first, each with `distance` (cosine, None when only
+    keyword search found it), `keyword_rank` (None when keyword search did not find it) and
+    `score` (the ordering: 1 - distance, the keyword rank, or the fused RRF score), and how
+    they were found."""
+
+    documents: list[KnowledgeDocument] = field(default_factory=list)
+    # The vector scan: "exact", "hnsw" or "ivfflat", "hnsw+exact" or "ivfflat+exact" (the index
+    # fell short); None in keyword mode.
+    scan: str | None = "exact"
+    mode: str = "semantic"
+    # The model the query was embedded with (None: keyword mode, or a vector of any model).
+    embedding_model: str | None = None
+    query_truncated: bool = False
+    # Tokens of the query the model read (None: the provider does not count them).
+    query_tokens: int | None = None
+    # The refined model (REFINED_MODEL) when its vectors took part, and how they were searched.
+    refined_model: str | None = None
+    refined_scan: str | None = None
+
+
+def knowledge_search(
+    *,
+    query: str | None = None,
+    vector: Sequence[float] | None = None,
+    k: int = 10,
+    mode: str | None = None,
+    tags: Sequence[str] = (),
+    tags_mode: str = "all",
+    document_type: str | None = None,
+    embedding_model: str | None = None,
+    provider: EmbeddingProvider | None = None,
+) -> KnowledgeSearchResult:
+    """The `k` best current versions for `query` (text) or `vector`, in the active scope.
+
+    `mode`: "semantic", "keyword" or "hybrid"; default hybrid for a text query, semantic for
+    a vector (keyword and hybrid need words).
+    """
+    if (query is None) == (vector is None):
+        raise Refused({"non_field_errors": ["Give either query (text) or vector (numbers), not both."]})
+    mode = mode or ("hybrid" if query is not None else "semantic")
+    if mode not in SEARCH_MODES:
+        raise Refused({"mode": [f"Must be one of {', '.join(SEARCH_MODES)}; got {mode!r}."]})
+    if vector is not None and mode != "semantic":
+        raise Refused({"mode": [f"A vector query can only be semantic; {mode} search needs a text query."]})
+    if not 1 <= k <= MAX_K:
+        raise Refused({"k": [f"Must be between 1 and {MAX_K}; got {k}."]})
+    if tags_mode not in TAGS_MODES:
+        raise Refused({"tags_mode": [f"Must be one of {', '.join(TAGS_MODES)}; got {tags_mode!r}."]})
+    if query is not None and not query.strip():
+        raise Refused({"query": ["Must not be blank."]})
+    filters = _Filters(tags=list(dict.fromkeys(tags)), tags_mode=tags_mode, document_type=document_type)
+    # The searches below only read: they run in the caller's transaction (the request's scope)
+    # without savepoints of their own, each of which cost a round trip to open and one to
+    # release (~0.25 ms each; 4 of a refined hybrid search's 13 statements).
+    if query is not None and mode != "keyword":
+        provider = provider or embedding_provider()
+        if refine_applies(provider) and _has_refined():
+            return _refined_search(query, k, mode=mode, filters=filters, provider=provider)
+    truncated, tokens, target = False, None, None
+    if mode != "keyword":
+        if query is not None:
+            provider = provider or embedding_provider()
+            try:
+                embedded = provider.embed_query(query)
+            except EmbeddingError as exc:
+                raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
+            vector, embedding_model = embedded.vector, provider.model
+            truncated, tokens = embedded.truncated, embedded.tokens
+        assert vector is not None
+        target = clean_vector(vector, field_name="vector")
+    with transaction.atomic(savepoint=False):
+        if mode == "semantic":
+            assert target is not None
+            documents, scan = _semantic(target, k, embedding_model=embedding_model, filters=filters)
+            for document in documents:
+                document.keyword_rank = None  # type: ignore[attr-defined]
+                document.score = 1.0 - _distance(document)  # type: ignore[attr-defined]
+            return KnowledgeSearchResult(
+                documents=documents,
+                scan=scan,
+                mode=mode,
+                embedding_model=embedding_model,
+                query_truncated=truncated,
+                query_tokens=tokens,
+            )
+        assert query is not None
+        words = _QUERY_WORD.findall(query)
+        truncated = truncated or len(words) > KEYWORD_MAX_TERMS
+        if mode == "keyword":
+            keyword = _keyword(words[:KEYWORD_MAX_TERMS], k, filters=filters)
+        else:
+            keyword = _keyword(
+                words[:KEYWORD_MAX_TERMS], max(k, RRF_DEPTH), filters=filters, min_coverage=HYBRID_MIN_COVERAGE
+            )
+        if mode == "keyword":
+            for document in keyword:
+                document.distance = None  # type: ignore[attr-defined]
+                document.score = document.keyword_rank  # type: ignore[attr-defined]
+            return KnowledgeSearchResult(documents=keyword, scan=None, mode=mode, query_truncated=truncated)
+        assert target is not None
+        semantic, scan = _semantic(target, max(k, RRF_DEPTH), embedding_model=embedding_model, filters=filters)
+        return KnowledgeSearchResult(
+            documents=reciprocal_rank_fusion(semantic, keyword)[:k],
+            scan=scan,
+            mode=mode,
+            embedding_model=embedding_model,
+            query_truncated=truncated,
+            query_tokens=tokens,
+        )
+
+
+def reciprocal_rank_fusion(
+    semantic: list[KnowledgeDocument], keyword: list[KnowledgeDocument], *more_semantic: list[KnowledgeDocument]
+) -> list[KnowledgeDocument]:
+    """Documents of the lists by sum of 1 / (RRF_K + rank), best first (ties: nearer, then id).
+
+    A document in a semantic list and the keyword list keeps the semantic list's object and
+    gains its `keyword_rank`. `more_semantic`: further semantic lists (the refined search's
+    fallback), of documents none of the other semantic lists holds.
+    """
+    fused: dict[int, KnowledgeDocument] = {}
+    scores: dict[int, float] = {}
+    for ranking in (semantic, *more_semantic):
+        for rank, document in enumerate(ranking, start=1):
+            document.keyword_rank = None  # type: ignore[attr-defined]
+            fused[document.pk] = document
+            scores[document.pk] = scores.get(document.pk, 0.0) + 1.0 / (RRF_K + rank)
+    for rank, document in enumerate(keyword, start=1):
+        if document.pk in fused:
+            fused[document.pk].keyword_rank = document.keyword_rank  # type: ignore[attr-defined]
+        else:
+            document.distance = None  # type: ignore[attr-defined]
+            fused[document.pk] = document
+        scores[document.pk] = scores.get(document.pk, 0.0) + 1.0 / (RRF_K + rank)
+    for pk, document in fused.items():
+        document.score = scores[pk]  # type: ignore[attr-defined]
+
+    def order(document: KnowledgeDocument) -> tuple[float, float, int]:
+        distance = document.distance  # type: ignore[attr-defined]
+        return (-scores[document.pk], math.inf if distance is None else distance, document.pk)
+
+    return sorted(fused.values(), key=order)
+
+
+@dataclass(frozen=True)
+class _Filters:
+    tags: list[str]
+    tags_mode: str
+    document_type: str | None
+
+
+def _keyword(words: list[str], limit: int, *, filters: _Filters, min_coverage: float = 0.0) -> list[KnowledgeDocument]:
+    """The `limit` current versions sharing the most of the query's lexemes with `words`.
+
+    Ranked by coverage (the share of the query's distinct lexemes a document contains:
+    coordination-level matching), then by `ts_rank`, then id; only documents covering at
+    least `min_coverage` of them.
+
+    `ts_rank`, not `ts_rank_cd`: every match is ranked, and a common word matches much of a
+    large shop (6,070 of 10,000 documents share a lexeme with "a jacket that keeps me dry
+    hiking all day in heavy rain"): cover density took 70 of that query's 95 ms, `ts_rank` 7.
+    As the tie-breaker after coverage it changes little (bench/data/retrieval, keyword mode,
+    paraphrase recall@3: 0.741 -> 0.734 labelled, 0.725 -> 0.692 held out; hybrid unchanged).
+    """
+    # A leading "-" would be websearch's NOT: a customer's "-" is a dash.
+    terms = [word.lstrip("-") for word in words if word.lstrip("-")]
+    if not terms:
+        return []
+    text = " ".join(terms)
+    language = settings.KNOWLEDGE_SEARCH_LANGUAGE
+    tsquery = SearchQuery(" or ".join(terms), search_type="websearch", config=language)
+    candidates = KnowledgeDocument.objects.current()
+    if filters.tags:
+        tags = filters.tags
+        candidates = candidates.with_any_tags(tags) if filters.tags_mode == "any" else candidates.with_tags(tags)
+    if filters.document_type:
+        candidates = candidates.filter(document_type=filters.document_type)
+    lexemes = _lexemes(language, text)
+    if not lexemes:
+        return []  # only stop words: the query matches nothing
+    # How many of the query's lexemes a row holds: one single-lexeme `@@` each (a binary search
+    # in the sorted tsvector). It replaced length(v) - length(ts_delete(v, lexemes)), which
+    # copies the row's tsvector: "a jacket that keeps me dry hiking all day in heavy rain"
+    # matches 6,070 of the 10,000-document shop, and counting them with the coverage filter took
+    # 17-22 ms that way against 13-15 (`@@` alone: 10-13).
+    quoted = [_tsquery_lexeme(lexeme) for lexeme in lexemes]
+    held = " + ".join(["(search_vector @@ %s::tsquery)::int"] * len(quoted))
+    coverage = RawSQL(f"({held})::float8 / {len(quoted)}", quoted, output_field=FloatField())
+    matches = candidates.filter(search_vector=tsquery).annotate(keyword_coverage=coverage)
+    if min_coverage > 0:
+        matches = matches.filter(keyword_coverage__gte=min_coverage)
+    ranked = (
+        matches.annotate(
+            keyword_rank=SearchRank(F("search_vector"), tsquery, cover_density=False, normalization=RANK_NORMALIZATION)
+        )
+        .defer("embedding", "search_vector")
+        .order_by("-keyword_coverage", "-keyword_rank", "id")
+    )
+    return list(ranked[:limit])
+
+
+def _lexemes(language: str, text: str) -> list[str]:
+    """The distinct lexemes PostgreSQL makes of `text` in `language` (stop words dropped)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tsvector_to_array(to_tsvector(%s::regconfig, %s))", [language, text])
+        row = cursor.fetchone()
+    return list(row[0]) if row and row[0] else []
+
+
+def _tsquery_lexeme(lexeme: str) -> str:
+    """One lexeme as tsquery input: quoted, so that it is taken as it is (not parsed again)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _semantic(
+    target: list[float],
+    k: int,
+    *,
+    embedding_model: str | None,
+    filters: _Filters,
+) -> tuple[list[KnowledgeDocument], str]:
+    """The k nearest candidates to `target` and the scan that found them (see the module)."""
+    candidates = KnowledgeDocument.objects.searchable(
+        tags=filters.tags,
+        tags_mode=filters.tags_mode,
+        document_type=filters.document_type,
+        embedding_model=embedding_model,
+    ).defer("embedding", "search_vector")
+    if embedding_model == LOCAL_EMBEDDING_MODEL:
+        hnsw = hnsw_index_state()
+        if hnsw is not None:
+            return _local_nearest(candidates, target, k, hnsw)
+    state = ivfflat_index_state()
+    if state is None:
+        return _exact_nearest(candidates, target, k), "exact"
+    limit = exact_search_limit(state)
+    # Counting stops at limit + 1 rows, in no order: the decision costs at most that many
+    # index entries (the model's default ordering would sort them first).
+    count = candidates.order_by()[: limit + 1].count()
+    if count == 0:
+        return [], "exact"
+    if count <= limit:
+        return _exact_nearest(candidates, target, k), "exact"
+    with local_settings({**ivfflat_search_settings(state), **INDEX_PLAN_SETTINGS}):
+        found = _ranked(candidates.nearest(target, exact=False)[:k])
+    # `count` stopped at limit + 1: it proves k candidates exist only when it reached k.
+    wanted = k if count >= k else candidates.order_by()[:k].count()
+    if len(found) < wanted:
+        logger.warning("knowledge search: the index gave %d of %d rows; answering exactly", len(found), wanted)
+        return _exact_nearest(candidates, target, k), "ivfflat+exact"
+    return found, "ivfflat"
+
+
+def _local_nearest(
+    candidates: KnowledgeDocumentQuerySet, target: list[float], k: int, state: HnswIndexState
+) -> tuple[list[KnowledgeDocument], str]:
+    """The local model's k nearest: exact up to hnsw_exact_search_limit() candidates, else
+    through its HNSW index over the vectors' last WORDLLAMA_DIMENSIONS (the rest are zeros:
+    the cosine distance is the same)."""
+    limit = hnsw_exact_search_limit()
+    count = candidates.order_by()[: limit + 1].count()
+    if count == 0:
+        return [], "exact"
+    if count <= limit:
+        return _exact_nearest(candidates, target, k), "exact"
+    with local_settings({**hnsw_search_settings(state, k), **INDEX_PLAN_SETTINGS}):
+        found = _ranked(local_nearest(candidates, target)[:k])
+    wanted = k if count >= k else candidates.order_by()[:k].count()
+    if len(found) < wanted:
+        logger.warning("knowledge search: the HNSW index gave %d of %d rows; answering exactly", len(found), wanted)
+        return _exact_nearest(candidates, target, k), "hnsw+exact"
+    return found, "hnsw"
+
+
+def local_nearest(candidates: KnowledgeDocumentQuerySet, target: list[float]) -> KnowledgeDocumentQuerySet:
+    """The local model's candidates by cosine distance over its 256 dimensions: the shape its
+    HNSW index serves, in custom and generic plans alike (see LocalEmbedding, IsLocalModel)."""
+    distance = CosineDistance(LocalEmbedding(F("embedding")), target[-WORDLLAMA_DIMENSIONS:])
+    return candidates.filter(IsLocalModel(F("embedding_model"))).annotate(distance=distance).order_by("distance")
+
+
+def _exact_nearest(candidates: KnowledgeDocumentQuerySet, target: list[float], k: int) -> list[KnowledgeDocument]:
+    return _ranked(candidates.nearest(target, exact=True)[:k])
+
+
+def _distance(document: KnowledgeDocument) -> float:
+    return float(document.distance)  # type: ignore[attr-defined]
+
+
+def _ranked(documents: Iterable[KnowledgeDocument]) -> list[KnowledgeDocument]:
+    """Nearest first (relaxed_order may return rows slightly out of order). A zero vector
+    stored before vectors were checked has no cosine distance (NaN): it cannot be ranked."""
+    found = [document for document in documents if math.isfinite(_distance(document))]
+    return sorted(found, key=lambda document: (_distance(document), document.pk))
+
+
+# --- the refined tier (issue 14) ------------------------------------------------------------
+
+
+# One thread per process for the refined model's query embedding (see _refined_search).
+_QUERY_EMBEDDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refined-query")
+
+
+def refine_applies(provider: EmbeddingProvider) -> bool:
+    """Whether refined vectors take part in a text search: KNOWLEDGE_REFINE is on and the query
+    is of the default (local, static) model, the tier they refine. Another provider's vectors
+    (openai) are searched as they are."""
+    if not settings.KNOWLEDGE_REFINE or provider.model != LOCAL_EMBEDDING_MODEL:
+        return False
+    try:
+        model_folder()
+    except EmbeddingError:
+        # The package is gone (refined rows from an earlier install): search as without them.
+        return False
+    return True
+
+
+def _has_refined() -> bool:
+    """Does the scope hold any current refined vector? (an index-only probe; no: the query is
+    not embedded by the refined model at all, ~10 ms saved)."""
+    with transaction.atomic(savepoint=False):
+        return KnowledgeDocument.objects.current().filter(refined_current()).exists()
+
+
+def _filtered(rows: KnowledgeDocumentQuerySet, filters: _Filters) -> KnowledgeDocumentQuerySet:
+    if filters.tags:
+        rows = rows.with_any_tags(filters.tags) if filters.tags_mode == "any" else rows.with_tags(filters.tags)
+    if filters.document_type:
+        rows = rows.filter(document_type=filters.document_type)
+    return rows
+
+
+def _refined_search(
+    query: str, k: int, *, mode: str, filters: _Filters, provider: EmbeddingProvider
+) -> KnowledgeSearchResult:
+    """Semantic or hybrid search of a shop with refined vectors (docs/performance.md, "Two tiers").
+
+    Lists, fused by reciprocal rank as in plain hybrid search:
+    - refined: the documents with a current refined vector, by the refined model's cosine;
+    - fallback: the other current documents (not yet refined, or edited since), by the default
+      model's cosine, so a document is findable from the moment it is saved;
+    - keyword (hybrid only), unchanged.
+    Measured in numpy on bench/data/retrieval (paraphrase recall@3, labelled / held out):
+    keyword + refined 0.921 / 0.934 against 0.863 / 0.868 for keyword + WordLlama; adding
+    WordLlama as a third list over every document lowered it (0.892 / 0.923), and with half
+    the documents refined, this fallback kept 0.871 / 0.868 (one list of mixed cosines: 0.863 /
+    0.857; WordLlama over all plus MiniLM over the refined half: 0.727 / 0.714).
+    """
+    # The transformer embeds the query (~15 ms) in a thread while this one asks PostgreSQL for
+    # the keyword and fallback lists (numpy's BLAS and the socket wait both release the GIL):
+    # hybrid p50 / p95 52 / 63 -> 39 / 50 ms on the 10,000-document shop (docs/performance.md).
+    pending = _QUERY_EMBEDDER.submit(RefinedEmbeddingProvider().embed_query, query)
+    try:
+        embedded = provider.embed_query(query)
+    except EmbeddingError as exc:
+        pending.cancel()
+        raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
+    target = clean_vector(embedded.vector, field_name="vector")
+    words = _QUERY_WORD.findall(query)
+    depth = max(k, RRF_DEPTH) if mode == "hybrid" else k
+    with transaction.atomic(savepoint=False):
+        current = _filtered(KnowledgeDocument.objects.current(), filters).defer(
+            "embedding", "search_vector", "refined_embedding"
+        )
+        keyword: list[KnowledgeDocument] = []
+        if mode == "hybrid":
+            keyword = _keyword(words[:KEYWORD_MAX_TERMS], depth, filters=filters, min_coverage=HYBRID_MIN_COVERAGE)
+        unrefined = current.filter(not_refined_current()).filter(
+            IsLocalModel(F("embedding_model")), embedding__isnull=False
+        )
+        fallback: list[KnowledgeDocument] = []
+        scan = "exact"
+        # First an index-only probe of knowledge_base_unrefined_idx, without the search's other
+        # filters: in the steady state (everything refined) it finds nothing and the fallback
+        # is skipped. The full filter is priced by the planner at a quarter of the shop (it
+        # cannot estimate refined_digest <> text_digest) and read the shop's rows: 50-70 ms of
+        # a ~110 ms search on the 10,000-document shop.
+        if KnowledgeDocument.objects.current().filter(not_refined_current()).exists():
+            hnsw = hnsw_index_state()
+            if hnsw is not None:
+                fallback, scan = _local_nearest(unrefined, target, depth, hnsw)
+            else:
+                fallback, scan = _exact_nearest(unrefined, target, depth), "exact"
+        for document in fallback:
+            document.distance_model = LOCAL_EMBEDDING_MODEL  # type: ignore[attr-defined]
+        try:
+            refined = pending.result()
+        except EmbeddingError as exc:
+            raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
+        ranked, refined_scan = _refined_nearest(current.filter(refined_current()), refined.vector, depth)
+        for document in ranked:
+            document.distance_model = REFINED_MODEL  # type: ignore[attr-defined]
+        documents = reciprocal_rank_fusion(ranked, keyword, fallback)[:k]
+    truncated = embedded.truncated or refined.truncated or (mode == "hybrid" and len(words) > KEYWORD_MAX_TERMS)
+    if mode == "semantic" and not (ranked and fallback):
+        # One list: ordered by its distances, scored as plain semantic search.
+        for document in documents:
+            document.score = 1.0 - _distance(document)  # type: ignore[attr-defined]
+    return KnowledgeSearchResult(
+        documents=documents,
+        scan=scan,
+        mode=mode,
+        embedding_model=provider.model,
+        query_truncated=truncated,
+        query_tokens=embedded.tokens,
+        refined_model=REFINED_MODEL,
+        refined_scan=refined_scan,
+    )
+
+
+def _refined_nearest(
+    candidates: KnowledgeDocumentQuerySet, vector: list[float], k: int
+) -> tuple[list[KnowledgeDocument], str]:
+    """The k nearest refined vectors: exact up to hnsw_exact_search_limit() candidates, else
+    through the refined HNSW index (same settings as the local model's), exact if it fell short."""
+    limit = hnsw_exact_search_limit()
+    count = candidates.order_by()[: limit + 1].count()
+    if count == 0:
+        return [], "exact"
+    distance = CosineDistance(F("refined_embedding"), vector)
+    exact = candidates.annotate(distance=ExpressionWrapper(distance + 0.0, output_field=FloatField()))
+    state = refined_index_state() if count > limit else None
+    if state is None:
+        return _ranked(exact.order_by("distance", "id")[:k]), "exact"
+    with local_settings({**hnsw_search_settings(state, k), **INDEX_PLAN_SETTINGS}):
+        found = _ranked(candidates.annotate(distance=distance).order_by("distance")[:k])
+    wanted = k if count >= k else candidates.order_by()[:k].count()
+    if len(found) < wanted:
+        logger.warning("knowledge search: the refined index gave %d of %d rows; answering exactly", len(found), wanted)
+        return _ranked(exact.order_by("distance", "id")[:k]), "hnsw+exact"
+    return found, "hnsw"
