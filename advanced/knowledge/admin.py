@@ -21,6 +21,7 @@ from tenancy.errors import DomainError
 
 from ..common import EMPTY
 from .embeddings import embedding_provider
+from .expressions import refined_current
 from .models import KnowledgeDocument
 from .services import (
     knowledge_document_delete,
@@ -28,7 +29,6 @@ from .services import (
     knowledge_document_save,
     knowledge_reembed,
 )
-from .services.refine import refined_current
 
 DOCUMENT_FIELDS = ("title", "content", "document_type", "tags", "source_url")
 

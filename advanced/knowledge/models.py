@@ -1,112 +1,37 @@
-"""Phase 11-12: the AI knowledge base, versioned documents with their embeddings, and the
-planner-level SQL expressions its indexes and searches share."""
+"""Phase 11-12: the AI knowledge base, versioned documents with their embeddings. The SQL
+expressions its indexes and searches share are in expressions.py (with the planner invariants)."""
 
 from __future__ import annotations
 
-import re
 from typing import ClassVar
 
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import F, Func, Q, Value
-from django.db.models.functions import MD5, Cast, Concat
+from django.db.models import F, Q, Value
+from django.db.models.functions import MD5, Concat
 from pgvector.django import HnswIndex, IvfflatIndex, VectorField
 
 from tenancy.db import choices_check
 from tenancy.models import ShopScopedModel
 from tenancy.tables import PolicyKind, Retention, TenantTable
 
-from .embeddings import LOCAL_EMBEDDING_MODEL, WORDLLAMA_DIMENSIONS
+from .embeddings import LOCAL_EMBEDDING_MODEL
 from .embeddings_transformer import REFINED_DIMENSIONS, REFINED_MODEL
+
+# Migration 0014 names these two through advanced.models (the index predicate they build).
+from .expressions import IsNotRefinedModel as IsNotRefinedModel
+from .expressions import NotEqual as NotEqual
+from .expressions import local_embedding, not_refined
 from .querysets import KnowledgeDocumentQuerySet
 
 EMBEDDING_DIMENSIONS = 1536
 # The text search configuration a row's keyword vector was built with, when nothing says
 # otherwise (settings.KNOWLEDGE_SEARCH_LANGUAGE chooses it for new rows).
 DEFAULT_SEARCH_LANGUAGE = "english"
-# The local model's vectors fill the last WORDLLAMA_DIMENSIONS of the column, after zeros
-# (advanced/knowledge/embeddings.py): subvector(embedding, LOCAL_SLICE_START, WORDLLAMA_DIMENSIONS).
-LOCAL_SLICE_START = EMBEDDING_DIMENSIONS - WORDLLAMA_DIMENSIONS + 1
 LOCAL_INDEX_NAME = "knowledge_base_local_hnsw_idx"
-
-
-def local_embedding(column: str = "embedding") -> Cast:
-    """The local model's part of a 1536-d column, as the vector(256) its HNSW index holds
-    (the index's definition; a query uses `LocalEmbedding`, which renders the same SQL)."""
-    part = Func(
-        F(column),
-        Value(LOCAL_SLICE_START),
-        Value(WORDLLAMA_DIMENSIONS),
-        function="subvector",
-        output_field=VectorField(dimensions=EMBEDDING_DIMENSIONS),
-    )
-    return Cast(part, VectorField(dimensions=WORDLLAMA_DIMENSIONS))
-
-
-class LocalEmbedding(Func):
-    """`(subvector(column, 1281, 256))::vector(256)` with the numbers written into the SQL.
-
-    With parameters instead (as `local_embedding()` renders in a query), a prepared statement's
-    generic plan (DATABASE_PREPARED_STATEMENTS, from its sixth execution) could not match the
-    HNSW index's expression, and the search sorted every candidate exactly: 55 ms p50 instead
-    of 12 on a 10,000-document shop (bench/retrieval.py)."""
-
-    template = (
-        f"(subvector(%(expressions)s, {LOCAL_SLICE_START}, {WORDLLAMA_DIMENSIONS}))::vector({WORDLLAMA_DIMENSIONS})"
-    )
-    output_field = VectorField(dimensions=WORDLLAMA_DIMENSIONS)
-
-
-class IsLocalModel(Func):
-    """`embedding_model = '<the local model>'`, the literal in the SQL: only then does a generic
-    plan prove the HNSW index's partial predicate (a parameter could be any model)."""
-
-    template = "%(expressions)s = '" + LOCAL_EMBEDDING_MODEL + "'"
-    output_field = models.BooleanField()
-
-
-# The literal above is a constant of the code, never input; keep it one that needs no quoting.
-assert re.fullmatch(r"[A-Za-z0-9_.-]+", LOCAL_EMBEDDING_MODEL), LOCAL_EMBEDDING_MODEL
-
 REFINED_INDEX_NAME = "knowledge_base_minilm_hnsw_idx"
-
-
-class IsRefinedModel(Func):
-    """`refined_model = '<the refined model>'` as a literal, for the same reason as IsLocalModel:
-    a generic plan must prove the refined HNSW index's partial predicate."""
-
-    template = "%(expressions)s = '" + REFINED_MODEL + "'"
-    output_field = models.BooleanField()
-
-
-assert re.fullmatch(r"[A-Za-z0-9_.-]+", REFINED_MODEL), REFINED_MODEL
-
-
-class IsNotRefinedModel(Func):
-    """`refined_model <> '<the refined model>'`. Written as `<>`, not `NOT (... = ...)`:
-    PostgreSQL turns a query's NOT (a = b) into a <> b before proving a partial index's
-    predicate, but keeps an index predicate as written, so a NOT (=) predicate was never
-    proven and the count of documents not yet refined read the shop's rows (53-75 ms on the
-    10,000-document shop)."""
-
-    template = "%(expressions)s <> '" + REFINED_MODEL + "'"
-    output_field = models.BooleanField()
-
-
-class NotEqual(Func):
-    """`(a <> b)` of two columns (see IsNotRefinedModel for why not NOT (a = b))."""
-
-    template = "(%(expressions)s)"
-    arg_joiner = " <> "
-    output_field = models.BooleanField()
-
-
-def not_refined() -> Q:
-    """Current-or-not rows without a current refined vector: another model, or a digest of
-    another text. The predicate of knowledge_base_unrefined_idx, and what the queries write."""
-    return Q(IsNotRefinedModel(F("refined_model"))) | Q(NotEqual(F("refined_digest"), F("text_digest")))
 
 
 def text_digest() -> MD5:

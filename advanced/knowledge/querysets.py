@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from django.db.models import ExpressionWrapper, FloatField
 from pgvector.django import CosineDistance
 
 from tenancy.querysets import ShopQuerySet
+
+from .expressions import exact_distance
 
 if TYPE_CHECKING:
     # Named in string type arguments below, which ruff does not count as uses.
@@ -60,6 +61,6 @@ class KnowledgeDocumentQuerySet(ShopQuerySet["KnowledgeDocument"]):
         """
         distance = CosineDistance("embedding", list(vector))
         if exact:
-            annotated = self.annotate(distance=ExpressionWrapper(distance + 0.0, output_field=FloatField()))
+            annotated = self.annotate(distance=exact_distance(distance))
             return annotated.order_by("distance", "id")
         return self.annotate(distance=distance).order_by("distance")

@@ -76,7 +76,8 @@ from ..embeddings import (
     embedding_provider,
 )
 from ..embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider, model_folder
-from ..models import IsLocalModel, KnowledgeDocument, LocalEmbedding
+from ..expressions import IsLocalModel, LocalEmbedding
+from ..models import KnowledgeDocument
 from ..querysets import KnowledgeDocumentQuerySet
 from .errors import EmbeddingUnavailable
 from .index import (

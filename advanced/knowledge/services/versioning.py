@@ -37,9 +37,9 @@ from tenancy.errors import Refused
 from tenancy.services import constraint_error
 
 from ..embeddings import EmbeddingError, EmbeddingProvider, document_text, embedding_provider
+from ..expressions import refined_current
 from ..models import EMBEDDING_DIMENSIONS, DocumentType, KnowledgeDocument
 from .errors import EmbeddingUnavailable, KnowledgeConflict
-from .refine import refined_current
 
 logger = logging.getLogger(__name__)
 
