@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from django.urls import reverse
 from advanced.knowledge.embeddings import EmbeddingError, HashingEmbeddingProvider, LocalEmbeddingProvider
 from advanced.knowledge.factories import unit_vector
 from advanced.knowledge.services import (
+    KnowledgeSearchHit,
     knowledge_document_save,
     knowledge_reembed_batch,
     knowledge_search,
@@ -294,11 +296,32 @@ def test_service_refuses_an_unknown_mode_and_a_vector_in_keyword_mode(owner_a: A
     assert "mode" in vector.value.detail
 
 
+def hit(pk: int, key: str, *, distance: float | None = None, keyword_rank: float | None = None) -> KnowledgeSearchHit:
+    """A hit of one list: semantic (`distance`) or keyword (`keyword_rank`)."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return KnowledgeSearchHit(
+        id=pk,
+        shop_id=SHOP_A,
+        document_key=key,
+        version=1,
+        title=key,
+        content=key,
+        document_type="note",
+        tags=(),
+        source_url="",
+        embedding_model=LOCAL_MODEL,
+        created_at=now,
+        updated_at=now,
+        distance=distance,
+        distance_model=None if distance is None else LOCAL_MODEL,
+        keyword_rank=keyword_rank,
+        score=(1.0 - distance) if distance is not None else (keyword_rank or 0.0),
+    )
+
+
 def test_reciprocal_rank_fusion_sums_both_lists_and_keeps_each_side_s_evidence() -> None:
-    a, b, _ = (KnowledgeDocument(pk=pk, document_key=key) for pk, key in ((1, "a"), (2, "b"), (3, "c")))
-    a.distance, b.distance = 0.1, 0.2
-    b_kw, c_kw = KnowledgeDocument(pk=2, document_key="b"), KnowledgeDocument(pk=3, document_key="c")
-    b_kw.keyword_rank, c_kw.keyword_rank = 0.5, 0.4
+    a, b = hit(1, "a", distance=0.1), hit(2, "b", distance=0.2)
+    b_kw, c_kw = hit(2, "b", keyword_rank=0.5), hit(3, "c", keyword_rank=0.4)
     fused = reciprocal_rank_fusion([a, b], [b_kw, c_kw])
     # b: 1/62 + 1/61 beats a: 1/61 and c: 1/62.
     assert [d.document_key for d in fused] == ["b", "a", "c"]

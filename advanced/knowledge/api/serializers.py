@@ -14,6 +14,7 @@ from ..models import (
     DocumentType,
     KnowledgeDocument,
 )
+from ..services import KnowledgeSearchHit
 
 # pgvector stores single-precision floats; a larger value is refused by the database.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -191,6 +192,9 @@ class KnowledgeSearchSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
         return attrs
 
 
+# Reads a KnowledgeSearchHit (advanced.knowledge.services.search), not a model instance; the
+# model's fields still declare the document's part of the schema. (Not in the docstring: that
+# is the schema's description.)
 class KnowledgeSearchHitSerializer(TenantModelSerializer):
     """One search result: a current version (without its vector) and its distance to the query."""
 
@@ -214,10 +218,8 @@ class KnowledgeSearchHitSerializer(TenantModelSerializer):
         "vector, else its embedding_model; null when only keyword search found it."
     )
 
-    def get_distance_model(self, instance: KnowledgeDocument) -> str | None:
-        if getattr(instance, "distance", None) is None:
-            return None
-        return getattr(instance, "distance_model", None) or instance.embedding_model
+    def get_distance_model(self, instance: KnowledgeSearchHit) -> str | None:
+        return instance.distance_model
 
     class Meta(TenantModelSerializer.Meta):
         model = KnowledgeDocument

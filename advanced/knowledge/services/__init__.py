@@ -35,6 +35,7 @@ from .refine import knowledge_refine_batch as knowledge_refine_batch
 from .refine import refine_pending as refine_pending
 from .search import MAX_K as MAX_K
 from .search import SEARCH_MODES as SEARCH_MODES
+from .search import KnowledgeSearchHit as KnowledgeSearchHit
 from .search import KnowledgeSearchResult as KnowledgeSearchResult
 from .search import knowledge_search as knowledge_search
 from .search import reciprocal_rank_fusion as reciprocal_rank_fusion

@@ -2,6 +2,14 @@
 fused by reciprocal rank), always `min(k, matches)` current versions in the active scope (as
 `authenticated` for a shop: the policies filter every plan), with tag and type filters.
 
+Shape. `knowledge_search` validates the request and hands it to the strategy of its mode
+(STRATEGIES: `semantic`, `keyword`, `hybrid`). A text query's semantic and hybrid strategies
+take the refined tier (`_refined_search`) when its vectors apply, else the unrefined one; the
+vector side then picks its scan (`_semantic`: exact, HNSW or IVFFlat). Queries return rows
+(model instances with their annotations); each list becomes typed hits (`KnowledgeSearchHit`)
+as it leaves the database, and hybrid lists are fused hit by hit (`reciprocal_rank_fusion`).
+The SQL whose shape the planner depends on is in advanced/knowledge/expressions.py.
+
 Semantic. A text query is embedded by the configured provider and compared only with
 documents embedded by the same model (vectors of different models are not comparable); a
 vector query is compared with every embedded document, or those of `embedding_model`.
@@ -55,28 +63,23 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection, transaction
-from django.db.models import ExpressionWrapper, F, FloatField
+from django.db.models import F, FloatField
 from django.db.models.expressions import RawSQL
 from pgvector.django import CosineDistance
 
 from tenancy.errors import Refused
 
-from ..embeddings import (
-    LOCAL_EMBEDDING_MODEL,
-    WORDLLAMA_DIMENSIONS,
-    EmbeddingError,
-    EmbeddingProvider,
-    embedding_provider,
-)
+from ..embeddings import LOCAL_EMBEDDING_MODEL, EmbeddingError, EmbeddingProvider, embedding_provider
 from ..embeddings_transformer import REFINED_MODEL, RefinedEmbeddingProvider, model_folder
-from ..expressions import IsLocalModel, LocalEmbedding
+from ..expressions import IsLocalModel, exact_distance, local_distance, not_refined, refined_current
 from ..models import KnowledgeDocument
 from ..querysets import KnowledgeDocumentQuerySet
 from .errors import EmbeddingUnavailable
@@ -92,14 +95,12 @@ from .index import (
     local_settings,
     refined_index_state,
 )
-from .refine import not_refined_current, refined_current
 from .versioning import clean_vector
 
 logger = logging.getLogger(__name__)
 
 MAX_K = 100
 TAGS_MODES = ("all", "any")
-SEARCH_MODES = ("semantic", "keyword", "hybrid")
 # Cormack, Clarke & Buettcher (2009): k = 60 damps the weight of the very first ranks so that
 # one list cannot outvote the other with its top hit alone.
 RRF_K = 60
@@ -124,13 +125,41 @@ _QUERY_WORD = re.compile(r"[^\s\"']+")
 
 
 @dataclass(frozen=True)
-class KnowledgeSearchResult:
-    """The best current versions, best first, each with `distance` (cosine, None when only
-    keyword search found it), `keyword_rank` (None when keyword search did not find it) and
-    `score` (the ordering: 1 - distance, the keyword rank, or the fused RRF score), and how
-    they were found."""
+class KnowledgeSearchHit:
+    """One result: the fields of a current version the API returns (not its vectors) and how it
+    matched the query."""
 
-    documents: list[KnowledgeDocument] = field(default_factory=list)
+    id: int
+    shop_id: str
+    document_key: str
+    version: int
+    title: str
+    content: str
+    document_type: str
+    tags: tuple[str, ...]
+    source_url: str
+    embedding_model: str
+    created_at: datetime
+    updated_at: datetime
+    # Cosine distance to the query (None: only keyword search found it) and the model it is of:
+    # the refined model for a refined vector, else the document's embedding_model.
+    distance: float | None
+    distance_model: str | None
+    # ts_rank (None: keyword search did not find it, or did not run).
+    keyword_rank: float | None
+    # The ordering: 1 - distance (semantic), keyword_rank (keyword) or the fused RRF score.
+    score: float
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+
+@dataclass(frozen=True)
+class KnowledgeSearchResult:
+    """The best current versions as hits, best first, and how they were found."""
+
+    documents: list[KnowledgeSearchHit] = field(default_factory=list)
     # The vector scan: "exact", "hnsw" or "ivfflat", "hnsw+exact" or "ivfflat+exact" (the index
     # fell short); None in keyword mode.
     scan: str | None = "exact"
@@ -143,6 +172,40 @@ class KnowledgeSearchResult:
     # The refined model (REFINED_MODEL) when its vectors took part, and how they were searched.
     refined_model: str | None = None
     refined_scan: str | None = None
+
+
+@dataclass(frozen=True)
+class _Filters:
+    tags: list[str]
+    tags_mode: str
+    document_type: str | None
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A validated search, what every strategy reads: a text `query` or a `vector` (not both)."""
+
+    query: str | None
+    vector: Sequence[float] | None
+    k: int
+    filters: _Filters
+    embedding_model: str | None
+    provider: EmbeddingProvider | None
+
+    @property
+    def words(self) -> list[str]:
+        """The query's words, at most KEYWORD_MAX_TERMS of them."""
+        return _QUERY_WORD.findall(self.query or "")[:KEYWORD_MAX_TERMS]
+
+    @property
+    def words_truncated(self) -> bool:
+        return len(_QUERY_WORD.findall(self.query or "")) > KEYWORD_MAX_TERMS
+
+    def text_provider(self) -> EmbeddingProvider | None:
+        """The provider that embeds a text query (None for a vector query)."""
+        if self.query is None:
+            return None
+        return self.provider or embedding_provider()
 
 
 def knowledge_search(
@@ -176,104 +239,199 @@ def knowledge_search(
     if query is not None and not query.strip():
         raise Refused({"query": ["Must not be blank."]})
     filters = _Filters(tags=list(dict.fromkeys(tags)), tags_mode=tags_mode, document_type=document_type)
-    # The searches below only read: they run in the caller's transaction (the request's scope)
+    request = SearchRequest(
+        query=query, vector=vector, k=k, filters=filters, embedding_model=embedding_model, provider=provider
+    )
+    # The strategies only read: they run in the caller's transaction (the request's scope)
     # without savepoints of their own, each of which cost a round trip to open and one to
     # release (~0.25 ms each; 4 of a refined hybrid search's 13 statements).
-    if query is not None and mode != "keyword":
-        provider = provider or embedding_provider()
-        if refine_applies(provider) and _has_refined():
-            return _refined_search(query, k, mode=mode, filters=filters, provider=provider)
-    truncated, tokens, target = False, None, None
-    if mode != "keyword":
-        if query is not None:
-            provider = provider or embedding_provider()
-            try:
-                embedded = provider.embed_query(query)
-            except EmbeddingError as exc:
-                raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
-            vector, embedding_model = embedded.vector, provider.model
-            truncated, tokens = embedded.truncated, embedded.tokens
-        assert vector is not None
-        target = clean_vector(vector, field_name="vector")
+    return STRATEGIES[mode](request)
+
+
+# --- one strategy per mode ------------------------------------------------------------------
+
+
+def _semantic_search(request: SearchRequest) -> KnowledgeSearchResult:
+    """Nearest vectors; a text query takes the refined tier when it applies."""
+    provider = request.text_provider()
+    if provider is not None and _refined_tier_applies(provider):
+        return _refined_search(request, provider, hybrid=False)
+    query = _query_vector(request, provider)
     with transaction.atomic(savepoint=False):
-        if mode == "semantic":
-            assert target is not None
-            documents, scan = _semantic(target, k, embedding_model=embedding_model, filters=filters)
-            for document in documents:
-                document.keyword_rank = None  # type: ignore[attr-defined]
-                document.score = 1.0 - _distance(document)  # type: ignore[attr-defined]
-            return KnowledgeSearchResult(
-                documents=documents,
-                scan=scan,
-                mode=mode,
-                embedding_model=embedding_model,
-                query_truncated=truncated,
-                query_tokens=tokens,
-            )
-        assert query is not None
-        words = _QUERY_WORD.findall(query)
-        truncated = truncated or len(words) > KEYWORD_MAX_TERMS
-        if mode == "keyword":
-            keyword = _keyword(words[:KEYWORD_MAX_TERMS], k, filters=filters)
-        else:
-            keyword = _keyword(
-                words[:KEYWORD_MAX_TERMS], max(k, RRF_DEPTH), filters=filters, min_coverage=HYBRID_MIN_COVERAGE
-            )
-        if mode == "keyword":
-            for document in keyword:
-                document.distance = None  # type: ignore[attr-defined]
-                document.score = document.keyword_rank  # type: ignore[attr-defined]
-            return KnowledgeSearchResult(documents=keyword, scan=None, mode=mode, query_truncated=truncated)
-        assert target is not None
-        semantic, scan = _semantic(target, max(k, RRF_DEPTH), embedding_model=embedding_model, filters=filters)
-        return KnowledgeSearchResult(
-            documents=reciprocal_rank_fusion(semantic, keyword)[:k],
-            scan=scan,
-            mode=mode,
-            embedding_model=embedding_model,
-            query_truncated=truncated,
-            query_tokens=tokens,
+        hits, scan = _semantic(query.target, request.k, embedding_model=query.model, filters=request.filters)
+    return KnowledgeSearchResult(
+        documents=hits,
+        scan=scan,
+        mode="semantic",
+        embedding_model=query.model,
+        query_truncated=query.truncated,
+        query_tokens=query.tokens,
+    )
+
+
+def _keyword_search(request: SearchRequest) -> KnowledgeSearchResult:
+    """Full text only: no vector, no provider."""
+    with transaction.atomic(savepoint=False):
+        hits = _keyword_hits(_keyword(request.words, request.k, filters=request.filters))
+    return KnowledgeSearchResult(documents=hits, scan=None, mode="keyword", query_truncated=request.words_truncated)
+
+
+def _hybrid_search(request: SearchRequest) -> KnowledgeSearchResult:
+    """Keyword and nearest vectors, each max(k, RRF_DEPTH) deep, fused by reciprocal rank; the
+    refined tier when it applies."""
+    provider = request.text_provider()
+    assert provider is not None  # knowledge_search: hybrid needs a text query
+    if _refined_tier_applies(provider):
+        return _refined_search(request, provider, hybrid=True)
+    query = _query_vector(request, provider)
+    depth = max(request.k, RRF_DEPTH)
+    with transaction.atomic(savepoint=False):
+        keyword = _keyword_hits(
+            _keyword(request.words, depth, filters=request.filters, min_coverage=HYBRID_MIN_COVERAGE)
         )
+        semantic, scan = _semantic(query.target, depth, embedding_model=query.model, filters=request.filters)
+    return KnowledgeSearchResult(
+        documents=reciprocal_rank_fusion(semantic, keyword)[: request.k],
+        scan=scan,
+        mode="hybrid",
+        embedding_model=query.model,
+        query_truncated=query.truncated or request.words_truncated,
+        query_tokens=query.tokens,
+    )
+
+
+# The strategy of each mode (the API's `mode`; its serializers list the same names).
+STRATEGIES: dict[str, Callable[[SearchRequest], KnowledgeSearchResult]] = {
+    "semantic": _semantic_search,
+    "keyword": _keyword_search,
+    "hybrid": _hybrid_search,
+}
+SEARCH_MODES = tuple(STRATEGIES)
+
+
+# --- hits -----------------------------------------------------------------------------------
+
+
+def _hit(
+    row: KnowledgeDocument,
+    *,
+    distance: float | None,
+    distance_model: str | None,
+    keyword_rank: float | None,
+    score: float,
+) -> KnowledgeSearchHit:
+    return KnowledgeSearchHit(
+        id=row.pk,
+        shop_id=row.shop_id,
+        document_key=row.document_key,
+        version=row.version,
+        title=row.title,
+        content=row.content,
+        document_type=row.document_type,
+        tags=tuple(row.tags),
+        source_url=row.source_url,
+        embedding_model=row.embedding_model,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        distance=distance,
+        distance_model=distance_model,
+        keyword_rank=keyword_rank,
+        score=score,
+    )
+
+
+def _annotation(row: KnowledgeDocument, name: str) -> float:
+    """A value the query annotated the row with (Django sets it as an instance attribute)."""
+    return float(vars(row)[name])
+
+
+def _nearest_hits(rows: Iterable[KnowledgeDocument], *, distance_model: str | None = None) -> list[KnowledgeSearchHit]:
+    """Rows annotated with `distance`, as hits nearest first (relaxed_order may return rows
+    slightly out of order), scored 1 - distance. A zero vector stored before vectors were
+    checked has no cosine distance (NaN): it cannot be ranked. `distance_model`: the model of
+    the compared vectors (default: each row's embedding_model)."""
+    found = [(distance, row) for row in rows if math.isfinite(distance := _annotation(row, "distance"))]
+    found.sort(key=lambda pair: (pair[0], pair[1].pk))
+    return [
+        _hit(
+            row,
+            distance=distance,
+            distance_model=distance_model or row.embedding_model,
+            keyword_rank=None,
+            score=1.0 - distance,
+        )
+        for distance, row in found
+    ]
+
+
+def _keyword_hits(rows: Iterable[KnowledgeDocument]) -> list[KnowledgeSearchHit]:
+    """Rows annotated with `keyword_rank`, in their order, scored by it."""
+    hits = []
+    for row in rows:
+        rank = _annotation(row, "keyword_rank")
+        hits.append(_hit(row, distance=None, distance_model=None, keyword_rank=rank, score=rank))
+    return hits
 
 
 def reciprocal_rank_fusion(
-    semantic: list[KnowledgeDocument], keyword: list[KnowledgeDocument], *more_semantic: list[KnowledgeDocument]
-) -> list[KnowledgeDocument]:
-    """Documents of the lists by sum of 1 / (RRF_K + rank), best first (ties: nearer, then id).
+    semantic: list[KnowledgeSearchHit], keyword: list[KnowledgeSearchHit], *more_semantic: list[KnowledgeSearchHit]
+) -> list[KnowledgeSearchHit]:
+    """The hits of the lists by sum of 1 / (RRF_K + rank), best first (ties: nearer, then id).
 
-    A document in a semantic list and the keyword list keeps the semantic list's object and
-    gains its `keyword_rank`. `more_semantic`: further semantic lists (the refined search's
-    fallback), of documents none of the other semantic lists holds.
+    A document in a semantic list and the keyword list keeps the semantic hit's distance and
+    gains the keyword hit's `keyword_rank`. `more_semantic`: further semantic lists (the refined
+    search's fallback), of documents none of the other semantic lists holds.
     """
-    fused: dict[int, KnowledgeDocument] = {}
+    fused: dict[int, KnowledgeSearchHit] = {}
     scores: dict[int, float] = {}
     for ranking in (semantic, *more_semantic):
-        for rank, document in enumerate(ranking, start=1):
-            document.keyword_rank = None  # type: ignore[attr-defined]
-            fused[document.pk] = document
-            scores[document.pk] = scores.get(document.pk, 0.0) + 1.0 / (RRF_K + rank)
-    for rank, document in enumerate(keyword, start=1):
-        if document.pk in fused:
-            fused[document.pk].keyword_rank = document.keyword_rank  # type: ignore[attr-defined]
+        for rank, hit in enumerate(ranking, start=1):
+            fused[hit.id] = replace(hit, keyword_rank=None)
+            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+    for rank, hit in enumerate(keyword, start=1):
+        if hit.id in fused:
+            fused[hit.id] = replace(fused[hit.id], keyword_rank=hit.keyword_rank)
         else:
-            document.distance = None  # type: ignore[attr-defined]
-            fused[document.pk] = document
-        scores[document.pk] = scores.get(document.pk, 0.0) + 1.0 / (RRF_K + rank)
-    for pk, document in fused.items():
-        document.score = scores[pk]  # type: ignore[attr-defined]
+            fused[hit.id] = replace(hit, distance=None, distance_model=None)
+        scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
 
-    def order(document: KnowledgeDocument) -> tuple[float, float, int]:
-        distance = document.distance  # type: ignore[attr-defined]
-        return (-scores[document.pk], math.inf if distance is None else distance, document.pk)
+    def order(hit: KnowledgeSearchHit) -> tuple[float, float, int]:
+        return (-scores[hit.id], math.inf if hit.distance is None else hit.distance, hit.id)
 
-    return sorted(fused.values(), key=order)
+    return [replace(hit, score=scores[hit.id]) for hit in sorted(fused.values(), key=order)]
+
+
+# --- the query's vector ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Filters:
-    tags: list[str]
-    tags_mode: str
-    document_type: str | None
+class _QueryVector:
+    target: list[float]
+    # The model it is of (None: a vector query of any model).
+    model: str | None
+    truncated: bool = False
+    tokens: int | None = None
+
+
+def _query_vector(request: SearchRequest, provider: EmbeddingProvider | None) -> _QueryVector:
+    """A text query embedded by `provider`, or the request's vector (and its embedding_model)."""
+    if request.query is None:
+        assert request.vector is not None
+        return _QueryVector(clean_vector(request.vector, field_name="vector"), model=request.embedding_model)
+    assert provider is not None
+    try:
+        embedded = provider.embed_query(request.query)
+    except EmbeddingError as exc:
+        raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
+    return _QueryVector(
+        clean_vector(embedded.vector, field_name="vector"),
+        model=provider.model,
+        truncated=embedded.truncated,
+        tokens=embedded.tokens,
+    )
+
+
+# --- keyword rows ---------------------------------------------------------------------------
 
 
 def _keyword(words: list[str], limit: int, *, filters: _Filters, min_coverage: float = 0.0) -> list[KnowledgeDocument]:
@@ -339,13 +497,16 @@ def _tsquery_lexeme(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+# --- the unrefined tier: one model's vectors, exact or through an index ------------------------
+
+
 def _semantic(
     target: list[float],
     k: int,
     *,
     embedding_model: str | None,
     filters: _Filters,
-) -> tuple[list[KnowledgeDocument], str]:
+) -> tuple[list[KnowledgeSearchHit], str]:
     """The k nearest candidates to `target` and the scan that found them (see the module)."""
     candidates = KnowledgeDocument.objects.searchable(
         tags=filters.tags,
@@ -369,7 +530,7 @@ def _semantic(
     if count <= limit:
         return _exact_nearest(candidates, target, k), "exact"
     with local_settings({**ivfflat_search_settings(state), **INDEX_PLAN_SETTINGS}):
-        found = _ranked(candidates.nearest(target, exact=False)[:k])
+        found = _nearest_hits(candidates.nearest(target, exact=False)[:k])
     # `count` stopped at limit + 1: it proves k candidates exist only when it reached k.
     wanted = k if count >= k else candidates.order_by()[:k].count()
     if len(found) < wanted:
@@ -380,7 +541,7 @@ def _semantic(
 
 def _local_nearest(
     candidates: KnowledgeDocumentQuerySet, target: list[float], k: int, state: HnswIndexState
-) -> tuple[list[KnowledgeDocument], str]:
+) -> tuple[list[KnowledgeSearchHit], str]:
     """The local model's k nearest: exact up to hnsw_exact_search_limit() candidates, else
     through its HNSW index over the vectors' last WORDLLAMA_DIMENSIONS (the rest are zeros:
     the cosine distance is the same)."""
@@ -391,7 +552,7 @@ def _local_nearest(
     if count <= limit:
         return _exact_nearest(candidates, target, k), "exact"
     with local_settings({**hnsw_search_settings(state, k), **INDEX_PLAN_SETTINGS}):
-        found = _ranked(local_nearest(candidates, target)[:k])
+        found = _nearest_hits(local_nearest(candidates, target)[:k])
     wanted = k if count >= k else candidates.order_by()[:k].count()
     if len(found) < wanted:
         logger.warning("knowledge search: the HNSW index gave %d of %d rows; answering exactly", len(found), wanted)
@@ -401,24 +562,16 @@ def _local_nearest(
 
 def local_nearest(candidates: KnowledgeDocumentQuerySet, target: list[float]) -> KnowledgeDocumentQuerySet:
     """The local model's candidates by cosine distance over its 256 dimensions: the shape its
-    HNSW index serves, in custom and generic plans alike (see LocalEmbedding, IsLocalModel)."""
-    distance = CosineDistance(LocalEmbedding(F("embedding")), target[-WORDLLAMA_DIMENSIONS:])
-    return candidates.filter(IsLocalModel(F("embedding_model"))).annotate(distance=distance).order_by("distance")
+    HNSW index serves, in custom and generic plans alike (see expressions.py)."""
+    return (
+        candidates.filter(IsLocalModel(F("embedding_model")))
+        .annotate(distance=local_distance(target))
+        .order_by("distance")
+    )
 
 
-def _exact_nearest(candidates: KnowledgeDocumentQuerySet, target: list[float], k: int) -> list[KnowledgeDocument]:
-    return _ranked(candidates.nearest(target, exact=True)[:k])
-
-
-def _distance(document: KnowledgeDocument) -> float:
-    return float(document.distance)  # type: ignore[attr-defined]
-
-
-def _ranked(documents: Iterable[KnowledgeDocument]) -> list[KnowledgeDocument]:
-    """Nearest first (relaxed_order may return rows slightly out of order). A zero vector
-    stored before vectors were checked has no cosine distance (NaN): it cannot be ranked."""
-    found = [document for document in documents if math.isfinite(_distance(document))]
-    return sorted(found, key=lambda document: (_distance(document), document.pk))
+def _exact_nearest(candidates: KnowledgeDocumentQuerySet, target: list[float], k: int) -> list[KnowledgeSearchHit]:
+    return _nearest_hits(candidates.nearest(target, exact=True)[:k])
 
 
 # --- the refined tier (issue 14) ------------------------------------------------------------
@@ -442,6 +595,10 @@ def refine_applies(provider: EmbeddingProvider) -> bool:
     return True
 
 
+def _refined_tier_applies(provider: EmbeddingProvider) -> bool:
+    return refine_applies(provider) and _has_refined()
+
+
 def _has_refined() -> bool:
     """Does the scope hold any current refined vector? (an index-only probe; no: the query is
     not embedded by the refined model at all, ~10 ms saved)."""
@@ -457,9 +614,7 @@ def _filtered(rows: KnowledgeDocumentQuerySet, filters: _Filters) -> KnowledgeDo
     return rows
 
 
-def _refined_search(
-    query: str, k: int, *, mode: str, filters: _Filters, provider: EmbeddingProvider
-) -> KnowledgeSearchResult:
+def _refined_search(request: SearchRequest, provider: EmbeddingProvider, *, hybrid: bool) -> KnowledgeSearchResult:
     """Semantic or hybrid search of a shop with refined vectors (docs/performance.md, "Two tiers").
 
     Lists, fused by reciprocal rank as in plain hybrid search:
@@ -473,60 +628,43 @@ def _refined_search(
     the documents refined, this fallback kept 0.871 / 0.868 (one list of mixed cosines: 0.863 /
     0.857; WordLlama over all plus MiniLM over the refined half: 0.727 / 0.714).
     """
+    assert request.query is not None
     # The transformer embeds the query (~15 ms) in a thread while this one asks PostgreSQL for
     # the keyword and fallback lists (numpy's BLAS and the socket wait both release the GIL):
     # hybrid p50 / p95 52 / 63 -> 39 / 50 ms on the 10,000-document shop (docs/performance.md).
-    pending = _QUERY_EMBEDDER.submit(RefinedEmbeddingProvider().embed_query, query)
+    pending = _QUERY_EMBEDDER.submit(RefinedEmbeddingProvider().embed_query, request.query)
     try:
-        embedded = provider.embed_query(query)
+        embedded = provider.embed_query(request.query)
     except EmbeddingError as exc:
         pending.cancel()
         raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
     target = clean_vector(embedded.vector, field_name="vector")
-    words = _QUERY_WORD.findall(query)
-    depth = max(k, RRF_DEPTH) if mode == "hybrid" else k
+    k = request.k
+    depth = max(k, RRF_DEPTH) if hybrid else k
     with transaction.atomic(savepoint=False):
-        current = _filtered(KnowledgeDocument.objects.current(), filters).defer(
+        current = _filtered(KnowledgeDocument.objects.current(), request.filters).defer(
             "embedding", "search_vector", "refined_embedding"
         )
-        keyword: list[KnowledgeDocument] = []
-        if mode == "hybrid":
-            keyword = _keyword(words[:KEYWORD_MAX_TERMS], depth, filters=filters, min_coverage=HYBRID_MIN_COVERAGE)
-        unrefined = current.filter(not_refined_current()).filter(
-            IsLocalModel(F("embedding_model")), embedding__isnull=False
-        )
-        fallback: list[KnowledgeDocument] = []
-        scan = "exact"
-        # First an index-only probe of knowledge_base_unrefined_idx, without the search's other
-        # filters: in the steady state (everything refined) it finds nothing and the fallback
-        # is skipped. The full filter is priced by the planner at a quarter of the shop (it
-        # cannot estimate refined_digest <> text_digest) and read the shop's rows: 50-70 ms of
-        # a ~110 ms search on the 10,000-document shop.
-        if KnowledgeDocument.objects.current().filter(not_refined_current()).exists():
-            hnsw = hnsw_index_state()
-            if hnsw is not None:
-                fallback, scan = _local_nearest(unrefined, target, depth, hnsw)
-            else:
-                fallback, scan = _exact_nearest(unrefined, target, depth), "exact"
-        for document in fallback:
-            document.distance_model = LOCAL_EMBEDDING_MODEL  # type: ignore[attr-defined]
+        keyword: list[KnowledgeSearchHit] = []
+        if hybrid:
+            keyword = _keyword_hits(
+                _keyword(request.words, depth, filters=request.filters, min_coverage=HYBRID_MIN_COVERAGE)
+            )
+        fallback, scan = _unrefined_nearest(current, target, depth)
         try:
             refined = pending.result()
         except EmbeddingError as exc:
             raise EmbeddingUnavailable(f"Could not embed the query: {exc}") from exc
         ranked, refined_scan = _refined_nearest(current.filter(refined_current()), refined.vector, depth)
-        for document in ranked:
-            document.distance_model = REFINED_MODEL  # type: ignore[attr-defined]
         documents = reciprocal_rank_fusion(ranked, keyword, fallback)[:k]
-    truncated = embedded.truncated or refined.truncated or (mode == "hybrid" and len(words) > KEYWORD_MAX_TERMS)
-    if mode == "semantic" and not (ranked and fallback):
+    truncated = embedded.truncated or refined.truncated or (hybrid and request.words_truncated)
+    if not hybrid and not (ranked and fallback):
         # One list: ordered by its distances, scored as plain semantic search.
-        for document in documents:
-            document.score = 1.0 - _distance(document)  # type: ignore[attr-defined]
+        documents = [replace(hit, score=1.0 - _distance(hit)) for hit in documents]
     return KnowledgeSearchResult(
         documents=documents,
         scan=scan,
-        mode=mode,
+        mode="hybrid" if hybrid else "semantic",
         embedding_model=provider.model,
         query_truncated=truncated,
         query_tokens=embedded.tokens,
@@ -535,9 +673,35 @@ def _refined_search(
     )
 
 
+def _distance(hit: KnowledgeSearchHit) -> float:
+    assert hit.distance is not None  # a semantic list's hit
+    return hit.distance
+
+
+def _unrefined_nearest(
+    current: KnowledgeDocumentQuerySet, target: list[float], k: int
+) -> tuple[list[KnowledgeSearchHit], str]:
+    """The refined tier's fallback list: the k nearest current documents without a current
+    refined vector, by the default (local) model's cosine."""
+    # First an index-only probe of knowledge_base_unrefined_idx, without the search's other
+    # filters: in the steady state (everything refined) it finds nothing and the fallback
+    # is skipped. The full filter is priced by the planner at a quarter of the shop (it
+    # cannot estimate refined_digest <> text_digest) and read the shop's rows: 50-70 ms of
+    # a ~110 ms search on the 10,000-document shop.
+    if not KnowledgeDocument.objects.current().filter(not_refined()).exists():
+        return [], "exact"
+    unrefined = current.filter(not_refined()).filter(IsLocalModel(F("embedding_model")), embedding__isnull=False)
+    hnsw = hnsw_index_state()
+    if hnsw is not None:
+        found, scan = _local_nearest(unrefined, target, k, hnsw)
+    else:
+        found, scan = _exact_nearest(unrefined, target, k), "exact"
+    return [replace(hit, distance_model=LOCAL_EMBEDDING_MODEL) for hit in found], scan
+
+
 def _refined_nearest(
     candidates: KnowledgeDocumentQuerySet, vector: list[float], k: int
-) -> tuple[list[KnowledgeDocument], str]:
+) -> tuple[list[KnowledgeSearchHit], str]:
     """The k nearest refined vectors: exact up to hnsw_exact_search_limit() candidates, else
     through the refined HNSW index (same settings as the local model's), exact if it fell short."""
     limit = hnsw_exact_search_limit()
@@ -545,14 +709,18 @@ def _refined_nearest(
     if count == 0:
         return [], "exact"
     distance = CosineDistance(F("refined_embedding"), vector)
-    exact = candidates.annotate(distance=ExpressionWrapper(distance + 0.0, output_field=FloatField()))
+    exact = candidates.annotate(distance=exact_distance(distance))
     state = refined_index_state() if count > limit else None
     if state is None:
-        return _ranked(exact.order_by("distance", "id")[:k]), "exact"
+        return _refined_hits(exact.order_by("distance", "id")[:k]), "exact"
     with local_settings({**hnsw_search_settings(state, k), **INDEX_PLAN_SETTINGS}):
-        found = _ranked(candidates.annotate(distance=distance).order_by("distance")[:k])
+        found = _refined_hits(candidates.annotate(distance=distance).order_by("distance")[:k])
     wanted = k if count >= k else candidates.order_by()[:k].count()
     if len(found) < wanted:
         logger.warning("knowledge search: the refined index gave %d of %d rows; answering exactly", len(found), wanted)
-        return _ranked(exact.order_by("distance", "id")[:k]), "hnsw+exact"
+        return _refined_hits(exact.order_by("distance", "id")[:k]), "hnsw+exact"
     return found, "hnsw"
+
+
+def _refined_hits(rows: Iterable[KnowledgeDocument]) -> list[KnowledgeSearchHit]:
+    return _nearest_hits(rows, distance_model=REFINED_MODEL)
