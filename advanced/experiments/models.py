@@ -223,7 +223,9 @@ class Experiment(ShopScopedModel):
 class ExperimentResult(ShopScopedModel):
     """One variant's cumulative figures and statistics against control on one day."""
 
-    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP, retention=Retention.forever())
+    tenancy: ClassVar[TenantTable] = TenantTable(
+        policy=PolicyKind.SHOP, retention=Retention.forever(), parent="experiment"
+    )
 
     experiment = models.ForeignKey(
         Experiment,
