@@ -90,7 +90,8 @@ def unavailable_body() -> dict[str, Any]:
 
 
 def unavailable_response() -> JsonResponse:
-    """The 503 outside DRF (tenancy.api.middleware, tenancy.api.views.server_error)."""
+    """The 503 outside DRF (tenancy.api.middleware, tenancy.api.views.server_error, the probes in
+    config/health.py)."""
     response = JsonResponse(unavailable_body(), status=status.HTTP_503_SERVICE_UNAVAILABLE)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
