@@ -1,4 +1,4 @@
-"""Phase 7-8 growth data: SEO audits and rankings, ad campaigns and their daily metrics,
+"""Growth data: SEO audits and rankings, ad campaigns and their daily metrics,
 social posts and their analytics."""
 
 from __future__ import annotations

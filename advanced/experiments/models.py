@@ -1,4 +1,4 @@
-"""Phase 10: A/B experiments and their daily results with the analysis' statistics."""
+"""A/B experiments and their daily results with the analysis' statistics."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def test_audience_is_checked_when_configured(owner_a: Actor, settings: Any) -> N
 
 
 def test_a_token_minted_for_another_audience_is_refused_without_any_audience_setting(owner_a: Actor) -> None:
-    # Issue 22, item 15: an empty JWT_AUDIENCE accepted a token minted for any audience with
+    # An empty JWT_AUDIENCE once accepted a token minted for any audience with
     # the same secret. The default is Supabase's "authenticated"; with debug off it is required.
     assert settings.JWT_AUDIENCE == "authenticated"
     AdCampaignFactory(shop=owner_a.shop)
@@ -450,7 +450,7 @@ def test_no_scope_role_can_read_or_change_the_rate_limit_counters(role: str) -> 
         assert cursor.fetchone()[0] is False
 
 
-# --- Failed authentications (issue 22, item 14) ------------------------------------------
+# --- Failed authentications ---------------------------------------------------------------
 
 
 def _attempts(owner: Actor, address: str, tokens: list[str]) -> list[Any]:
@@ -527,7 +527,7 @@ def test_the_failed_authentication_rate_is_configured() -> None:
     assert (throttle.num_requests, throttle.duration) == (20, 60)
 
 
-# --- The schema, generated once per process (issue 22, item 14) ---------------------------
+# --- The schema, generated once per process -----------------------------------------------
 
 
 def test_the_public_schema_is_generated_once_per_process_and_again_after_a_setting_changes(

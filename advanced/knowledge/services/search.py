@@ -420,7 +420,7 @@ def _ranked(documents: Iterable[KnowledgeDocument]) -> list[KnowledgeDocument]:
     return sorted(found, key=lambda document: (_distance(document), document.pk))
 
 
-# --- the refined tier (issue 14) ------------------------------------------------------------
+# --- the refined tier: all-MiniLM-L6-v2 vectors, where fresh ------------------------------------
 
 
 # One thread per process for the refined model's query embedding (see _refined_search).
