@@ -1,4 +1,4 @@
-"""Phase 10-13: the models of the app's three features, where Django and the migrations look
+"""The models of the app's three features, where Django and the migrations look
 for them (`advanced.models`). Each feature declares its own in its package; imported here in
 the order the app has always registered them: experiments, the knowledge base, briefings."""
 

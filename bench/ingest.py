@@ -73,7 +73,8 @@ INPUT_COLUMNS = (
 )
 # The columns of the file the command reads (the shop comes from --shop).
 FILE_COLUMNS = ("campaign_id", "date", "impressions", "clicks", "conversions", "cost", "revenue")
-# The command's targets (issue 7).
+# What import_metrics was built to reach: rows a second, at least 5x bulk_create's speed, and
+# within 3x of a raw COPY of the same file.
 TARGET_ROWS_PER_S = 50_000
 TARGET_OVER_BULK_CREATE = 5.0
 TARGET_WITHIN_COPY = 3.0

@@ -16,7 +16,7 @@ Prints requests/s, p50/p95/p99 and errors, and writes bench/results/load-<timest
 Then the recycle run (`--recycle-every`, 0 skips it): `--recycle-requests` more on a server that
 recycles each worker every `--recycle-every` requests (jitter: half as many more) and is reloaded
 (SIGHUP) halfway, reporting requests/s, errors and the longest gap without an answer under
-`recycle` in the report: what worker recycles and a deploy's reload cost the clients (issue 22).
+`recycle` in the report: what worker recycles and a deploy's reload cost the clients.
 """
 
 from __future__ import annotations
@@ -471,7 +471,8 @@ def _recycle_run(
 ) -> dict[str, Any]:
     """The same mix on a server whose workers are recycled every `--recycle-every` requests and
     which is reloaded (SIGHUP to the master, what a deploy does) halfway: what a recycle or a
-    reload costs the clients. Before issue 22 each exiting worker hung until --timeout (60 s)."""
+    reload costs the clients. While onnxruntime's thread hung the exit, each exiting
+    worker was killed only at --timeout (60 s)."""
     from . import harness
     from .servers import gunicorn
 

@@ -22,11 +22,11 @@ tried on it, and is reported separately: the fusion settings were chosen looking
   query's embedding included; the HTTP layer not).
 - Embedding throughput of each provider over 10,000 document texts of the labelled set's
   lengths (the model loaded beforehand; 200 for all-MiniLM-L6-v2).
-- The refined tier (issue 14): both shops of the default model are measured twice, right
-  after the writes (WordLlama only: "labelled set", "10k-doc shop") and after the refine
-  job's service has given every document its all-MiniLM-L6-v2 vector ("..., refined": the
-  steady state), with the refine throughput end to end ("refine end to end", docs/s) apart
-  from the static model's embedding throughput.
+- The refined tier (all-MiniLM-L6-v2 vectors filled in the background): both shops of the
+  default model are measured twice, right after the writes (WordLlama only: "labelled set",
+  "10k-doc shop") and after the refine job's service has given every document its
+  all-MiniLM-L6-v2 vector ("..., refined": the steady state), with the refine throughput end to
+  end ("refine end to end", docs/s) apart from the static model's embedding throughput.
 """
 
 from __future__ import annotations

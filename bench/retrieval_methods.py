@@ -1,4 +1,5 @@
-"""Retrieval methods around the static model, compared offline (issue 14, item 1).
+"""Retrieval methods around the static model, compared offline, to choose
+the default model's search method.
 
     python -m bench.retrieval_methods [--embedded-database bench_methods]
 

@@ -106,10 +106,11 @@ def _wait_http(port: int, process: subprocess.Popen[bytes], log_path: Path, time
 # stopping"). Each worker is replaced after MAX_REQUESTS plus randint(0, MAX_REQUESTS_JITTER)
 # requests. Under even load every worker serves about the same requests a second, so the
 # workers' recycles are as far apart as their limits: with gunicorn's usual jitter of a tenth
-# (200) the three recycled within seconds of each other (issue 22: 55-57 s with nothing served
-# while each exit hung). Half of MAX_REQUESTS spreads them over a third of a worker's life,
-# and each recycle draws again, so their phases drift apart. A recycle now costs its slot about a
-# second (a worker's exit and the master's fork), the others serving meanwhile.
+# (200) the three recycled within seconds of each other (55-57 s with nothing served while each
+# exit hung, before onnxruntime's thread stopped hanging the exit). Half of MAX_REQUESTS spreads
+# them over a third of a worker's life, and each recycle draws again, so their phases drift
+# apart. A recycle now costs its slot about a second (a worker's exit and the master's fork),
+# the others serving meanwhile.
 MAX_REQUESTS = 2000
 MAX_REQUESTS_JITTER = 1000
 # gunicorn answers a longer request line (414) or header line (431) itself, in HTML, before

@@ -6,14 +6,15 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 
-from config.health import readyz
+from config.health import healthz, readyz
 from tenancy.api.schema_view import CachedSchemaView
-from tenancy.api.views import MeView, healthz
+from tenancy.api.views import MeView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The probes, with the API's JSON error shape for their 503s (config/health.py).
     path("healthz", healthz, name="healthz"),
-    path("readyz", readyz, name="readyz"),  # config/health.py (issue 15)
+    path("readyz", readyz, name="readyz"),
     # Rendered once per process (tenancy/api/schema_view.py, API_SCHEMA_CACHE).
     path("api/schema/", CachedSchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

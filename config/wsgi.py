@@ -37,7 +37,7 @@ for app_config in apps.get_app_configs():
 # collection touches (its header holds the collector's counts) copies its memory page from the
 # parent. Measured (a fork of a process that imported this module, 173,000 tracked objects, load
 # ~11 on 2 cores): the child's sys.exit took 2.3-2.6 s, 0.4-0.9 s frozen. That was each worker
-# recycle's and SIGTERM's time to exit, after the hang of issue 22 (onnxruntime's thread) was
-# gone. What the parent made and dropped is collected first, so that nothing dead is frozen.
+# recycle's and SIGTERM's time to exit, after the hang on onnxruntime's thread at exit
+# was gone. What the parent made and dropped is collected first, so that nothing dead is frozen.
 gc.collect()
 gc.freeze()

@@ -30,6 +30,7 @@ from django.db.models import F, OrderBy
 from config.postgresql.errors import database_unavailable
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, enter_scope, shop_scope
+from tenancy.tables import parent_key
 
 from .inputs import AD_PERFORMANCE_ROW_INPUTS, SEO_RANKING_INPUTS, SOCIAL_ANALYTICS_ROW_INPUTS
 from .models import AdPerformance, SeoRanking, SocialAnalytics, SocialPost
@@ -460,18 +461,19 @@ def _bad_values(cursor: CursorWrapper, run: _Run) -> list[Problem]:
 
 
 def _missing_parents(cursor: CursorWrapper, run: _Run) -> list[Problem]:
-    found: list[Problem] = []
-    for field in run.target.model._meta.concrete_fields:
-        if field.attname in run.target.inputs and isinstance(field.related_model, type):
-            parent = field.related_model._meta
-            # Under the shop's policies another shop's parent is invisible, as it should be.
-            found += _first(
-                cursor,
-                f"SELECT s.line, %s, %s || s.{field.column} || ' does not exist in this shop' FROM {STAGING} s "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {parent.db_table} p WHERE p.id = s.{field.column}::bigint)",
-                [field.column, f"{parent.verbose_name} "],
-            )
-    return found
+    """Rows naming a parent (the table's declared `TenantTable.parent`) the shop does not have."""
+    parent = parent_key(run.target.model)
+    if parent is None or parent.attname not in run.target.inputs:
+        return []
+    column, table = parent.field.column, parent.model._meta.db_table
+    key = parent.field.target_field.column
+    # Under the shop's policies another shop's parent is invisible, as it should be.
+    return _first(
+        cursor,
+        f"SELECT s.line, %s, %s || s.{column} || ' does not exist in this shop' FROM {STAGING} s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} p WHERE p.{key} = s.{column}::bigint)",
+        [column, f"{parent.import_label} "],
+    )
 
 
 def _broken_rules(cursor: CursorWrapper, run: _Run) -> list[Problem]:

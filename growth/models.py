@@ -1,4 +1,4 @@
-"""Phase 7-8 growth data: SEO audits and rankings, ad campaigns and their daily metrics,
+"""Growth data: SEO audits and rankings, ad campaigns and their daily metrics,
 social posts and their analytics."""
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ class AdPerformance(ShopScopedModel):
     """One day of a campaign's delivery and results; ratios are generated from the inputs."""
 
     tenancy: ClassVar[TenantTable] = TenantTable(
-        policy=PolicyKind.SHOP, retention=Retention("date", days=730), partition_by="date"
+        policy=PolicyKind.SHOP, retention=Retention("date", days=730), partition_by="date", parent="campaign"
     )
 
     # The composite key to the campaign (campaign_id, shop_domain) proves the shop.
@@ -339,7 +339,10 @@ class SocialAnalytics(ShopScopedModel):
     """A snapshot of a social post's reach and engagement at one moment."""
 
     tenancy: ClassVar[TenantTable] = TenantTable(
-        policy=PolicyKind.SHOP, retention=Retention("measured_at", days=365), partition_by="measured_at"
+        policy=PolicyKind.SHOP,
+        retention=Retention("measured_at", days=365),
+        partition_by="measured_at",
+        parent="social_post",
     )
 
     # The composite key to the post (social_post_id, shop_domain, platform) proves the shop.

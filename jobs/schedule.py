@@ -22,10 +22,11 @@ BRIEFING_CRONS = {
 }
 ANALYZE_EXPERIMENTS_CRON = "20 4 * * *"
 KNOWLEDGE_REFIT_CHECK_CRON = "40 4 * * *"
-# The refined knowledge vectors (issue 14): checked every minute, so a new document is refined
-# within about a minute of its save (plus the model's time: ~30-60 documents/s on 2 cores). A
-# check with nothing pending records nothing; a run stops after the batch that passes
-# KNOWLEDGE_REFINE_MAX_SECONDS, and the next minute's run continues (its lock forbids overlap).
+# The refined knowledge vectors (all-MiniLM-L6-v2, knowledge search's second tier): checked
+# every minute, so a new document is refined within about a minute of its save (plus the model's
+# time: ~30-60 documents/s on 2 cores). A check with nothing pending records nothing; a run
+# stops after the batch that passes KNOWLEDGE_REFINE_MAX_SECONDS, and the next minute's run
+# continues (its lock forbids overlap).
 KNOWLEDGE_REFINE_CRON = "* * * * *"
 KNOWLEDGE_REFINE_MAX_SECONDS = 240
 # Jobs whose worker died mid-run (jobs.services.recover_stalled_jobs): checked every minute, so

@@ -1,4 +1,4 @@
-"""Phase 9 onboarding: each user's progress through setup steps, and feature tours."""
+"""Onboarding: each user's progress through setup steps, and feature tours."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
-from .tables import PolicyKind, declared_tables
+from .tables import PolicyKind, declaration, declared_tables
 
 # The column each policy kind compares with the request's scope.
 _POLICY_COLUMNS: dict[PolicyKind, tuple[str, ...]] = {
@@ -71,4 +71,38 @@ def check_tenant_tables(**kwargs: Any) -> list[checks.CheckMessage]:
                         id="tenancy.E004",
                     )
                 )
+        errors.extend(_parent_errors(model, traits.parent))
     return errors
+
+
+def _parent_errors(model: type[models.Model], parent: str | None) -> list[checks.CheckMessage]:
+    """A key to another tenant table makes this a child table: the row it names must exist in
+    the shop, and both the API's bulk check and the importer learn the key from `parent` only,
+    so a child table that declares none would accept rows they never check."""
+    label = model._meta.label
+    if parent is not None:
+        try:
+            field = model._meta.get_field(parent)
+        except FieldDoesNotExist:
+            field = None
+        if not isinstance(field, models.ForeignKey) or declaration(field.related_model) is None:  # type: ignore[arg-type]
+            message = f"{label} declares {parent!r} as its parent, which is not a foreign key to a tenant table."
+            return [checks.Error(message, obj=model, id="tenancy.E006")]
+    undeclared = [
+        field.name
+        for field in model._meta.concrete_fields
+        if isinstance(field, models.ForeignKey)
+        # A key to a row of the same table (a document's previous version) is no parent.
+        and field.related_model is not model
+        and declaration(field.related_model) is not None  # type: ignore[arg-type]
+        and field.name != parent
+    ]
+    return [
+        checks.Error(
+            f"{label}.{name} is a key to another tenant table; declare it as the parent "
+            f"(TenantTable(parent={name!r})) so that the API and the importer check it.",
+            obj=model,
+            id="tenancy.E005",
+        )
+        for name in undeclared
+    ]

@@ -18,28 +18,37 @@ of field name to messages, nested for lists of objects), so the API's bodies sta
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 # The key of problems that concern no single field (DRF's name for it, kept for the API's bodies).
 NON_FIELD = "non_field_errors"
 
 
-def problems(detail: Any, path: str = "") -> list[tuple[str | None, str]]:
-    """(dotted field path or None, message) of every problem a nested `detail` names."""
-    out: list[tuple[str | None, str]] = []
+def walk(detail: Any, path: str = "") -> Iterator[tuple[str | None, Any]]:
+    """(dotted field path or None, leaf) of every problem a nested `detail` names, in order.
+
+    The leaf is yielded as found, so that a caller may read more than its text (the API's
+    `flatten` reads the `code` of DRF's ErrorDetail); `problems` and `flatten` are this one walk."""
     if isinstance(detail, dict):
         for key, value in detail.items():
             name = "" if key == NON_FIELD else str(key)
-            out.extend(problems(value, f"{path}.{name}".strip(".") if name else path))
+            yield from walk(value, f"{path}.{name}".strip(".") if name else path)
     elif isinstance(detail, list | tuple):
+        # A list of messages belongs to the field itself; a list holding objects is a list of
+        # nested inputs, each named by its position.
         if all(isinstance(item, str) for item in detail):
-            out.extend((path or None, str(item)) for item in detail)
+            yield from ((path or None, item) for item in detail)
         else:
             for position, item in enumerate(detail):
-                out.extend(problems(item, f"{path}.{position}".strip(".")))
+                yield from walk(item, f"{path}.{position}".strip("."))
     else:
-        out.append((path or None, str(detail)))
-    return out
+        yield path or None, detail
+
+
+def problems(detail: Any, path: str = "") -> list[tuple[str | None, str]]:
+    """(dotted field path or None, message) of every problem a nested `detail` names."""
+    return [(name, str(leaf)) for name, leaf in walk(detail, path)]
 
 
 class DomainError(Exception):
@@ -94,4 +103,14 @@ class Unavailable(DomainError):
     default_code = "unavailable"
 
 
-__all__ = ["NON_FIELD", "Conflict", "DomainError", "Forbidden", "NotFound", "Refused", "Unavailable", "problems"]
+__all__ = [
+    "NON_FIELD",
+    "Conflict",
+    "DomainError",
+    "Forbidden",
+    "NotFound",
+    "Refused",
+    "Unavailable",
+    "problems",
+    "walk",
+]

@@ -11,9 +11,10 @@ A domain model states its tenancy traits next to its fields, as one class attrib
 
 `tenancy` knows no domain app: it finds the declarations in the app registry
 (`apps.get_models()`), and derives from them the row level security policies
-(`tenancy.rls.tenant_policies`), the monthly partitions (`tenancy.partitions.partitioned_tables`)
-and the retention rules (`tenancy.retention.retention_rules`). The system check
-`tenancy.E001`-`E004` (tenancy/checks.py) validates every declaration when Django starts, and
+(`tenancy.rls.tenant_policies`), the monthly partitions (`tenancy.partitions.partitioned_tables`),
+the retention rules (`tenancy.retention.retention_rules`) and the parents a child row must find
+in its shop (`parent_key`: the API's bulk check and the metrics importer). The system check
+`tenancy.E001`-`E006` (tenancy/checks.py) validates every declaration when Django starts, and
 `manage.py show_security` prints the whole security model in one place.
 
 A model without the attribute is not a tenant table (the directory tables `shops` and
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 
 from django.apps import apps
 from django.db import models
+from django.utils.text import capfirst
 
 # The class attribute a tenant model declares its traits in.
 ATTRIBUTE = "tenancy"
@@ -86,6 +88,11 @@ class TenantTable:
     retention: Retention | None = None
     # The date or timestamp column the table is range-partitioned on by month, if any.
     partition_by: str | None = None
+    # A child table's foreign key to the row it belongs to (an ad's daily performance to its
+    # campaign): the one place the API's bulk check and the file importer learn which rows must
+    # exist in the shop first. A key to another tenant table must be declared here
+    # (tenancy.E005, tenancy/checks.py).
+    parent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,48 @@ def declaration(model: type[models.Model]) -> TenantTable | None:
     # subclass a tenant table by accident.
     traits = model.__dict__.get(ATTRIBUTE)
     return traits if isinstance(traits, TenantTable) else None
+
+
+@dataclass(frozen=True)
+class ParentKey:
+    """A child table's declared key to its parent (`TenantTable.parent`), and how a row whose
+    parent is not in the shop is refused.
+
+    The two refusals were published before they were derived from here and keep their words:
+    the API names the field of the row ("Campaign 7 does not exist in this shop."), the file
+    importer the parent's table ("ad campaign 7 does not exist in this shop")."""
+
+    field: models.ForeignKey[models.Model, models.Model]
+
+    @property
+    def attname(self) -> str:
+        """The row's column as the API and the importer take it (`campaign_id`)."""
+        return self.field.attname
+
+    @property
+    def model(self) -> type[models.Model]:
+        parent: type[models.Model] = self.field.related_model  # type: ignore[assignment]
+        return parent
+
+    def api_message(self, key: object) -> str:
+        return f"{capfirst(self.field.verbose_name)} {key} does not exist in this shop."
+
+    @property
+    def import_label(self) -> str:
+        """What the importer's reason starts with, before the key and "does not exist in this shop"."""
+        return str(self.model._meta.verbose_name)
+
+
+def parent_key(model: type[models.Model]) -> ParentKey | None:
+    """The declared parent of a tenant table, or None (not a child table, or no declaration).
+    The system check tenancy.E006 makes sure a declared name is a foreign key."""
+    traits = declaration(model)
+    if traits is None or traits.parent is None:
+        return None
+    field = model._meta.get_field(traits.parent)
+    if not isinstance(field, models.ForeignKey):
+        raise TypeError(f"{model._meta.label}.{traits.parent} is declared as the parent but is not a foreign key")
+    return ParentKey(field=field)
 
 
 def declared_tables() -> list[DeclaredTable]:

@@ -1,4 +1,4 @@
-"""Phase 13: CEO briefings, generated executive summaries with staff feedback."""
+"""CEO briefings: generated executive summaries with staff feedback."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Phase 10: A/B experiments and their daily results with the analysis' statistics."""
+"""A/B experiments and their daily results with the analysis' statistics."""
 
 from __future__ import annotations
 
@@ -223,7 +223,9 @@ class Experiment(ShopScopedModel):
 class ExperimentResult(ShopScopedModel):
     """One variant's cumulative figures and statistics against control on one day."""
 
-    tenancy: ClassVar[TenantTable] = TenantTable(policy=PolicyKind.SHOP, retention=Retention.forever())
+    tenancy: ClassVar[TenantTable] = TenantTable(
+        policy=PolicyKind.SHOP, retention=Retention.forever(), parent="experiment"
+    )
 
     experiment = models.ForeignKey(
         Experiment,

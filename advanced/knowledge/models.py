@@ -1,5 +1,5 @@
-"""Phase 11-12: the AI knowledge base, versioned documents with their embeddings. The SQL
-expressions its indexes and searches share are in expressions.py (with the planner invariants)."""
+"""The AI knowledge base, versioned documents with their embeddings. The SQL expressions its
+indexes and searches share are in expressions.py (with the planner invariants)."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ class KnowledgeDocument(ShopScopedModel):
         db_persist=True,
     )
 
-    # The second tier (advanced.knowledge.embeddings_transformer, issue 14): all-MiniLM-L6-v2's vector,
+    # The second tier (advanced.knowledge.embeddings_transformer): all-MiniLM-L6-v2's vector,
     # filled in the background by advanced.knowledge.services.refine. Search uses it only while
     # `refined_digest` equals `text_digest` (PostgreSQL recomputes that on every write of title
     # or content, whoever writes): a stale refined vector is never compared, and the refine job
@@ -179,7 +179,7 @@ class KnowledgeDocument(ShopScopedModel):
             # What knowledge_search counts to choose exact or index search: an index-only scan
             # that stops at the limit (1 ms instead of 10-35 ms through the shop/type index).
             # The model is in it because a text query counts only its own model's rows: without
-            # it that count read the heap, 3-12 ms on a 10,000-document shop (issue 14).
+            # it that count read the heap, 3-12 ms on a 10,000-document shop.
             models.Index(
                 fields=["shop", "embedding_model", "id"],
                 name="knowledge_base_searchable_idx",

@@ -7,7 +7,7 @@ import pgvector.django.vector
 from django.db import migrations, models
 
 
-# Issue 14: searches of the default (local) model on large shops.
+# Searches of the default (local) model on large shops stay index scans.
 # - knowledge_base_local_hnsw_idx: HNSW over the local model's 256 dimensions (the column's last
 #   256; zeros before them), for that model's rows only.
 # - knowledge_base_searchable_idx gains embedding_model, so that a text query's candidate count

@@ -6,7 +6,7 @@ import pgvector.django.indexes
 import pgvector.django.vector
 from django.db import migrations, models
 
-# Issue 14, the refined tier: all-MiniLM-L6-v2 vectors (384-d) beside the default model's,
+# Knowledge search's refined tier: all-MiniLM-L6-v2 vectors (384-d) beside the default model's,
 # filled in the background (advanced.services.knowledge.refine). text_digest is generated
 # (md5 of title, blank line, content) so that no writer can leave a refined vector looking
 # current after an edit: search and the job compare it with refined_digest. Reversible: the

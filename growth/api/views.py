@@ -67,20 +67,6 @@ class AdPerformanceViewSet(BulkUpsertMixin, TenantViewSet):
     bulk_serializer_class = AdPerformanceRowSerializer
     bulk_conflict_fields = ("campaign_id", "date")
 
-    def bulk_parent_errors(self, rows: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-        wanted = {row["campaign_id"] for _, row in rows}
-        visible = set(AdCampaign.objects.filter(pk__in=wanted).values_list("pk", flat=True))
-        return [
-            {
-                "index": index,
-                "field": "campaign_id",
-                "code": "does_not_exist",
-                "message": f"Campaign {row['campaign_id']} does not exist in this shop.",
-            }
-            for index, row in rows
-            if row["campaign_id"] not in visible
-        ]
-
 
 class SeoAuditViewSet(BulkUpsertMixin, TenantViewSet):
     """Daily crawls of the shop's storefront: Core Web Vitals, scores (0-100) and issue counts."""
@@ -141,32 +127,10 @@ class SocialAnalyticsViewSet(BulkUpsertMixin, TenantViewSet):
     ordering = ["-measured_at", "-id"]
     bulk_serializer_class = SocialAnalyticsRowSerializer
     bulk_conflict_fields = ("social_post_id", "measured_at")
-
-    def _post_platforms(self, rows: list[tuple[int, dict[str, Any]]]) -> dict[int, str]:
-        """Platform of each post the batch names and the scope can see, in one query; kept
-        for the request so that the check and the copy share it."""
-        cached: dict[int, str] | None = getattr(self, "_platforms", None)
-        if cached is None:
-            wanted = {row["social_post_id"] for _, row in rows}
-            cached = dict(SocialPost.objects.filter(pk__in=wanted).values_list("pk", "platform"))
-            self._platforms = cached
-        return cached
-
-    def bulk_parent_errors(self, rows: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-        visible = self._post_platforms(rows)
-        return [
-            {
-                "index": index,
-                "field": "social_post_id",
-                "code": "does_not_exist",
-                "message": f"Social post {row['social_post_id']} does not exist in this shop.",
-            }
-            for index, row in rows
-            if row["social_post_id"] not in visible
-        ]
+    bulk_parent_columns = ("platform",)
 
     def bulk_prepare(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
         # The composite key (social_post_id, shop_domain, platform) requires the post's platform.
-        platforms = self._post_platforms(rows)
+        parents = self.bulk_parents(rows)
         for _, row in rows:
-            row["platform"] = platforms[row["social_post_id"]]
+            (row["platform"],) = parents[row["social_post_id"]]

@@ -1,4 +1,5 @@
-"""Partition ad_performance, seo_rankings and social_analytics by month (issue 7).
+"""Partition ad_performance, seo_rankings and social_analytics by month, so that retention
+drops whole months and a month's queries read one partition.
 
 PostgreSQL cannot partition a table in place, so each table is rebuilt under its own name
 (`tenancy.partitions.PartitionByMonth`); the statements below are the frozen names of every

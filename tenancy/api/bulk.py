@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tenancy.services import duplicate_keys, rows_upsert
+from tenancy.tables import ParentKey, parent_key
 
 from .errors import flatten, validation_error
 
@@ -41,9 +42,46 @@ class BulkUpsertMixin:
     # The natural key, as model attribute names, including `shop_id` where the key has it.
     bulk_conflict_fields: Sequence[str]
 
+    # Columns of the parent rows a batch names, read by the query that checks them (a post's
+    # platform, which its analytics copy; an experiment's variants).
+    bulk_parent_columns: Sequence[str] = ()
+
+    def bulk_parent(self) -> ParentKey | None:
+        """The declared parent of the view's table (`TenantTable.parent`), if it has one."""
+        # The mixin is used with DRF's GenericAPIView, which provides get_queryset.
+        return parent_key(self.get_queryset().model)  # type: ignore[attr-defined]
+
+    def bulk_parents(self, rows: list[tuple[int, dict[str, Any]]]) -> dict[Any, tuple[Any, ...]]:
+        """The parents (`TenantTable.parent`) the batch names and the scope can see, by key,
+        each with its `bulk_parent_columns`: one query, kept for the request so that the check
+        and `bulk_prepare` share it. Empty for a table without a parent."""
+        cached: dict[Any, tuple[Any, ...]] | None = getattr(self, "_bulk_parents", None)
+        if cached is None:
+            parent = self.bulk_parent()
+            cached = {}
+            if parent is not None:
+                wanted = {row[parent.attname] for _, row in rows}
+                found = parent.model._default_manager.filter(pk__in=wanted)
+                cached = {pk: tuple(values) for pk, *values in found.values_list("pk", *self.bulk_parent_columns)}
+            self._bulk_parents = cached
+        return cached
+
     def bulk_parent_errors(self, rows: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
         """Errors for rows whose parent is not a row of this shop (one query per batch)."""
-        return []
+        parent = self.bulk_parent()
+        if parent is None:
+            return []
+        visible = self.bulk_parents(rows)
+        return [
+            {
+                "index": index,
+                "field": parent.attname,
+                "code": "does_not_exist",
+                "message": parent.api_message(row[parent.attname]),
+            }
+            for index, row in rows
+            if row[parent.attname] not in visible
+        ]
 
     def bulk_prepare(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
         """Fill denormalized columns (e.g. a child's copy of its parent's platform)."""

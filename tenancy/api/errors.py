@@ -39,32 +39,14 @@ logger = logging.getLogger("app.database")
 RETRY_AFTER_SECONDS = 5
 UNAVAILABLE_DETAIL = "The database is unavailable (connection lost or refused). Retry the request."
 
-NON_FIELD = "non_field_errors"
-
 
 def flatten(detail: Any, path: str = "", index: int | None = None) -> list[dict[str, Any]]:
-    """DRF's nested error detail as a flat list of {field, code, message} (+ index)."""
+    """DRF's nested error detail as a flat list of {field, code, message} (+ index): the domain
+    errors' walk (`tenancy.errors.walk`), each leaf with its code."""
     out: list[dict[str, Any]] = []
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            name = "" if key == NON_FIELD else str(key)
-            out.extend(flatten(value, f"{path}.{name}".strip(".") if name else path, index))
-    elif isinstance(detail, list):
-        if all(isinstance(item, exceptions.ErrorDetail | str) for item in detail):
-            for item in detail:
-                out.extend(flatten(item, path, index))
-        else:
-            for position, item in enumerate(detail):
-                out.extend(flatten(item, f"{path}.{position}".strip("."), index))
-    else:
-        entry: dict[str, Any] = {
-            "field": path or None,
-            "code": getattr(detail, "code", "invalid"),
-            "message": str(detail),
-        }
-        if index is not None:
-            entry = {"index": index, **entry}
-        out.append(entry)
+    for field, leaf in domain.walk(detail, path):
+        entry: dict[str, Any] = {"field": field, "code": getattr(leaf, "code", "invalid"), "message": str(leaf)}
+        out.append(entry if index is None else {"index": index, **entry})
     return out
 
 
@@ -108,7 +90,8 @@ def unavailable_body() -> dict[str, Any]:
 
 
 def unavailable_response() -> JsonResponse:
-    """The 503 outside DRF (tenancy.api.middleware, tenancy.api.views.server_error)."""
+    """The 503 outside DRF (tenancy.api.middleware, tenancy.api.views.server_error, the probes in
+    config/health.py)."""
     response = JsonResponse(unavailable_body(), status=status.HTTP_503_SERVICE_UNAVAILABLE)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

@@ -1,4 +1,4 @@
-"""The caller's own account, and the health check."""
+"""The caller's own account, and the error pages of requests that never reach a DRF view."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import sys
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, connection, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import is_valid_path
 from django.views import defaults
-from drf_spectacular.utils import extend_schema
 from rest_framework.generics import RetrieveAPIView
 
 from tenancy.models import User
@@ -27,23 +25,6 @@ class MeView(RetrieveAPIView[User]):
     def get_object(self) -> User:
         # Memberships and shops are directory tables (no RLS); the user reads only their own.
         return User.objects.prefetch_related("memberships__shop").get(pk=str(self.request.user.pk))
-
-
-@extend_schema(exclude=True)
-@transaction.non_atomic_requests
-def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers, 503 otherwise (for load balancers; no auth).
-
-    Outside ATOMIC_REQUESTS: its transaction would connect before this function runs, so an
-    unreachable database was a 500 (HTML) from the handler instead of this 503.
-    """
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except DatabaseError:
-        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
 
 
 # Django's error pages for requests that never reach a DRF view (an unknown path, an exception

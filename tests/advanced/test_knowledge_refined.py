@@ -1,4 +1,4 @@
-"""The refined tier of knowledge search (issue 14): all-MiniLM-L6-v2 vectors filled in the
+"""The refined tier of knowledge search: all-MiniLM-L6-v2 vectors filled in the
 background and preferred by semantic and hybrid search where current.
 
 The transformer is real (loaded once per process, ~0.5 s; a handful of short texts each run:
@@ -105,7 +105,7 @@ def test_the_wsgi_entry_point_loads_the_search_models_before_a_server_forks(refi
 def test_a_worker_forked_after_the_models_are_preloaded_embeds_and_exits_at_once() -> None:
     # What a gunicorn worker does: forked from the parent that ran config.wsgi, it embeds with
     # the parent's session and, when recycled or stopped, leaves through sys.exit. onnxruntime's
-    # import-time telemetry thread broke that exit (issue 22; advanced.knowledge.embeddings_transformer.
+    # import-time telemetry thread broke that exit (advanced.knowledge.embeddings_transformer.
     # _onnxruntime): before the fix the child here died of SIGABRT at exit (-6), and a gunicorn
     # worker that had not embedded waited forever in pthread_cond_destroy.
     script = (

@@ -1,4 +1,4 @@
-"""The local embedding model, keyword and hybrid search, and re-embedding (issue 14).
+"""The local embedding model, keyword and hybrid search, and re-embedding.
 
 These tests use the real WordLlama model (loaded once per process, ~1 s) on a handful of
 texts; no provider is mocked.

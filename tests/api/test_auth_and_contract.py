@@ -1,4 +1,4 @@
-"""Tokens, the shop header, /me/, /healthz and the published contract."""
+"""Tokens, the shop header, /me/ and the published contract (the probes: tests/deploy/test_probes.py)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_audience_is_checked_when_configured(owner_a: Actor, settings: Any) -> N
 
 
 def test_a_token_minted_for_another_audience_is_refused_without_any_audience_setting(owner_a: Actor) -> None:
-    # Issue 22, item 15: an empty JWT_AUDIENCE accepted a token minted for any audience with
+    # An empty JWT_AUDIENCE once accepted a token minted for any audience with
     # the same secret. The default is Supabase's "authenticated"; with debug off it is required.
     assert settings.JWT_AUDIENCE == "authenticated"
     AdCampaignFactory(shop=owner_a.shop)
@@ -191,12 +191,6 @@ def test_me_needs_a_token(client: Client) -> None:
     assert_error(client.get("/api/v1/me/"), 401)
 
 
-def test_healthz_reports_the_database(client: Client) -> None:
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
-
-
 def test_openapi_schema_documents_header_auth_and_errors(client: Client) -> None:
     response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
@@ -277,32 +271,6 @@ def _database_url() -> str:
     if str(host).startswith("/"):  # the embedded server's socket directory
         return f"postgresql://{user}:{password}@/{db['NAME']}?host={quote(str(host), safe='')}&port={port}"
     return f"postgresql://{user}:{password}@{host}:{port}/{db['NAME']}"
-
-
-def test_healthz_is_503_json_when_the_database_is_unreachable() -> None:
-    # A real process with DEBUG off whose database is a closed port: ATOMIC_REQUESTS used to
-    # connect before the view's try/except ran (a 500 HTML page).
-    script = (
-        "import json, django; django.setup()\n"
-        "from django.test import Client\n"
-        "r = Client(raise_request_exception=False).get('/healthz')\n"
-        "print(json.dumps([r.status_code, r['Content-Type'], r.content.decode()]))\n"
-    )
-    env = _subprocess_env(
-        DATABASE_URL="postgresql://app_owner:x@127.0.0.1:1/unreachable",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="test-secret-key-0123456789",
-        JWT_SECRET="test-jwt-secret-0123456789-0123456789",
-        JWT_AUDIENCE="authenticated",
-        DJANGO_ALLOWED_HOSTS="testserver",
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    status, content_type, body = json.loads(out.stdout.strip().splitlines()[-1])
-    assert (status, content_type) == (503, "application/json")
-    assert json.loads(body) == {"status": "error", "database": "unreachable"}
 
 
 def test_configured_rates_are_the_throttles_rates() -> None:
@@ -482,7 +450,7 @@ def test_no_scope_role_can_read_or_change_the_rate_limit_counters(role: str) -> 
         assert cursor.fetchone()[0] is False
 
 
-# --- Failed authentications (issue 22, item 14) ------------------------------------------
+# --- Failed authentications ---------------------------------------------------------------
 
 
 def _attempts(owner: Actor, address: str, tokens: list[str]) -> list[Any]:
@@ -559,7 +527,7 @@ def test_the_failed_authentication_rate_is_configured() -> None:
     assert (throttle.num_requests, throttle.duration) == (20, 60)
 
 
-# --- The schema, generated once per process (issue 22, item 14) ---------------------------
+# --- The schema, generated once per process -----------------------------------------------
 
 
 def test_the_public_schema_is_generated_once_per_process_and_again_after_a_setting_changes(

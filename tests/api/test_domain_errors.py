@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from tenancy import errors
-from tenancy.api.errors import exception_handler
+from tenancy.api.errors import exception_handler, flatten
 
 
 @pytest.mark.parametrize(
@@ -66,6 +67,25 @@ def test_a_refusal_lists_its_problems_by_dotted_field_path_for_the_admin() -> No
     )
     assert refused.problems == [("variants.0.weight", "Must be positive."), (None, "Two controls.")]
     assert str(refused) == "Must be positive. Two controls."
+
+
+def test_the_api_and_the_admin_name_the_same_problems_of_a_nested_refusal() -> None:
+    # One walk (tenancy.errors.walk) serves both: the API's `errors` are the admin's problems,
+    # in the same order, each with the code DRF's ErrorDetail carries.
+    detail = ValidationError(
+        {
+            "variants": [{"weight": [ErrorDetail("Must be positive.", code="min_value")]}, {}, ["Bad key."]],
+            "non_field_errors": [ErrorDetail("Two controls.", code="two_controls")],
+            "name": "Required.",
+        }
+    ).detail
+    assert flatten(detail, index=3) == [
+        {"index": 3, "field": "variants.0.weight", "code": "min_value", "message": "Must be positive."},
+        {"index": 3, "field": "variants.2", "code": "invalid", "message": "Bad key."},
+        {"index": 3, "field": None, "code": "two_controls", "message": "Two controls."},
+        {"index": 3, "field": "name", "code": "invalid", "message": "Required."},
+    ]
+    assert errors.problems(detail) == [(e["field"], e["message"]) for e in flatten(detail)]
 
 
 def test_the_domain_errors_module_imports_nothing_of_http() -> None:

@@ -444,7 +444,7 @@ def test_strict_filters_still_accept_the_documented_forms(owner_a: Actor) -> Non
     for value, expected in (("true", [ranking.pk]), ("false", [])):
         body = owner_a.client.get("/api/v1/seo-rankings/", {"featured_snippet": value}).json()
         assert [row["id"] for row in body["results"]] == expected, value
-    # `1` and `0` are not how the document's `type: boolean` is written (issue 22, item 16).
+    # `1` and `0` are not how the document's `type: boolean` is written.
     for value in ("1", "0"):
         assert_error(owner_a.client.get("/api/v1/seo-rankings/", {"featured_snippet": value}), 400)
     params = {"crawled_from": "2026-03-01T00:00:00+02:00", "crawled_to": "2999-01-01T00:00:00.5Z"}

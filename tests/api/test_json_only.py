@@ -1,4 +1,4 @@
-"""Under /api/ every answer is JSON, debug on or off (issue 22, item 10): no browsable API, and a
+"""Under /api/ every answer is JSON, debug on or off: no browsable API, and a
 body over the upload limit is a 413 in the one error shape."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Repeated query parameters (issue 22, item 11): a list filter answers the same for its two
+"""Repeated query parameters: a list filter answers the same for its two
 forms, `?x__in=a,b` (what the OpenAPI document declares) and `?x__in=a&x__in=b` (what generated
 clients send); any other parameter given twice is a 400 naming it, never a silent answer for
 the last value."""

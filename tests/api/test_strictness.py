@@ -1,4 +1,4 @@
-"""Exactly as strict as the OpenAPI document (issue 22, item 16): decimals are JSON strings,
+"""Exactly as strict as the OpenAPI document: decimals are JSON strings,
 booleans JSON booleans, integers and ids JSON integers; and a day's clicks never exceed its
 impressions, whichever way the row arrives."""
 

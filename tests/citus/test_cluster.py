@@ -1,4 +1,4 @@
-"""The deploy path on Citus (issue 29): `bootstrap_db` with the coordinator's superuser DSN, then
+"""The deploy path on Citus: `bootstrap_db` with the coordinator's superuser DSN, then
 `migrate` as app_owner, runs to the end on a new database of a real cluster, migrates every app
 to zero and back, and leaves the roles, grants and extensions the same on every node. On a plain
 PostgreSQL the bootstrap runs nothing of Citus.

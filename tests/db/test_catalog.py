@@ -132,9 +132,9 @@ GENERATED_COLUMNS = {
     ("ad_performance", "roas"),
     ("social_analytics", "engagement_rate"),
     ("experiment_results", "conversion_rate"),
-    # Keyword search's tsvector of title and content (issue 14).
+    # Keyword search's tsvector of title and content.
     ("knowledge_base", "search_vector"),
-    # md5 of title and content: a refined vector is current only while it matches (issue 14).
+    # md5 of title and content: a refined vector is current only while it matches.
     ("knowledge_base", "text_digest"),
 }
 

@@ -95,6 +95,8 @@ def test_without_a_database_healthz_and_readyz_answer_503_in_json(tmp_path: pyte
     )
     # The server waits for /healthz to answer at all; a 503 is an answer.
     with gunicorn(env, workers=1, log_path=tmp_path / "down.log") as server:  # type: ignore[operator]
-        ready = fetch(server.base_url, "/readyz", headers={"Host": "127.0.0.1"})
-        assert ready.status == 503
-        assert ready.json() == {"status": "unavailable", "database": "unreachable", "migrations": None}
+        for probe in ("/healthz", "/readyz"):
+            reply = fetch(server.base_url, probe, headers={"Host": "127.0.0.1"})
+            assert reply.status == 503, probe
+            assert reply.headers["Content-Type"] == "application/json", probe
+            assert reply.json()["code"] == "database_unavailable", probe

@@ -1,4 +1,4 @@
-"""Worker recycles, a reload and a stop of the real server lose no request (issue 22).
+"""Worker recycles, a reload and a stop of the real server lose no request.
 
 The server is gunicorn as `make serve` runs it, the knowledge models preloaded in its parent
 (KNOWLEDGE_REFINE=1, the default). Before the fix every exiting worker hung until gunicorn's

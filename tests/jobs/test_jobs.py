@@ -325,7 +325,7 @@ def test_staff_without_the_view_permission_do_not_see_job_runs() -> None:
     assert client.get(reverse("admin:jobs_jobrun_changelist")).status_code == 403
 
 
-# --- A worker that dies mid-job (issue 22, item 2) --------------------------------------------
+# --- A worker that dies mid-job ----------------------------------------------------------
 
 
 def _defer_analysis(timestamp: int) -> int:
@@ -555,7 +555,7 @@ def test_a_worker_killed_mid_job_has_its_job_retried_and_the_next_scheduled_run_
     assert not JobRun.objects.filter(status=JobStatus.RUNNING).exists()
 
 
-# --- Who sees which runs (issue 22, item 12) ---------------------------------------------------
+# --- Who sees which runs -----------------------------------------------------------------
 
 
 @pytest.mark.django_db

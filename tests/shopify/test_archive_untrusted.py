@@ -1,4 +1,4 @@
-"""`import_shop` treats an archive as untrusted input (issue 22, item 6): lines and the
+"""`import_shop` treats an archive as untrusted input: lines and the
 uncompressed size are capped and read in pieces, the bytes imported are the bytes checked,
 an import grants no one access, and every malformed archive is one clear error with nothing
 imported."""

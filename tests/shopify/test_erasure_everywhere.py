@@ -1,4 +1,4 @@
-"""shop/redact leaves nothing of the shop behind anywhere in the database (issue 22, item 5):
+"""shop/redact leaves nothing of the shop behind anywhere in the database:
 not in its tables, and not in the admin log, job runs or webhook records either.
 
 A marker is planted in every text of the shop that can hold one, through the paths that really

@@ -187,7 +187,7 @@ def test_a_session_token_cannot_read_another_shop(filled: tuple[Tenant, Tenant],
     assert rows and {row["shop_domain"] for row in rows} == {SHOP_A}
 
 
-# --- Deeply nested tokens (issue 22, item 8) -----------------------------------------------
+# --- Deeply nested tokens -----------------------------------------------------------------
 
 
 def b64(data: bytes) -> str:

@@ -210,7 +210,7 @@ def test_only_post_is_accepted() -> None:
     assert Client().get("/webhooks/shopify/").status_code == 405
 
 
-# --- Bodies the parser cannot take (issue 22, item 9) --------------------------------------
+# --- Bodies the parser cannot take --------------------------------------------------------
 
 
 def delivery_rows() -> list[dict[str, Any]]:
@@ -280,7 +280,7 @@ def test_a_body_over_the_upload_ceiling_is_400_unread_and_not_recorded(tenant_a:
     assert Shop.objects.get(domain=SHOP_A).is_active
 
 
-# --- One webhook id, one run (issue 22, item 7) ---------------------------------------------
+# --- One webhook id, one run --------------------------------------------------------------
 
 
 def test_a_duplicate_of_a_delivery_being_processed_is_409_and_runs_nothing(

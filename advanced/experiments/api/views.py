@@ -116,20 +116,15 @@ class ExperimentResultViewSet(BulkUpsertMixin, TenantViewSet):
     ordering = ["-snapshot_date", "-id"]
     bulk_serializer_class = ExperimentResultRowSerializer
     bulk_conflict_fields = ("experiment_id", "variant_key", "snapshot_date")
+    bulk_parent_columns = ("variants",)
 
     def bulk_parent_errors(self, rows: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-        wanted = {row["experiment_id"] for _, row in rows}
-        keys = {
-            pk: set(variant_keys(variants))
-            for pk, variants in Experiment.objects.filter(pk__in=wanted).values_list("pk", "variants")
-        }
-        errors: list[dict[str, Any]] = []
+        # A row of a visible experiment must also name one of its variants.
+        errors = super().bulk_parent_errors(rows)
+        keys = {pk: set(variant_keys(variants)) for pk, (variants,) in self.bulk_parents(rows).items()}
         for index, row in rows:
             experiment = row["experiment_id"]
-            if experiment not in keys:
-                message = f"Experiment {experiment} does not exist in this shop."
-                errors.append({"index": index, "field": "experiment_id", "code": "does_not_exist", "message": message})
-            elif row["variant_key"] not in keys[experiment]:
+            if experiment in keys and row["variant_key"] not in keys[experiment]:
                 known = ", ".join(sorted(keys[experiment])) or "none"
                 message = f"{row['variant_key']!r} is not a variant of experiment {experiment} (keys: {known})."
                 errors.append({"index": index, "field": "variant_key", "code": "invalid_choice", "message": message})

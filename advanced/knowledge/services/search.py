@@ -574,7 +574,7 @@ def _exact_nearest(candidates: KnowledgeDocumentQuerySet, target: list[float], k
     return _nearest_hits(candidates.nearest(target, exact=True)[:k])
 
 
-# --- the refined tier (issue 14) ------------------------------------------------------------
+# --- the refined tier: all-MiniLM-L6-v2 vectors, where fresh ------------------------------------
 
 
 # One thread per process for the refined model's query embedding (see _refined_search).
