@@ -9,6 +9,10 @@ import pytest
 
 from tenancy.scope import atomic_scope, service_scope
 
+# Fixtures for every folder, by name: the shops A and B with their owners and API actors, and the
+# local OpenAI embeddings endpoint. Test modules import only their constants, types and helpers.
+pytest_plugins = ["tests.fixtures.tenants", "tests.fixtures.embeddings"]
+
 
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:

@@ -20,9 +20,8 @@ from advanced.models import Experiment, ExperimentResult
 from tenancy.factories import ShopFactory
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, service_scope
-from tests.api.conftest import Actor, assert_error, owner_a, owner_b
-
-__all__ = ["owner_a", "owner_b"]
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import Actor
 
 pytestmark = pytest.mark.django_db
 

@@ -22,10 +22,8 @@ from advanced.experiments.services import TRANSITIONS
 from advanced.models import Experiment, ExperimentResult
 from tenancy.factories import UserFactory
 from tenancy.scope import atomic_scope, service_scope
-from tests.api.conftest import Actor, assert_error, owner_a, owner_b, viewer_a
-
-# Imported so that pytest registers them as fixtures for this module.
-__all__ = ["owner_a", "owner_b", "viewer_a"]
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import Actor
 
 pytestmark = pytest.mark.django_db
 

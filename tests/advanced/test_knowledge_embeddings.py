@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -27,6 +23,7 @@ from advanced.knowledge.embeddings import (
     normalize_text,
 )
 from advanced.knowledge.models import EMBEDDING_DIMENSIONS as MODEL_DIMENSIONS
+from tests.fixtures.embeddings import FakeOpenAI
 
 
 def cosine_distance(a: list[float], b: list[float]) -> float:
@@ -124,67 +121,6 @@ def test_document_text_joins_title_and_content() -> None:
 
 
 # --- OpenAI against a local server --------------------------------------------------------
-
-
-@dataclass
-class FakeOpenAI:
-    """A local /v1/embeddings endpoint: records requests, answers from a script of statuses."""
-
-    url: str = ""
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    # Status to answer for each successive request (200 when the script runs out).
-    script: list[int] = field(default_factory=list)
-    dimensions_override: int | None = None
-    raw_body: bytes | None = None
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    state = FakeOpenAI()
-    hashing = HashingEmbeddingProvider()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-            status = state.script.pop(0) if state.script else 200
-            if self.headers.get("Authorization") != "Bearer sk-test":
-                status = 401
-            if status != 200:
-                payload = {"error": {"message": f"scripted failure {status}", "type": "test"}}
-                if status == 401:
-                    payload = {"error": {"message": "Incorrect API key provided: sk-wrong.", "type": "auth"}}
-                self._send(status, json.dumps(payload).encode())
-                return
-            if state.raw_body is not None:
-                self._send(200, state.raw_body)
-                return
-            dims = state.dimensions_override or body["dimensions"]
-            vectors = hashing.embed(body["input"])
-            data = [{"object": "embedding", "index": i, "embedding": v[:dims]} for i, v in enumerate(vectors)]
-            # The API does not promise order; the client must sort by index.
-            data.reverse()
-            self._send(200, json.dumps({"object": "list", "data": data, "model": body["model"]}).encode())
-
-        def _send(self, status: int, payload: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _openai(fake: FakeOpenAI, **kwargs: Any) -> OpenAIEmbeddingProvider:

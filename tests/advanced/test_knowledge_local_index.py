@@ -32,9 +32,7 @@ from advanced.knowledge.services.search import local_nearest
 from advanced.models import KnowledgeDocument
 from tenancy.factories import ShopFactory
 from tenancy.scope import atomic_scope, service_scope, shop_scope
-from tests.api.conftest import SHOP_A, SHOP_B, Actor, owner_a, owner_b
-
-__all__ = ["owner_a", "owner_b"]
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Actor
 
 DIMENSIONS = 1536
 MODEL_DIMENSIONS = 256

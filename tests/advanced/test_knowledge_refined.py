@@ -31,9 +31,8 @@ from jobs.models import JobRun, JobStatus
 from tenancy.factories import ShopFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope
 from tests.advanced.test_knowledge_search_modes import LOCAL_MODEL, STORE, embed_offline, in_shop, post, save_store
-from tests.api.conftest import SHOP_A, SHOP_B, Actor, assert_error, owner_a, owner_b
-
-__all__ = ["owner_a", "owner_b"]
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Actor
 
 PARAPHRASE = "can I get my money back if the product came cracked"
 # sentence-transformers' all-MiniLM-L6-v2 vector of "hello world", its first five values, as

@@ -26,11 +26,9 @@ from advanced.knowledge.services import (
 )
 from advanced.models import KnowledgeDocument
 from tenancy.scope import atomic_scope, service_scope, shop_scope
-from tests.advanced.test_knowledge_embeddings import FakeOpenAI, fake_openai
-from tests.api.conftest import SHOP_A, SHOP_B, Actor, assert_error, owner_a, owner_b, viewer_a
-
-# Fixtures shared with other modules (exported so they count as used).
-__all__ = ["fake_openai", "owner_a", "owner_b", "viewer_a"]
+from tests.fixtures.api import assert_error
+from tests.fixtures.embeddings import FakeOpenAI
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Actor
 
 SEARCH = "/api/v1/knowledge-documents/search/"
 DIMENSIONS = 1536

@@ -34,9 +34,8 @@ from advanced.knowledge.services import (
 from advanced.models import KnowledgeDocument
 from tenancy.factories import ShopFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope, shop_scope
-from tests.api.conftest import SHOP_A, SHOP_B, Actor, assert_error, owner_a, owner_b
-
-__all__ = ["owner_a", "owner_b"]
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Actor
 
 SEARCH = "/api/v1/knowledge-documents/search/"
 LOCAL_MODEL = "wordllama-l2_supercat-256"

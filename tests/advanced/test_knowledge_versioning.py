@@ -25,14 +25,13 @@ from advanced.models import KnowledgeDocument
 from tenancy.errors import Refused
 from tenancy.factories import ShopFactory
 from tenancy.scope import atomic_scope, service_scope, shop_scope
-from tests.advanced.test_knowledge_embeddings import FakeOpenAI, fake_openai
-from tests.api.conftest import SHOP_A, Actor, assert_error, owner_a, owner_b, viewer_a
+from tests.fixtures.api import assert_error
+from tests.fixtures.embeddings import FakeOpenAI
+from tests.fixtures.tenants import SHOP_A, Actor
 
 # The default provider (EMBEDDING_PROVIDER=local).
 LOCAL_MODEL = "wordllama-l2_supercat-256"
 
-# Fixtures shared with other modules (exported so they count as used).
-__all__ = ["fake_openai", "owner_a", "owner_b", "viewer_a"]
 
 DOCUMENTS = "/api/v1/knowledge-documents/"
 HISTORY = "/api/v1/knowledge-documents/history/"

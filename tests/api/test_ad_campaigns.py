@@ -14,8 +14,8 @@ from rest_framework.test import APIClient
 from growth.factories import AdCampaignFactory, AdPerformanceFactory
 from growth.models import AdCampaign, AdPerformance
 from tenancy.scope import atomic_scope, service_scope
-
-from .conftest import SHOP_A, Actor, assert_error
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import SHOP_A, Actor
 
 pytestmark = pytest.mark.django_db
 

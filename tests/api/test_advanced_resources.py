@@ -18,8 +18,8 @@ from advanced.knowledge.models import EMBEDDING_DIMENSIONS
 from advanced.models import CeoBriefing, Experiment, ExperimentResult, KnowledgeDocument
 from tenancy.factories import ShopMembershipFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope
-
-from .conftest import SHOP_A, Actor, assert_error, client_for
+from tests.fixtures.api import assert_error, client_for
+from tests.fixtures.tenants import SHOP_A, Actor
 
 pytestmark = pytest.mark.django_db
 

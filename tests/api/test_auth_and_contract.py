@@ -23,8 +23,8 @@ from rest_framework.test import APIClient
 
 from growth.factories import AdCampaignFactory
 from tenancy.api.authentication import token_mint
-
-from .conftest import SHOP_A, SHOP_B, Actor, assert_error
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Actor
 
 pytestmark = pytest.mark.django_db
 

@@ -20,8 +20,8 @@ from growth.models import SeoAudit, SeoRanking, SocialAnalytics, SocialPost
 from tenancy.models import Shop
 from tenancy.partitions import parent_index_name
 from tenancy.scope import atomic_scope, service_scope
-
-from .conftest import SHOP_A, Actor, assert_error
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import SHOP_A, Actor
 
 pytestmark = pytest.mark.django_db
 

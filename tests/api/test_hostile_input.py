@@ -33,8 +33,8 @@ from tenancy.api.pagination import TimeSeriesPagination
 from tenancy.api.parsers import MAX_JSON_DEPTH
 from tenancy.factories import UserFactory
 from tenancy.scope import atomic_scope, service_scope
-
-from .conftest import Actor, assert_error
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import Actor
 
 pytestmark = pytest.mark.django_db
 

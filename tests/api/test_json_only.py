@@ -11,8 +11,8 @@ from django.test import Client
 
 from growth.models import AdCampaign
 from tenancy.scope import atomic_scope, service_scope
-
-from .conftest import Actor, assert_error
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import Actor
 
 CAMPAIGNS = "/api/v1/ad-campaigns/"
 

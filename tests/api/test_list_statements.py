@@ -19,9 +19,8 @@ from onboarding.api.urls import router as onboarding_router
 from tenancy.api import statements
 from tenancy.api.rows import row_plan
 from tenancy.api.statements import compile_values, is_bare
-from tests.security.conftest import TABLE_CASES, TableCase, Tenant
-
-from .conftest import Actor
+from tests.fixtures.tables import TABLES, TableCase
+from tests.fixtures.tenants import Actor, Tenant
 
 # {model: its list's path}, for every list resource whose rows go through a row plan.
 PLANNED_LISTS: dict[Any, str] = {
@@ -30,7 +29,7 @@ PLANNED_LISTS: dict[Any, str] = {
     for prefix, viewset, _ in router.registry
     if row_plan(viewset.serializer_class) is not None
 }
-CASES = [case for case in TABLE_CASES if case.model in PLANNED_LISTS]
+CASES = [case for case in TABLES.values() if case.model in PLANNED_LISTS]
 
 
 @pytest.fixture(autouse=True)

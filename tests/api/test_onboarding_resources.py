@@ -14,8 +14,8 @@ from onboarding.factories import FeatureTourFactory, OnboardingProgressFactory
 from onboarding.models import FeatureTour, OnboardingProgress
 from tenancy.factories import ShopMembershipFactory
 from tenancy.scope import atomic_scope, service_scope
-
-from .conftest import SHOP_A, SHOP_B, Actor, assert_error, client_for
+from tests.fixtures.api import assert_error, client_for
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Actor
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,8 @@ from advanced.experiments.factories import ExperimentFactory, ExperimentResultFa
 from advanced.knowledge.factories import KnowledgeDocumentFactory
 from growth.factories import AdCampaignFactory, AdPerformanceFactory, SocialAnalyticsFactory
 from onboarding.factories import FeatureTourFactory, OnboardingProgressFactory
-
-from .conftest import Actor, assert_error
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import Actor
 
 CAMPAIGNS = "/api/v1/ad-campaigns/"
 

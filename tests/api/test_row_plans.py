@@ -21,9 +21,8 @@ from growth.models import AdPerformance, SeoRanking
 from onboarding.api.urls import router as onboarding_router
 from tenancy.api.rows import row_plan
 from tenancy.scope import atomic_scope, service_scope
-from tests.security.conftest import TABLE_CASES, TableCase, Tenant
-
-from .conftest import Actor
+from tests.fixtures.tables import TABLES, TableCase
+from tests.fixtures.tenants import Actor, Tenant
 
 SERIALIZERS: dict[type[models.Model], type[BaseSerializer[Any]]] = {
     viewset.queryset.model: viewset.serializer_class
@@ -55,7 +54,7 @@ def test_hot_time_series_have_row_plans() -> None:
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Pacific/Chatham"])
-@pytest.mark.parametrize("case", TABLE_CASES, ids=[case.table for case in TABLE_CASES])
+@pytest.mark.parametrize("case", TABLES.values(), ids=list(TABLES))
 def test_row_plan_renders_what_the_serializer_renders(owner_a: Actor, case: TableCase, zone: str) -> None:
     serializer_class = SERIALIZERS[case.model]
     if case.model in WITHOUT_PLAN:

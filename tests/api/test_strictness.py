@@ -18,8 +18,8 @@ from drf_spectacular.generators import SchemaGenerator
 from growth.factories import AdCampaignFactory, AdPerformanceFactory
 from growth.models import AdCampaign, AdPerformance, SeoRanking
 from tenancy.scope import atomic_scope, service_scope
-
-from .conftest import SHOP_A, Actor, assert_error
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import SHOP_A, Actor
 
 CAMPAIGNS = "/api/v1/ad-campaigns/"
 PERFORMANCE = "/api/v1/ad-performance/"

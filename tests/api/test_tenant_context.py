@@ -19,8 +19,8 @@ from tenancy.api.permissions import IsShopWriterOrReadOnly
 from tenancy.api.scoping import ShopHeader, TenantContext
 from tenancy.models import MembershipRole
 from tenancy.scope import shop_scope
-
-from .conftest import SHOP_A, Actor, assert_error
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import SHOP_A, Actor
 
 CAMPAIGNS = "/api/v1/ad-campaigns/"
 BRIEFINGS = "/api/v1/ceo-briefings/"

@@ -1,4 +1,4 @@
-"""The API actors of tests/api (owners, member, viewer of shops A and B), and DB helpers."""
+"""Reading rows as the database holds them (the actors come from tests/fixtures/tenants.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from typing import Any
 from django.db import models
 
 from tenancy.scope import atomic_scope, service_scope
-from tests.api.conftest import member_a, outsider, owner_a, owner_b, viewer_a
-
-# Imported so that pytest registers them as fixtures for this folder too.
-__all__ = ["member_a", "outsider", "owner_a", "owner_b", "viewer_a"]
 
 
 def stored(model: type[models.Model], pk: int) -> Any:

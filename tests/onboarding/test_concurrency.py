@@ -12,7 +12,8 @@ from onboarding.factories import FeatureTourFactory, OnboardingProgressFactory
 from onboarding.models import FeatureTour, OnboardingProgress
 from tenancy.factories import ShopFactory, ShopMembershipFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope
-from tests.api.conftest import SHOP_A, client_for
+from tests.fixtures.api import client_for
+from tests.fixtures.tenants import SHOP_A
 
 from .conftest import stored
 

@@ -14,7 +14,8 @@ from onboarding.steps import ONBOARDING_STEPS
 from tenancy.errors import Forbidden
 from tenancy.factories import ShopMembershipFactory
 from tenancy.scope import atomic_scope, shop_scope
-from tests.api.conftest import SHOP_A, SHOP_B, Actor, assert_error, client_for
+from tests.fixtures.api import assert_error, client_for
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Actor
 
 from .conftest import count, snapshot, stored
 

@@ -13,7 +13,8 @@ from onboarding.models import FeatureTour
 from onboarding.services import MAX_COUNTER, tour_show
 from tenancy.errors import NotFound
 from tenancy.scope import atomic_scope, shop_scope
-from tests.api.conftest import SHOP_A, Actor, assert_error, client_for
+from tests.fixtures.api import assert_error, client_for
+from tests.fixtures.tenants import SHOP_A, Actor
 
 from .conftest import snapshot, stored
 

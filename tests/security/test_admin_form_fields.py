@@ -22,8 +22,8 @@ from onboarding.models import FeatureTour, OnboardingProgress
 from tenancy.factories import ShopMembershipFactory, UserFactory
 from tenancy.models import Shop, User
 from tenancy.scope import atomic_scope, back_office_scope, service_scope
-
-from .conftest import SHOP_A, SHOP_B, TABLE_CASES, Tenant
+from tests.fixtures.tables import TABLES
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ INVALID_CHOICE = "Select a valid choice. That choice is not one of the available
 def test_every_admin_form_field_to_a_shop_or_user_offers_only_the_staff_users_shops_and_their_members(
     tenant_a: Tenant, tenant_b: Tenant
 ) -> None:
-    for case in TABLE_CASES:
+    for case in TABLES.values():
         case.make(tenant_a)
         case.make(tenant_b)
     staff: User = UserFactory.create(username="alpha-staff", is_staff=True)

@@ -12,8 +12,7 @@ from django.urls import reverse
 from growth.factories import AdCampaignFactory
 from tenancy.factories import ShopMembershipFactory, UserFactory
 from tenancy.scope import current_scope
-
-from .conftest import SHOP_A, SHOP_B, Tenant
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 pytestmark = pytest.mark.django_db
 

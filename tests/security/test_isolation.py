@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from tenancy.rls import tenant_policies
 from tenancy.scope import Scope, enter_scope, service_scope
-
-from .conftest import TABLE_CASES, TableCase, Tenant
+from tests.fixtures.tables import TABLES, TableCase
+from tests.fixtures.tenants import Tenant
 
 POLICY_VIOLATION = "violates row-level security policy"
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_table_cases_cover_every_secured_table() -> None:
-    assert sorted(case.table for case in TABLE_CASES) == sorted(tenant_policies())
+    assert sorted(TABLES) == sorted(tenant_policies())
 
 
 def _rows(case: TableCase) -> list[tuple[Any, ...]]:
@@ -99,10 +99,10 @@ def test_update_cannot_move_row_to_other_tenant(
 @pytest.mark.parametrize(
     ("child", "parent_field", "make_parent"),
     [
-        ("ad_performance", "campaign", lambda t: TABLE_CASES[2].make(t)),
-        ("social_analytics", "social_post", lambda t: TABLE_CASES[4].make(t)),
-        ("experiment_results", "experiment", lambda t: TABLE_CASES[8].make(t)),
-        ("knowledge_base", "previous_version", lambda t: TABLE_CASES[10].make(t)),
+        ("ad_performance", "campaign", TABLES["ad_campaigns"].make),
+        ("social_analytics", "social_post", TABLES["social_posts"].make),
+        ("experiment_results", "experiment", TABLES["experiments"].make),
+        ("knowledge_base", "previous_version", TABLES["knowledge_base"].make),
     ],
 )
 def test_child_row_cannot_reference_other_shops_parent(
@@ -113,7 +113,7 @@ def test_child_row_cannot_reference_other_shops_parent(
     tenant_b: Tenant,
     in_scope: Callable[[Scope], Any],
 ) -> None:
-    case = next(c for c in TABLE_CASES if c.table == child)
+    case = TABLES[child]
     own = case.make(tenant_a)
     foreign_parent = make_parent(tenant_b)
     # Pointing A's row at B's parent: the composite foreign key refuses it even though row
@@ -122,7 +122,7 @@ def test_child_row_cannot_reference_other_shops_parent(
         case.model._default_manager.filter(pk=own.pk).update(**{f"{parent_field}_id": foreign_parent.pk})
 
 
-@pytest.mark.parametrize("case", TABLE_CASES, ids=[c.table for c in TABLE_CASES])
+@pytest.mark.parametrize("case", TABLES.values(), ids=list(TABLES))
 def test_no_scope_reads_zero_rows_even_as_table_owner(case: TableCase, tenant_a: Tenant) -> None:
     case.make(tenant_a)
     with transaction.atomic(), connection.cursor() as cursor:
@@ -135,7 +135,7 @@ def test_no_scope_reads_zero_rows_even_as_table_owner(case: TableCase, tenant_a:
             assert cursor.fetchone()[0] >= 1
 
 
-@pytest.mark.parametrize("case", TABLE_CASES, ids=[c.table for c in TABLE_CASES])
+@pytest.mark.parametrize("case", TABLES.values(), ids=list(TABLES))
 def test_owner_cannot_insert_outside_a_scope(case: TableCase, tenant_a: Tenant) -> None:
     row = case.make(tenant_a)
     row.pk = None
@@ -143,7 +143,7 @@ def test_owner_cannot_insert_outside_a_scope(case: TableCase, tenant_a: Tenant) 
         row.save(force_insert=True)
 
 
-@pytest.mark.parametrize("case", TABLE_CASES, ids=[c.table for c in TABLE_CASES])
+@pytest.mark.parametrize("case", TABLES.values(), ids=list(TABLES))
 def test_anon_role_gets_nothing(case: TableCase, in_scope: Callable[[Scope], Any]) -> None:
     denied = pytest.raises(DatabaseError, match="permission denied")
     with in_scope(Scope(role="anon")), denied, transaction.atomic(), connection.cursor() as cursor:

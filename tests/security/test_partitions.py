@@ -28,8 +28,7 @@ from tenancy.partitions import (
 from tenancy.retention import expired_rows_purge
 from tenancy.scope import SCOPE_ROLES, atomic_scope, back_office_scope, enter_scope, service_scope
 from tenancy.services import row_create
-
-from .conftest import Tenant
+from tests.fixtures.tenants import Tenant
 
 pytestmark = pytest.mark.django_db
 

@@ -22,8 +22,7 @@ from tenancy.factories import ShopMembershipFactory, UserFactory
 from tenancy.management.commands.makepolicymigrations import pending_operations
 from tenancy.scope import Scope, shop_scope
 from tenancy.tables import PolicyKind, TenantTable
-
-from .conftest import Tenant
+from tests.fixtures.tenants import Tenant
 
 pytestmark = pytest.mark.django_db
 

@@ -28,8 +28,7 @@ from tenancy.scope import (
     service_scope,
     shop_scope,
 )
-
-from .conftest import SHOP_A, SHOP_B, Tenant
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 
 def _scope(shop: str) -> Scope:

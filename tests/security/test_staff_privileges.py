@@ -21,8 +21,7 @@ from growth.models import AdCampaign
 from tenancy.factories import ShopFactory, ShopMembershipFactory, UserFactory
 from tenancy.models import ShopMembership, User
 from tenancy.scope import atomic_scope, service_scope
-
-from .conftest import SHOP_A, SHOP_B, Tenant
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 pytestmark = pytest.mark.django_db
 

@@ -30,7 +30,8 @@ from onboarding.factories import OnboardingProgressFactory
 from shopify.registry import shop_data_plan
 from tenancy.factories import ShopMembershipFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope
-from tests.security.conftest import TABLE_CASES, Tenant, tenant_a, tenant_b  # noqa: F401 (fixtures)
+from tests.fixtures.tables import TABLES
+from tests.fixtures.tenants import Tenant
 
 API_KEY = "test-app-client-id"
 API_SECRET = "shpss_test-secret-0123456789abcdef"  # what a leak would look like in a log
@@ -78,10 +79,11 @@ def partitions_holding(table: str, domain: str) -> set[str]:
 
 
 def fill_shop(tenant: Tenant) -> None:
-    """One row of every registered tenant table (the isolation tests' cases, which a test keeps
-    complete), plus rows in two more months and in the DEFAULT partition of each partitioned
-    table, a second user's onboarding rows, and a chain of knowledge versions."""
-    for case in TABLE_CASES:
+    """One row of every registered tenant table (the table catalog of tests/fixtures/tables.py,
+    which the isolation tests keep complete), plus rows in two more months and in the DEFAULT
+    partition of each partitioned table, a second user's onboarding rows, and a chain of
+    knowledge versions."""
+    for case in TABLES.values():
         case.make(tenant)
     domain = tenant.shop.domain
     today = datetime.date.today()
@@ -106,7 +108,7 @@ def _at(day: datetime.date) -> datetime.datetime:
 
 
 @pytest.fixture
-def filled(tenant_a: Tenant, tenant_b: Tenant) -> tuple[Tenant, Tenant]:  # noqa: F811
+def filled(tenant_a: Tenant, tenant_b: Tenant) -> tuple[Tenant, Tenant]:
     fill_shop(tenant_a)
     fill_shop(tenant_b)
     return tenant_a, tenant_b

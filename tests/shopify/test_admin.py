@@ -15,7 +15,7 @@ from shopify.erasure import shop_erasure_run
 from shopify.models import WebhookDelivery
 from tenancy.factories import ShopMembershipFactory, UserFactory
 from tenancy.scope import atomic_scope, service_scope
-from tests.security.conftest import SHOP_A, SHOP_B, Tenant
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 from .conftest import post_webhook
 

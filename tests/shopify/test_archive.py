@@ -19,8 +19,8 @@ from shopify.erasure import shop_erasure_run
 from shopify.registry import shop_data_plan
 from tenancy.factories import ShopMembershipFactory, UserFactory
 from tenancy.models import Shop, ShopMembership
-from tests.api.conftest import client_for
-from tests.security.conftest import SHOP_A, SHOP_B, Tenant
+from tests.fixtures.api import client_for
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 from .conftest import session_token, shop_rows
 

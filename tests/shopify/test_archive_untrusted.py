@@ -23,7 +23,7 @@ from django.db import connection
 from shopify.archive import shop_export_write
 from tenancy.factories import UserFactory
 from tenancy.models import Shop, ShopMembership
-from tests.security.conftest import SHOP_A, Tenant
+from tests.fixtures.tenants import SHOP_A, Tenant
 
 from .conftest import shop_rows
 

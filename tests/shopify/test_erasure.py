@@ -12,7 +12,7 @@ from shopify.models import ErasureStatus, ShopErasure
 from shopify.registry import registered_tenant_tables, shop_data_plan, tables_with_shop_column
 from tenancy.models import Shop, ShopMembership
 from tenancy.scope import atomic_scope, service_scope
-from tests.security.conftest import SHOP_A, SHOP_B, Tenant
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 from .conftest import fetch, partitions_holding, shop_rows
 

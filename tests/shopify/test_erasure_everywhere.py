@@ -31,7 +31,7 @@ from shopify.models import DeliveryStatus, ErasureStatus, ShopErasure, WebhookDe
 from tenancy.factories import UserFactory
 from tenancy.models import ShopMembership
 from tenancy.scope import atomic_scope, service_scope
-from tests.security.conftest import SHOP_A, SHOP_B, Tenant
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 from .conftest import post_webhook, shop_rows
 

@@ -19,7 +19,7 @@ from shopify.registry import (
     uncovered_tables,
 )
 from tenancy.scope import atomic_scope, service_scope
-from tests.security.conftest import SHOP_A, Tenant
+from tests.fixtures.tenants import SHOP_A, Tenant
 
 from .conftest import shop_rows
 

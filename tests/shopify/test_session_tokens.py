@@ -17,8 +17,8 @@ import pytest
 from shopify.session_tokens import shopify_user_id
 from tenancy.factories import ShopFactory
 from tenancy.models import Shop, ShopMembership, User
-from tests.api.conftest import client_for
-from tests.security.conftest import SHOP_A, SHOP_B, Tenant
+from tests.fixtures.api import client_for
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 from .conftest import API_SECRET, session_token
 

@@ -17,8 +17,8 @@ from shopify import registry, webhooks
 from shopify.models import DeliveryStatus, ErasureStatus, ShopErasure, WebhookDelivery
 from tenancy.models import Shop
 from tenancy.scope import atomic_scope, service_scope
-from tests.api.conftest import client_for
-from tests.security.conftest import SHOP_A, SHOP_B, Tenant
+from tests.fixtures.api import client_for
+from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 from .conftest import API_SECRET, post_webhook, shop_rows, sign
 
