@@ -20,18 +20,19 @@ from django.utils.safestring import SafeString
 from backoffice.charts import IntervalRow, Series, interval_chart, line_chart
 from tenancy.errors import Refused
 
+from . import stats
 from .models import Experiment
 from .services import AnalysisResult, VariantAnalysis, experiment_review
 
 SHORT_BANDS = {
-    "sequential": "confidence sequence",
-    "fixed_horizon": "confidence interval",
-    "bayesian": "credible interval",
+    stats.SEQUENTIAL: "confidence sequence",
+    stats.FIXED_HORIZON: "confidence interval",
+    stats.BAYESIAN: "credible interval",
 }
 ENGINE_BANDS = {
-    "sequential": "confidence sequence (valid at every look)",
-    "fixed_horizon": "confidence interval (valid at the planned sample only)",
-    "bayesian": "credible interval",
+    stats.SEQUENTIAL: "confidence sequence (valid at every look)",
+    stats.FIXED_HORIZON: "confidence interval (valid at the planned sample only)",
+    stats.BAYESIAN: "credible interval",
 }
 
 
@@ -57,23 +58,24 @@ class TreatmentRow:
 
 
 def _treatment(variant: VariantAnalysis) -> TreatmentRow:
-    interval = variant.lift_interval
+    figures = variant.statistics
+    interval = figures.lift_interval
     return TreatmentRow(
-        key=variant.key,
+        key=figures.key,
         name=variant.name,
-        lift="—" if variant.lift is None else signed_percent(variant.lift),
+        lift="—" if figures.lift is None else signed_percent(figures.lift),
         interval="—" if interval is None else f"{signed_percent(interval.lower)} to {signed_percent(interval.upper)}",
-        p_value="—" if variant.adjusted_p_value is None else f"{variant.adjusted_p_value:.4g}",
-        chance_to_win=_percent(variant.chance_to_win),
-        expected_loss=_percent(variant.expected_loss, 3),
-        variance_reduction=_percent(variant.variance_reduction),
+        p_value="—" if figures.adjusted_p_value is None else f"{figures.adjusted_p_value:.4g}",
+        chance_to_win=_percent(figures.chance_to_win),
+        expected_loss=_percent(figures.expected_loss, 3),
+        variance_reduction=_percent(figures.variance_reduction),
         guardrails=[
             {
                 "metric": g.metric,
                 "lift": "—" if g.relative_lift is None else signed_percent(g.relative_lift),
                 "worse": g.worse,
             }
-            for g in variant.guardrails
+            for g in figures.guardrails
         ],
     )
 
@@ -84,14 +86,14 @@ def lift_chart(result: AnalysisResult) -> SafeString:
     return interval_chart(
         rows=[
             IntervalRow(
-                label=f"{v.name} ({v.key})" + (" ★ winner" if v.key == result.winner else ""),
+                label=f"{name} ({v.key})" + (" ★ winner" if v.key == result.winner else ""),
                 value=v.lift,
                 lower=v.lift_interval.lower if v.lift_interval else None,
                 upper=v.lift_interval.upper if v.lift_interval else None,
                 detail=f"n = {v.participants:,}",
                 highlight=v.key == result.winner,
             )
-            for v in result.variants
+            for name, v in ((variant.name, variant.statistics) for variant in result.variants)
             if not v.is_control
         ],
         title=f"Relative lift over control with its {result.confidence_threshold:.0%} {band}",
@@ -107,7 +109,7 @@ def history_chart(result: AnalysisResult) -> SafeString:
     days = sorted({point.snapshot_date for point in result.lift_history})
     labels = [day.isoformat() for day in days]
     series: list[Series] = []
-    for variant in result.variants:
+    for variant in (v.statistics for v in result.variants):
         if variant.is_control:
             continue
         points = {p.snapshot_date: p for p in result.lift_history if p.variant_key == variant.key}
@@ -134,7 +136,7 @@ def review_context(result: AnalysisResult) -> dict[str, Any]:
     return {
         "result": result,
         "engine_band": ENGINE_BANDS.get(result.stats_engine, "interval"),
-        "treatments": [_treatment(v) for v in result.variants if not v.is_control],
+        "treatments": [_treatment(v) for v in result.variants if not v.statistics.is_control],
         "lift_chart": lift_chart(result),
         "history_chart": history_chart(result),
         "srm_text": (
@@ -179,9 +181,9 @@ def summary_line(result: AnalysisResult) -> str:
         verdict = "no winner" + (f": {result.reasons[0]}" if result.reasons else "")
     if result.winning_variant != result.winner:
         verdict += f"; keeps recorded winner {result.winning_variant}"
-    correction = "Holm" if result.multiple_testing_correction == "holm" else "BH"
-    treatments = [v for v in result.variants if not v.is_control]
-    if result.stats_engine == "bayesian":
+    correction = "Holm" if result.multiple_testing_correction == stats.HOLM else "BH"
+    treatments = [v.statistics for v in result.variants if not v.statistics.is_control]
+    if result.stats_engine == stats.BAYESIAN:
         tests = ", ".join(
             f"{v.key} chance to win={_p(v.chance_to_win)} expected loss={_p(v.expected_loss)}" for v in treatments
         )

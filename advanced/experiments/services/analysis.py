@@ -24,63 +24,42 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from tenancy.errors import Refused
 
 from .. import stats
 from ..models import Experiment, ExperimentResult, ExperimentStatus
+from ..stats.figures import Doc
 from .lifecycle import DECIDED_STATUSES, _locked, variant_errors
 
 # The only metric the analysis decides on; other primary metrics get statistics, no winner.
 DECIDING_METRIC = "conversion_rate"
-P_VALUE_PLACES = Decimal("1e-10")
-INTERVAL_PLACES = Decimal("1e-8")
 CONFIDENCE_PLACES = Decimal("1e-4")
-LOSS_PLACES = Decimal("1e-10")
 # Days of lift history returned (the newest); a year of daily snapshots.
 HISTORY_DAYS = 366
 
 
 @dataclass(frozen=True)
 class VariantAnalysis:
-    """One variant's latest figures and its comparison with control (None: undefined)."""
+    """One variant in the analysis: its pure figures as computed (`statistics`, not copied) and
+    what the declaration and the snapshot add. The API's answer is one flat object: the
+    statistics' figures with these placed `after` the figure their `Doc` names."""
 
-    key: str
-    name: str
-    is_control: bool
-    weight: float
-    expected_share: float
-    snapshot_date: datetime.date | None
-    participants: int
-    conversions: int
-    conversion_rate: float | None
-    conversion_rate_interval: stats.Interval | None
-    absolute_lift: float | None
-    absolute_lift_interval: stats.Interval | None
-    relative_lift: float | None
-    relative_lift_interval: stats.Interval | None
-    z_statistic: float | None
-    p_value: float | None
-    adjusted_p_value: float | None
-    avg_order_value: float | None
-    revenue_per_user: float | None
-    revenue_per_user_stddev: float | None
-    revenue_per_user_lift: float | None
-    revenue_p_value: float | None
-    meets_min_sample_size: bool
-    lift: float | None
-    lift_stddev: float | None
-    lift_interval: stats.Interval | None
-    decision_interval: stats.Interval | None
-    chance_to_win: float | None
-    expected_loss: float | None
-    variance_reduction: float | None
-    cuped: bool
-    guardrails: tuple[stats.GuardrailResult, ...]
+    statistics: stats.VariantStatistics
+    name: Annotated[str, Doc("The variant's name (its key when unnamed).", after="key")]
+    weight: Annotated[float, Doc("As declared in variants.", after="is_control")]
+    snapshot_date: Annotated[
+        datetime.date | None, Doc("Day of the snapshot analysed; null: none yet.", after="expected_share")
+    ]
+    avg_order_value: Annotated[float | None, Doc("As reported on the snapshot.", after="adjusted_p_value")]
+    revenue_per_user_stddev: Annotated[
+        float | None, Doc("Per-user standard deviation, as reported.", after="revenue_per_user")
+    ]
+    cuped: Annotated[bool, Doc("The snapshot carries the CUPED covariate aggregates.", after="variance_reduction")]
 
 
 @dataclass(frozen=True)
@@ -206,37 +185,60 @@ def _figures(variant: dict[str, Any], row: ExperimentResult | None) -> stats.Var
     )
 
 
-STORED_FIELDS = [
-    "p_value",
-    "confidence_interval_lower",
-    "confidence_interval_upper",
-    "chance_to_win",
-    "expected_loss",
-    "updated_at",
-]
+@dataclass(frozen=True)
+class StoredFigure:
+    """A figure of `VariantStatistics` kept on the variant's snapshot row: an interval in two
+    columns (lower, upper), any other figure in one. Precision and range are the columns' own
+    (their decimal places and digits); a value beyond the range is stored as unknown, not refused
+    (an interval only whole)."""
+
+    figure: str
+    columns: tuple[str, ...]
+    low: float | None = None
+    high: float | None = None
+
+
+# The engine's figures stored on each variant's latest snapshot row (nulls for control and
+# wherever a figure is undefined).
+STORED_FIGURES = (
+    StoredFigure("p_value", ("p_value",), low=0.0, high=1.0),
+    StoredFigure("decision_interval", ("confidence_interval_lower", "confidence_interval_upper")),
+    StoredFigure("chance_to_win", ("chance_to_win",), low=0.0, high=1.0),
+    StoredFigure("expected_loss", ("expected_loss",), low=0.0),
+)
+STORED_FIELDS = [*(column for stored in STORED_FIGURES for column in stored.columns), "updated_at"]
+
+
+def _stored_values(stored: StoredFigure, figures: stats.VariantStatistics) -> tuple[Decimal | None, ...]:
+    value = getattr(figures, stored.figure)
+    parts: tuple[float | None, ...] = (value.lower, value.upper) if isinstance(value, stats.Interval) else (value,)
+    if len(parts) != len(stored.columns):
+        parts = (None,) * len(stored.columns)
+    values: list[Decimal | None] = []
+    for column, part in zip(stored.columns, parts, strict=True):
+        field = ExperimentResult._meta.get_field(column)
+        assert isinstance(field, models.DecimalField)
+        places = Decimal(10) ** -field.decimal_places
+        # numeric(12, 8) holds |x| < 10⁴: beyond that (a handful of participants) is unknown.
+        limit = Decimal(10) ** (field.max_digits - field.decimal_places)
+        quantized = _quantize(part, places, low=stored.low, high=stored.high)
+        if quantized is None or abs(quantized) >= limit:
+            return (None,) * len(stored.columns)
+        values.append(quantized)
+    return tuple(values)
 
 
 def _store_statistics(computed: stats.ExperimentStatistics, latest: dict[str, ExperimentResult]) -> int:
-    """Each variant's engine figures onto its latest snapshot row (nulls for control and
-    wherever a figure is undefined); returns the rows written."""
+    """Each variant's `STORED_FIGURES` onto its latest snapshot row; returns the rows written."""
     now = timezone.now()
     rows: list[ExperimentResult] = []
     for figures in computed.variants:
         row = latest.get(figures.key)
         if row is None:
             continue
-        interval = figures.decision_interval
-        row.p_value = _quantize(figures.p_value, P_VALUE_PLACES, low=0.0, high=1.0)
-        lower = _quantize(interval.lower if interval else None, INTERVAL_PLACES)
-        upper = _quantize(interval.upper if interval else None, INTERVAL_PLACES)
-        # numeric(12, 8) holds |x| < 10⁴: an interval wider than that (a handful of
-        # participants) is stored as unknown rather than refused.
-        fits = lower is not None and upper is not None and abs(lower) < 10_000 and abs(upper) < 10_000
-        row.confidence_interval_lower = lower if fits else None
-        row.confidence_interval_upper = upper if fits else None
-        row.chance_to_win = _quantize(figures.chance_to_win, P_VALUE_PLACES, low=0.0, high=1.0)
-        loss = _quantize(figures.expected_loss, LOSS_PLACES, low=0.0)
-        row.expected_loss = loss if loss is None or loss < 1_000_000 else None
+        for stored in STORED_FIGURES:
+            for column, value in zip(stored.columns, _stored_values(stored, figures), strict=True):
+                setattr(row, column, value)
         row.updated_at = now
         rows.append(row)
     ExperimentResult.objects.bulk_update(rows, STORED_FIELDS)
@@ -259,38 +261,13 @@ def _variant_analysis(
     figures: stats.VariantStatistics, variant: dict[str, Any], row: ExperimentResult | None
 ) -> VariantAnalysis:
     return VariantAnalysis(
-        key=figures.key,
+        statistics=figures,
         name=str(variant.get("name") or figures.key),
-        is_control=figures.is_control,
         weight=float(variant["weight"]),
-        expected_share=figures.expected_share,
         snapshot_date=row.snapshot_date if row else None,
-        participants=figures.participants,
-        conversions=figures.conversions,
-        conversion_rate=figures.conversion_rate,
-        conversion_rate_interval=figures.conversion_rate_interval,
-        absolute_lift=figures.absolute_lift,
-        absolute_lift_interval=figures.absolute_lift_interval,
-        relative_lift=figures.relative_lift,
-        relative_lift_interval=figures.relative_lift_interval,
-        z_statistic=figures.z_statistic,
-        p_value=figures.p_value,
-        adjusted_p_value=figures.adjusted_p_value,
         avg_order_value=_optional_float(row.avg_order_value) if row else None,
-        revenue_per_user=figures.revenue_per_user,
         revenue_per_user_stddev=_optional_float(row.revenue_per_user_stddev) if row else None,
-        revenue_per_user_lift=figures.revenue_per_user_lift,
-        revenue_p_value=figures.revenue_p_value,
-        meets_min_sample_size=figures.meets_min_sample_size,
-        lift=figures.lift,
-        lift_stddev=figures.lift_stddev,
-        lift_interval=figures.lift_interval,
-        decision_interval=figures.decision_interval,
-        chance_to_win=figures.chance_to_win,
-        expected_loss=figures.expected_loss,
-        variance_reduction=figures.variance_reduction,
         cuped=_covariate(row) is not None,
-        guardrails=figures.guardrails,
     )
 
 
