@@ -11,7 +11,7 @@ to `manage.py analyze_experiments` (`summary_line`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -44,32 +44,31 @@ def _percent(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f}%"
 
 
-@dataclass(frozen=True)
-class TreatmentRow:
-    key: str
-    name: str
-    lift: str
-    interval: str
-    p_value: str
-    chance_to_win: str
-    expected_loss: str
-    variance_reduction: str
-    guardrails: list[dict[str, Any]]
+def _interval(interval: stats.Interval | None) -> str:
+    return "—" if interval is None else f"{signed_percent(interval.lower)} to {signed_percent(interval.upper)}"
 
 
-def _treatment(variant: VariantAnalysis) -> TreatmentRow:
+# The review table's figures of a treatment: the cell (the template's `row.<name>`) and how it
+# shows the treatment's `VariantStatistics`. A figure staff should read is one line here (and
+# its column in the template).
+TREATMENT_FIGURES: dict[str, Callable[[stats.VariantStatistics], str]] = {
+    "lift": lambda f: "—" if f.lift is None else signed_percent(f.lift),
+    "interval": lambda f: _interval(f.lift_interval),
+    "p_value": lambda f: "—" if f.adjusted_p_value is None else f"{f.adjusted_p_value:.4g}",
+    "chance_to_win": lambda f: _percent(f.chance_to_win),
+    "expected_loss": lambda f: _percent(f.expected_loss, 3),
+    "variance_reduction": lambda f: _percent(f.variance_reduction),
+}
+
+
+def _treatment(variant: VariantAnalysis) -> dict[str, Any]:
+    """One row of the review table: the treatment, its `TREATMENT_FIGURES` and its guardrails."""
     figures = variant.statistics
-    interval = figures.lift_interval
-    return TreatmentRow(
-        key=figures.key,
-        name=variant.name,
-        lift="—" if figures.lift is None else signed_percent(figures.lift),
-        interval="—" if interval is None else f"{signed_percent(interval.lower)} to {signed_percent(interval.upper)}",
-        p_value="—" if figures.adjusted_p_value is None else f"{figures.adjusted_p_value:.4g}",
-        chance_to_win=_percent(figures.chance_to_win),
-        expected_loss=_percent(figures.expected_loss, 3),
-        variance_reduction=_percent(figures.variance_reduction),
-        guardrails=[
+    return {
+        "key": figures.key,
+        "name": variant.name,
+        **{name: show(figures) for name, show in TREATMENT_FIGURES.items()},
+        "guardrails": [
             {
                 "metric": g.metric,
                 "lift": "—" if g.relative_lift is None else signed_percent(g.relative_lift),
@@ -77,7 +76,7 @@ def _treatment(variant: VariantAnalysis) -> TreatmentRow:
             }
             for g in figures.guardrails
         ],
-    )
+    }
 
 
 def lift_chart(result: AnalysisResult) -> SafeString:
