@@ -19,6 +19,8 @@ from ..models import (
 )
 from ..services import (
     DESIGN_FIELDS,
+    AnalysisResult,
+    LiftPoint,
     VariantAnalysis,
     design_change_errors,
     design_errors,
@@ -180,7 +182,10 @@ def figure_field(figure: DeclaredFigure, source: str | None = None) -> serialize
     if source is not None:
         kwargs["source"] = source
     if typing.get_origin(kind) is tuple:
-        return NESTED_SERIALIZERS[typing.get_args(kind)[0]](many=True, **kwargs)
+        item = typing.get_args(kind)[0]
+        if item in SCALAR_FIELDS:
+            return serializers.ListField(child=SCALAR_FIELDS[item](), **kwargs)
+        return NESTED_SERIALIZERS[item](many=True, **kwargs)
     if kind in NESTED_SERIALIZERS:
         return NESTED_SERIALIZERS[kind](**kwargs)
     return SCALAR_FIELDS[kind](**kwargs)
@@ -248,72 +253,24 @@ class PowerSerializer(FiguresSerializer):
     figures = PowerFigures
 
 
-class LiftPointSerializer(serializers.Serializer[Any]):
-    snapshot_date = serializers.DateField(help_text="Day of the cumulative snapshots.")
-    variant_key = serializers.CharField(help_text="The treatment.")
-    participants = serializers.IntegerField(help_text="The treatment's cumulative participants on that day.")
-    lift = serializers.FloatField(allow_null=True, help_text="Cumulative relative lift on that day.")
-    lower = serializers.FloatField(allow_null=True, help_text="The engine's interval on that day (lower).")
-    upper = serializers.FloatField(allow_null=True, help_text="The engine's interval on that day (upper).")
-    p_value = serializers.FloatField(allow_null=True, help_text="The engine's p-value on that day (Bayesian: null).")
-    chance_to_win = serializers.FloatField(allow_null=True, help_text="Bayesian: P(lift > 0) on that day.")
+class LiftPointSerializer(FiguresSerializer):
+    figures = LiftPoint
 
 
-class ExperimentAnalysisSerializer(serializers.Serializer[Any]):
+class ExperimentAnalysisSerializer(FiguresSerializer):
     """The answer of POST /experiments/{id}/analyze/ (advanced.experiments.services.AnalysisResult)."""
 
-    experiment_id = serializers.IntegerField(help_text="The experiment's id.")
-    experiment_key = serializers.CharField(help_text="The experiment's key.")
-    # A plain string: a second enum named "status" would collide in the schema's enum naming.
-    status = serializers.CharField(help_text="The experiment's status (draft, running, paused, completed, archived).")
-    primary_metric = serializers.CharField(help_text="Only conversion_rate declares a winner automatically.")
-    as_of = serializers.DateField(allow_null=True, help_text="The as_of day asked for (null: the latest snapshots).")
-    snapshot_date = serializers.DateField(allow_null=True, help_text="The newest snapshot analysed.")
-    confidence_threshold = serializers.FloatField(help_text="The experiment's confidence threshold.")
-    alpha = serializers.FloatField(help_text="1 - confidence_threshold: adjusted p-values below it are significant.")
-    min_sample_size = serializers.IntegerField(help_text="Participants every variant needs before a winner.")
-    control = serializers.CharField(help_text="Key of the control variant.")
-    stats_engine = serializers.CharField(help_text="sequential, fixed_horizon or bayesian.")
-    multiple_testing_correction = serializers.CharField(help_text="holm or benjamini_hochberg.")
-    sequential_tuning = serializers.FloatField(help_text="Sequential: the confidence sequence's tuning N*.")
-    risk_threshold = serializers.FloatField(
-        allow_null=True, help_text="Bayesian: the largest expected loss a winner may carry."
-    )
-    prior_mean = serializers.FloatField(
-        allow_null=True, help_text="Bayesian: mean of the prior on the relative lift (null: flat prior)."
-    )
-    prior_variance = serializers.FloatField(allow_null=True, help_text="Bayesian: variance of that prior.")
-    guardrail_metrics = serializers.ListField(
-        child=serializers.CharField(), help_text="Metrics a winner must not make significantly worse."
-    )
-    state = serializers.CharField(
-        help_text="interim: fixed horizon before its plan, nothing is declared; inconclusive; decided."
-    )
-    variants = VariantAnalysisSerializer(many=True, help_text="Every declared variant, control included.")
-    sample_ratio_mismatch = SampleRatioMismatchSerializer(help_text="The split of participants against the weights.")
-    power = PowerSerializer(
-        allow_null=True, help_text="Minimum detectable effect, sample size needed and progress to the plan."
-    )
-    cuped_theta = serializers.FloatField(allow_null=True, help_text="CUPED: the θ used (null: no adjustment).")
-    significant = serializers.BooleanField(help_text="A winner was declared at this look.")
-    winner = serializers.CharField(allow_null=True, help_text="The analysis' verdict; null: no winner at this look.")
-    confidence_level = serializers.FloatField(
-        allow_null=True, help_text="1 - the winner's corrected p (Bayesian: its chance to win)."
-    )
-    winning_variant = serializers.CharField(
-        allow_null=True, help_text="What the experiment records now (a completed experiment keeps its winner)."
-    )
-    recorded_confidence_level = serializers.FloatField(
-        allow_null=True, help_text="The confidence_level the experiment records now."
-    )
-    reasons = serializers.ListField(child=serializers.CharField(), help_text="Why no winner was declared.")
-    warnings = serializers.ListField(
-        child=serializers.CharField(), help_text="Problems of the snapshots (missing variants, different days)."
-    )
-    results_updated = serializers.IntegerField(help_text="Snapshot rows whose engine figures were stored.")
-    lift_history = LiftPointSerializer(
-        many=True, help_text="Each treatment's cumulative lift and engine interval on every snapshot day."
-    )
+    figures = AnalysisResult
+
+
+NESTED_SERIALIZERS.update(
+    {
+        SampleRatioMismatch: SampleRatioMismatchSerializer,
+        PowerFigures: PowerSerializer,
+        VariantAnalysis: VariantAnalysisSerializer,
+        LiftPoint: LiftPointSerializer,
+    }
+)
 
 
 RESULT_RATIOS = ("conversion_rate",)

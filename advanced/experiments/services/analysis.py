@@ -19,6 +19,7 @@ engine's interval of that day (`lift_history`): the review screen's chart of the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 from collections import defaultdict
@@ -66,57 +67,68 @@ class VariantAnalysis:
 class LiftPoint:
     """A treatment's cumulative relative lift on one snapshot day, with the engine's interval."""
 
-    snapshot_date: datetime.date
-    variant_key: str
-    participants: int
-    lift: float | None
-    lower: float | None
-    upper: float | None
-    p_value: float | None
-    chance_to_win: float | None
+    snapshot_date: Annotated[datetime.date, Doc("Day of the cumulative snapshots.")]
+    variant_key: Annotated[str, Doc("The treatment.")]
+    participants: Annotated[int, Doc("The treatment's cumulative participants on that day.")]
+    lift: Annotated[float | None, Doc("Cumulative relative lift on that day.")]
+    lower: Annotated[float | None, Doc("The engine's interval on that day (lower).")]
+    upper: Annotated[float | None, Doc("The engine's interval on that day (upper).")]
+    p_value: Annotated[float | None, Doc("The engine's p-value on that day (Bayesian: null).")]
+    chance_to_win: Annotated[float | None, Doc("Bayesian: P(lift > 0) on that day.")]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AnalysisResult:
-    """What `experiment_analyze` found and recorded."""
+    """What `experiment_analyze` found and recorded (the API's answer, in its order)."""
 
-    experiment_id: int
-    experiment_key: str
-    status: str
-    primary_metric: str
-    as_of: datetime.date | None
-    snapshot_date: datetime.date | None
-    confidence_threshold: float
-    alpha: float
-    min_sample_size: int
-    control: str
-    variants: tuple[VariantAnalysis, ...]
-    sample_ratio_mismatch: stats.SampleRatioMismatch
+    experiment_id: Annotated[int, Doc("The experiment's id.")]
+    experiment_key: Annotated[str, Doc("The experiment's key.")]
+    # A plain string: a second enum named "status" would collide in the schema's enum naming.
+    status: Annotated[str, Doc("The experiment's status (draft, running, paused, completed, archived).")]
+    primary_metric: Annotated[str, Doc("Only conversion_rate declares a winner automatically.")]
+    as_of: Annotated[datetime.date | None, Doc("The as_of day asked for (null: the latest snapshots).")]
+    snapshot_date: Annotated[datetime.date | None, Doc("The newest snapshot analysed.")]
+    confidence_threshold: Annotated[float, Doc("The experiment's confidence threshold.")]
+    alpha: Annotated[float, Doc("1 - confidence_threshold: adjusted p-values below it are significant.")]
+    min_sample_size: Annotated[int, Doc("Participants every variant needs before a winner.")]
+    control: Annotated[str, Doc("Key of the control variant.")]
+    stats_engine: Annotated[str, Doc("sequential, fixed_horizon or bayesian.")] = stats.SEQUENTIAL
+    multiple_testing_correction: Annotated[str, Doc("holm or benjamini_hochberg.")] = stats.HOLM
+    sequential_tuning: Annotated[float, Doc("Sequential: the confidence sequence's tuning N*.")] = 5000.0
+    risk_threshold: Annotated[float | None, Doc("Bayesian: the largest expected loss a winner may carry.")] = None
+    prior_mean: Annotated[float | None, Doc("Bayesian: mean of the prior on the relative lift (null: flat prior).")] = (
+        None
+    )
+    prior_variance: Annotated[float | None, Doc("Bayesian: variance of that prior.")] = None
+    guardrail_metrics: Annotated[tuple[str, ...], Doc("Metrics a winner must not make significantly worse.")] = ()
+    # interim (fixed horizon before its plan), inconclusive, or decided.
+    state: Annotated[
+        str, Doc("interim: fixed horizon before its plan, nothing is declared; inconclusive; decided.")
+    ] = stats.INCONCLUSIVE
+    variants: Annotated[tuple[VariantAnalysis, ...], Doc("Every declared variant, control included.")]
+    sample_ratio_mismatch: Annotated[stats.SampleRatioMismatch, Doc("The split of participants against the weights.")]
+    power: Annotated[
+        stats.PowerFigures | None, Doc("Minimum detectable effect, sample size needed and progress to the plan.")
+    ] = None
+    cuped_theta: Annotated[float | None, Doc("CUPED: the θ used (null: no adjustment).")] = None
     # The analysis' verdict, and what the experiment records after it (a completed
     # experiment keeps the winner it was completed with).
-    winner: str | None
-    confidence_level: float | None
-    winning_variant: str | None
-    recorded_confidence_level: float | None
-    reasons: tuple[str, ...]
-    warnings: tuple[str, ...]
-    results_updated: int
-    stats_engine: str = stats.SEQUENTIAL
-    multiple_testing_correction: str = stats.HOLM
-    sequential_tuning: float = 5000.0
-    risk_threshold: float | None = None
-    prior_mean: float | None = None
-    prior_variance: float | None = None
-    guardrail_metrics: tuple[str, ...] = ()
-    # interim (fixed horizon before its plan), inconclusive, or decided.
-    state: str = stats.INCONCLUSIVE
-    power: stats.PowerFigures | None = None
-    cuped_theta: float | None = None
-    lift_history: tuple[LiftPoint, ...] = ()
+    significant: Annotated[bool, Doc("A winner was declared at this look.")] = dataclasses.field(init=False)
+    winner: Annotated[str | None, Doc("The analysis' verdict; null: no winner at this look.")]
+    confidence_level: Annotated[float | None, Doc("1 - the winner's corrected p (Bayesian: its chance to win).")]
+    winning_variant: Annotated[
+        str | None, Doc("What the experiment records now (a completed experiment keeps its winner).")
+    ]
+    recorded_confidence_level: Annotated[float | None, Doc("The confidence_level the experiment records now.")]
+    reasons: Annotated[tuple[str, ...], Doc("Why no winner was declared.")]
+    warnings: Annotated[tuple[str, ...], Doc("Problems of the snapshots (missing variants, different days).")]
+    results_updated: Annotated[int, Doc("Snapshot rows whose engine figures were stored.")]
+    lift_history: Annotated[
+        tuple[LiftPoint, ...], Doc("Each treatment's cumulative lift and engine interval on every snapshot day.")
+    ] = ()
 
-    @property
-    def significant(self) -> bool:
-        return self.winner is not None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "significant", self.winner is not None)
 
 
 def _optional_float(value: Decimal | None) -> float | None:

@@ -9,9 +9,9 @@ descriptions and the analysis' answer are derived from these fields
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import typing
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +33,18 @@ class DeclaredFigure:
     doc: Doc | None
 
 
-def declared_figures(cls: type) -> Iterator[DeclaredFigure]:
-    """The dataclass' fields in order, each with its type and its `Doc` (None when it has none)."""
+@functools.cache
+def declared_figures(cls: type) -> tuple[DeclaredFigure, ...]:
+    """The dataclass' fields in order, each with its type and its `Doc` (None when it has none);
+    worked out once per class (a serializer asks on every answer)."""
     module = sys.modules[cls.__module__]
     hints = typing.get_type_hints(cls, globalns=vars(module), include_extras=True)
+    declared: list[DeclaredFigure] = []
     for field in dataclasses.fields(cls):
         hint = hints[field.name]
         doc = None
         if typing.get_origin(hint) is typing.Annotated:
             doc = next((m for m in hint.__metadata__ if isinstance(m, Doc)), None)
             hint = typing.get_args(hint)[0]
-        yield DeclaredFigure(field.name, hint, doc)
+        declared.append(DeclaredFigure(field.name, hint, doc))
+    return tuple(declared)
