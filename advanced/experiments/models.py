@@ -14,6 +14,7 @@ from tenancy.models import ShopScopedModel
 from tenancy.tables import PolicyKind, Retention, TenantTable
 
 from ..common import jsonb_type_is
+from . import stats
 from .querysets import ExperimentQuerySet, ExperimentResultQuerySet
 
 PROBABILITY_VALIDATORS = [MinValueValidator(0), MaxValueValidator(1)]
@@ -27,20 +28,22 @@ class ExperimentStatus(models.TextChoices):
     ARCHIVED = "archived", "Archived"
 
 
+# The values are the pure statistics' (advanced.experiments.stats, in the order of its ENGINES,
+# CORRECTIONS and GUARDRAIL_METRICS); the model adds the labels.
 class StatsEngine(models.TextChoices):
-    # The order of advanced.experiments.stats.ENGINES; sequential is the default of running experiments.
-    SEQUENTIAL = "sequential", "Sequential (always-valid)"
-    FIXED_HORIZON = "fixed_horizon", "Fixed horizon (decides at the planned sample)"
-    BAYESIAN = "bayesian", "Bayesian (chance to win, expected loss)"
+    # Sequential is the default of running experiments.
+    SEQUENTIAL = stats.SEQUENTIAL, "Sequential (always-valid)"
+    FIXED_HORIZON = stats.FIXED_HORIZON, "Fixed horizon (decides at the planned sample)"
+    BAYESIAN = stats.BAYESIAN, "Bayesian (chance to win, expected loss)"
 
 
 class MultipleTestingCorrection(models.TextChoices):
-    HOLM = "holm", "Holm (family-wise error)"
-    BENJAMINI_HOCHBERG = "benjamini_hochberg", "Benjamini-Hochberg (false discovery rate)"
+    HOLM = stats.HOLM, "Holm (family-wise error)"
+    BENJAMINI_HOCHBERG = stats.BENJAMINI_HOCHBERG, "Benjamini-Hochberg (false discovery rate)"
 
 
 class GuardrailMetric(models.TextChoices):
-    REVENUE_PER_USER = "revenue_per_user", "Revenue per user"
+    REVENUE_PER_USER = stats.REVENUE_PER_USER, "Revenue per user"
 
 
 def default_guardrails() -> list[str]:
@@ -145,7 +148,7 @@ class Experiment(ShopScopedModel):
     # known metrics.
     guardrail_metrics = models.JSONField(
         default=default_guardrails,
-        db_default=Value(["revenue_per_user"], output_field=models.JSONField()),
+        db_default=Value([stats.REVENUE_PER_USER], output_field=models.JSONField()),
         blank=True,
         help_text="Metrics a winner must not make significantly worse: a list of revenue_per_user.",
     )

@@ -11,7 +11,7 @@ to `manage.py analyze_experiments` (`summary_line`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -20,18 +20,19 @@ from django.utils.safestring import SafeString
 from backoffice.charts import IntervalRow, Series, interval_chart, line_chart
 from tenancy.errors import Refused
 
+from . import stats
 from .models import Experiment
 from .services import AnalysisResult, VariantAnalysis, experiment_review
 
 SHORT_BANDS = {
-    "sequential": "confidence sequence",
-    "fixed_horizon": "confidence interval",
-    "bayesian": "credible interval",
+    stats.SEQUENTIAL: "confidence sequence",
+    stats.FIXED_HORIZON: "confidence interval",
+    stats.BAYESIAN: "credible interval",
 }
 ENGINE_BANDS = {
-    "sequential": "confidence sequence (valid at every look)",
-    "fixed_horizon": "confidence interval (valid at the planned sample only)",
-    "bayesian": "credible interval",
+    stats.SEQUENTIAL: "confidence sequence (valid at every look)",
+    stats.FIXED_HORIZON: "confidence interval (valid at the planned sample only)",
+    stats.BAYESIAN: "credible interval",
 }
 
 
@@ -43,39 +44,39 @@ def _percent(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f}%"
 
 
-@dataclass(frozen=True)
-class TreatmentRow:
-    key: str
-    name: str
-    lift: str
-    interval: str
-    p_value: str
-    chance_to_win: str
-    expected_loss: str
-    variance_reduction: str
-    guardrails: list[dict[str, Any]]
+def _interval(interval: stats.Interval | None) -> str:
+    return "—" if interval is None else f"{signed_percent(interval.lower)} to {signed_percent(interval.upper)}"
 
 
-def _treatment(variant: VariantAnalysis) -> TreatmentRow:
-    interval = variant.lift_interval
-    return TreatmentRow(
-        key=variant.key,
-        name=variant.name,
-        lift="—" if variant.lift is None else signed_percent(variant.lift),
-        interval="—" if interval is None else f"{signed_percent(interval.lower)} to {signed_percent(interval.upper)}",
-        p_value="—" if variant.adjusted_p_value is None else f"{variant.adjusted_p_value:.4g}",
-        chance_to_win=_percent(variant.chance_to_win),
-        expected_loss=_percent(variant.expected_loss, 3),
-        variance_reduction=_percent(variant.variance_reduction),
-        guardrails=[
+# The review table's figures of a treatment: the cell (the template's `row.<name>`) and how it
+# shows the treatment's `VariantStatistics`. A figure staff should read is one line here (and
+# its column in the template).
+TREATMENT_FIGURES: dict[str, Callable[[stats.VariantStatistics], str]] = {
+    "lift": lambda f: "—" if f.lift is None else signed_percent(f.lift),
+    "interval": lambda f: _interval(f.lift_interval),
+    "p_value": lambda f: "—" if f.adjusted_p_value is None else f"{f.adjusted_p_value:.4g}",
+    "chance_to_win": lambda f: _percent(f.chance_to_win),
+    "expected_loss": lambda f: _percent(f.expected_loss, 3),
+    "variance_reduction": lambda f: _percent(f.variance_reduction),
+}
+
+
+def _treatment(variant: VariantAnalysis) -> dict[str, Any]:
+    """One row of the review table: the treatment, its `TREATMENT_FIGURES` and its guardrails."""
+    figures = variant.statistics
+    return {
+        "key": figures.key,
+        "name": variant.name,
+        **{name: show(figures) for name, show in TREATMENT_FIGURES.items()},
+        "guardrails": [
             {
                 "metric": g.metric,
                 "lift": "—" if g.relative_lift is None else signed_percent(g.relative_lift),
                 "worse": g.worse,
             }
-            for g in variant.guardrails
+            for g in figures.guardrails
         ],
-    )
+    }
 
 
 def lift_chart(result: AnalysisResult) -> SafeString:
@@ -84,14 +85,14 @@ def lift_chart(result: AnalysisResult) -> SafeString:
     return interval_chart(
         rows=[
             IntervalRow(
-                label=f"{v.name} ({v.key})" + (" ★ winner" if v.key == result.winner else ""),
+                label=f"{name} ({v.key})" + (" ★ winner" if v.key == result.winner else ""),
                 value=v.lift,
                 lower=v.lift_interval.lower if v.lift_interval else None,
                 upper=v.lift_interval.upper if v.lift_interval else None,
                 detail=f"n = {v.participants:,}",
                 highlight=v.key == result.winner,
             )
-            for v in result.variants
+            for name, v in ((variant.name, variant.statistics) for variant in result.variants)
             if not v.is_control
         ],
         title=f"Relative lift over control with its {result.confidence_threshold:.0%} {band}",
@@ -107,7 +108,7 @@ def history_chart(result: AnalysisResult) -> SafeString:
     days = sorted({point.snapshot_date for point in result.lift_history})
     labels = [day.isoformat() for day in days]
     series: list[Series] = []
-    for variant in result.variants:
+    for variant in (v.statistics for v in result.variants):
         if variant.is_control:
             continue
         points = {p.snapshot_date: p for p in result.lift_history if p.variant_key == variant.key}
@@ -134,7 +135,7 @@ def review_context(result: AnalysisResult) -> dict[str, Any]:
     return {
         "result": result,
         "engine_band": ENGINE_BANDS.get(result.stats_engine, "interval"),
-        "treatments": [_treatment(v) for v in result.variants if not v.is_control],
+        "treatments": [_treatment(v) for v in result.variants if not v.statistics.is_control],
         "lift_chart": lift_chart(result),
         "history_chart": history_chart(result),
         "srm_text": (
@@ -179,9 +180,9 @@ def summary_line(result: AnalysisResult) -> str:
         verdict = "no winner" + (f": {result.reasons[0]}" if result.reasons else "")
     if result.winning_variant != result.winner:
         verdict += f"; keeps recorded winner {result.winning_variant}"
-    correction = "Holm" if result.multiple_testing_correction == "holm" else "BH"
-    treatments = [v for v in result.variants if not v.is_control]
-    if result.stats_engine == "bayesian":
+    correction = "Holm" if result.multiple_testing_correction == stats.HOLM else "BH"
+    treatments = [v.statistics for v in result.variants if not v.statistics.is_control]
+    if result.stats_engine == stats.BAYESIAN:
         tests = ", ".join(
             f"{v.key} chance to win={_p(v.chance_to_win)} expected loss={_p(v.expected_loss)}" for v in treatments
         )

@@ -4,18 +4,23 @@ the bulk path of experiment results, the OpenAPI description, and the migration'
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
+import typing
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from advanced.experiments import stats
+from advanced.experiments.api.serializers import figure_fields
 from advanced.experiments.factories import ExperimentFactory, ExperimentResultFactory, two_variants
+from advanced.experiments.stats.figures import Doc
 from advanced.models import Experiment, ExperimentResult
 from tenancy.factories import ShopFactory
 from tenancy.models import Shop
@@ -363,6 +368,64 @@ def test_the_openapi_schema_describes_every_analysis_field(owner_a: Actor) -> No
         for name, spec in components[component]["properties"].items():
             assert spec.get("description"), f"{component}.{name} is undocumented"
     assert "covariate_cross_sum" in components["ExperimentResult"]["properties"]
+
+
+# --- every figure reaches the answer ---------------------------------------------------------
+
+# Where the answer names a figure of ExperimentStatistics differently (the experiment's own names).
+ANSWER_NAMES = {
+    "confidence": "confidence_threshold",
+    "engine": "stats_engine",
+    "correction": "multiple_testing_correction",
+}
+
+
+def missing_figures(figures: type, answer: dict[str, Any], path: str, walked: dict[str, bool]) -> list[str]:
+    """Each field of the dataclass `figures` (and of the dataclasses it holds) absent from `answer`.
+    `walked`: each field holding dataclasses, and whether some answer had one (not null) to walk."""
+    missing: list[str] = []
+    hints = typing.get_type_hints(figures)
+    for field in dataclasses.fields(figures):
+        name = ANSWER_NAMES.get(field.name, field.name) if figures is stats.ExperimentStatistics else field.name
+        if name not in answer:
+            missing.append(f"{path}.{field.name}")
+            continue
+        inner = [t for t in typing.get_args(hints[field.name]) if t is not type(None) and t is not Ellipsis]
+        for kind in [hints[field.name], *inner]:
+            if dataclasses.is_dataclass(kind):
+                here = f"{path}.{field.name}"
+                values = [v for v in (answer[name] if isinstance(answer[name], list) else [answer[name]]) if v]
+                walked[here] = walked.get(here, False) or bool(values)
+                for value in values:
+                    missing += missing_figures(typing.cast(type, kind), value, here, walked)
+    return missing
+
+
+def test_every_figure_of_the_pure_statistics_reaches_the_api_answer(owner_a: Actor) -> None:
+    # Every nested figure defined: a guardrail (revenue per user), power (a target MDE), intervals.
+    experiment = ExperimentFactory(shop=owner_a.shop, stats_engine="bayesian", target_mde=Decimal("0.1"))
+    revenue = {"revenue_per_user": Decimal("3.1"), "revenue_per_user_stddev": Decimal("9.5")}
+    snapshots(
+        experiment,
+        {"control": (20_000, 1000), "treatment": (20_000, 1100)},
+        control=revenue,
+        treatment={**revenue, "revenue_per_user": Decimal("3.3")},
+    )
+    body = analyze(owner_a, experiment)
+    assert body["variants"][1]["guardrails"] and body["variants"][1]["lift_interval"] is not None
+    walked: dict[str, bool] = {}
+    assert missing_figures(stats.ExperimentStatistics, body, "answer", walked) == []
+    assert walked and all(walked.values()), walked
+
+
+def test_a_figure_without_its_description_is_refused_before_it_reaches_the_api() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Undescribed:
+        key: Annotated[str, Doc("The variant's key.")]
+        uplift: float | None
+
+    with pytest.raises(TypeError, match="uplift has no Doc"):
+        figure_fields(Undescribed)
 
 
 # --- migration ---------------------------------------------------------------------------

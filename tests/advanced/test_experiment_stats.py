@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import gc
 import math
+import os
+import pathlib
 import random
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -513,3 +517,17 @@ def test_welch_with_vanishingly_small_variances_matches_scipy_instead_of_dividin
     figures = (1.0, 1.0, 3, 0.0, 2.0, 5)
     tiny = (1e-150, 1e-150, 3, 0.0, 2e-150, 5)
     assert stats.welch_t_test(*tiny) == pytest.approx(stats.welch_t_test(*figures), rel=1e-9)
+
+
+def test_the_pure_statistics_import_no_django() -> None:
+    # A fresh interpreter: what importing the statistics (figures' declarations included) loads.
+    probe = (
+        "import sys, advanced.experiments.stats, advanced.experiments.stats.figures; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'rest_framework', 'drf_spectacular'}))"
+    )
+    environment = {name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"}
+    root = pathlib.Path(__file__).resolve().parents[2]
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=environment, cwd=root
+    )
+    assert found.stdout.strip() == "[]"

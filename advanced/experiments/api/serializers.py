@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import datetime
+import types
+import typing
+from typing import Any, ClassVar
 
 from rest_framework import serializers
 
@@ -15,13 +19,18 @@ from ..models import (
 )
 from ..services import (
     DESIGN_FIELDS,
+    AnalysisResult,
+    LiftPoint,
+    VariantAnalysis,
     design_change_errors,
     design_errors,
     variant_errors,
     variant_keys,
     variants_change_error,
 )
+from ..stats import GuardrailResult, Interval, PowerFigures, SampleRatioMismatch
 from ..stats.cuped import Covariate, covariate_errors
+from ..stats.figures import DeclaredFigure, declared_figures
 
 # Owned by the lifecycle actions and the analysis, so read-only here. A request may repeat the
 # current value (a PUT of a fetched representation does) but not change it: a change is a 400
@@ -150,186 +159,118 @@ class ExperimentAnalyzeSerializer(StrictFieldsMixin, serializers.Serializer[Any]
     )
 
 
-class IntervalSerializer(serializers.Serializer[Any]):
-    lower = serializers.FloatField(help_text="Lower bound.")
-    upper = serializers.FloatField(help_text="Upper bound.")
+# The serializer field of each scalar kind of figure.
+SCALAR_FIELDS: dict[Any, type[serializers.Field[Any, Any, Any, Any]]] = {
+    str: serializers.CharField,
+    bool: serializers.BooleanField,
+    int: serializers.IntegerField,
+    float: serializers.FloatField,
+    datetime.date: serializers.DateField,
+}
 
 
-class SampleRatioMismatchSerializer(serializers.Serializer[Any]):
-    statistic = serializers.FloatField(allow_null=True, help_text="Chi-square statistic (k - 1 degrees of freedom).")
-    p_value = serializers.FloatField(
-        allow_null=True, help_text="Chi-square p-value of the observed split against the weights."
-    )
-    flagged = serializers.BooleanField(help_text="p < 0.001: the split of participants does not match the weights.")
+def figure_field(figure: DeclaredFigure, source: str | None = None) -> serializers.Field[Any, Any, Any, Any]:
+    """The serializer field of one declared figure: its kind from its type (None allowed: null
+    allowed), its description from its `Doc`."""
+    if figure.doc is None:
+        raise TypeError(f"{figure.name} has no Doc: every figure of the answer says what it means")
+    kind, kwargs = figure.type, dict[str, Any](help_text=figure.doc.description)
+    arguments = typing.get_args(kind)
+    if typing.get_origin(kind) in (types.UnionType, typing.Union) and type(None) in arguments:
+        (kind,) = [argument for argument in arguments if argument is not type(None)]
+        kwargs["allow_null"] = True
+    if source is not None:
+        kwargs["source"] = source
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        if item in SCALAR_FIELDS:
+            return serializers.ListField(child=SCALAR_FIELDS[item](), **kwargs)
+        return NESTED_SERIALIZERS[item](many=True, **kwargs)
+    if kind in NESTED_SERIALIZERS:
+        return NESTED_SERIALIZERS[kind](**kwargs)
+    return SCALAR_FIELDS[kind](**kwargs)
 
 
-class GuardrailSerializer(serializers.Serializer[Any]):
-    metric = serializers.CharField(help_text="The guardrail metric (revenue_per_user).")
-    relative_lift = serializers.FloatField(allow_null=True, help_text="Treatment / control - 1 of the metric.")
-    interval = IntervalSerializer(allow_null=True, help_text="The engine's interval of that relative lift.")
-    p_value = serializers.FloatField(
-        allow_null=True, help_text="Sequential: always-valid p; fixed horizon: Welch's t-test; Bayesian: null."
-    )
-    chance_to_win = serializers.FloatField(allow_null=True, help_text="Bayesian: P(treatment better on the metric).")
-    worse = serializers.BooleanField(help_text="Significantly worse than control: blocks this treatment from winning.")
+def figure_fields(cls: type) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+    """The answer's fields of a dataclass of figures, in order. A field without a `Doc` holding
+    a dataclass (`VariantAnalysis.statistics`) contributes that dataclass' figures in place; a
+    figure whose `Doc` names another (`after`) follows it."""
+    fields: dict[str, serializers.Field[Any, Any, Any, Any]] = {}
+    placed: list[tuple[str, DeclaredFigure]] = []
+    for figure in declared_figures(cls):
+        if figure.doc is None and dataclasses.is_dataclass(figure.type):
+            for inner in declared_figures(typing.cast(type, figure.type)):
+                fields[inner.name] = figure_field(inner, source=f"{figure.name}.{inner.name}")
+        elif figure.doc is not None and figure.doc.after is not None:
+            placed.append((figure.doc.after, figure))
+        else:
+            fields[figure.name] = figure_field(figure)
+    for anchor, figure in placed:
+        names = list(fields)
+        if anchor not in fields:
+            raise TypeError(f"{cls.__name__}.{figure.name} is placed after {anchor!r}, which is not a figure")
+        at = names.index(anchor) + 1
+        items = list(fields.items())
+        fields = dict([*items[:at], (figure.name, figure_field(figure)), *items[at:]])
+    return fields
 
 
-class VariantAnalysisSerializer(serializers.Serializer[Any]):
+# A read-only answer whose fields are derived from the dataclass `figures` declares. (A comment,
+# not a docstring: drf-spectacular would give it to every subclass without one as its description.)
+class FiguresSerializer(serializers.Serializer[Any]):
+    figures: ClassVar[type]
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        return figure_fields(self.figures)
+
+
+class IntervalSerializer(FiguresSerializer):
+    figures = Interval
+
+
+class SampleRatioMismatchSerializer(FiguresSerializer):
+    figures = SampleRatioMismatch
+
+
+class GuardrailSerializer(FiguresSerializer):
+    figures = GuardrailResult
+
+
+# The serializer of the dataclasses a figure may hold (a tuple of them: many).
+NESTED_SERIALIZERS: dict[Any, type[serializers.Serializer[Any]]] = {
+    Interval: IntervalSerializer,
+    GuardrailResult: GuardrailSerializer,
+}
+
+
+class VariantAnalysisSerializer(FiguresSerializer):
     """One variant against control; null where a figure is undefined (e.g. no participants)."""
 
-    key = serializers.CharField(help_text="The variant's key.")
-    name = serializers.CharField(help_text="The variant's name (its key when unnamed).")
-    is_control = serializers.BooleanField(help_text="The variant every treatment is compared with.")
-    weight = serializers.FloatField(help_text="As declared in variants.")
-    expected_share = serializers.FloatField(help_text="The weight as a share of all weights.")
-    snapshot_date = serializers.DateField(allow_null=True, help_text="Day of the snapshot analysed; null: none yet.")
-    participants = serializers.IntegerField(help_text="Cumulative participants of the snapshot analysed.")
-    conversions = serializers.IntegerField(help_text="Cumulative conversions of the snapshot analysed.")
-    conversion_rate = serializers.FloatField(allow_null=True, help_text="conversions / participants.")
-    conversion_rate_interval = IntervalSerializer(allow_null=True, help_text="Wald interval, clipped to [0, 1].")
-    absolute_lift = serializers.FloatField(allow_null=True, help_text="Rate minus control's rate (unadjusted).")
-    absolute_lift_interval = IntervalSerializer(
-        allow_null=True, help_text="Unpooled Wald interval (fixed-horizon, unadjusted; descriptive)."
-    )
-    relative_lift = serializers.FloatField(allow_null=True, help_text="Rate / control's rate - 1 (unadjusted).")
-    relative_lift_interval = IntervalSerializer(
-        allow_null=True, help_text="Delta method on the ratio (fixed-horizon, unadjusted; descriptive)."
-    )
-    z_statistic = serializers.FloatField(allow_null=True, help_text="Two-proportion z statistic (pooled).")
-    p_value = serializers.FloatField(
-        allow_null=True,
-        help_text="The engine's two-sided p-value: sequential: always-valid p of the relative lift; fixed horizon: "
-        "two-proportion z-test (pooled; of the CUPED-adjusted difference with covariates); Bayesian: null.",
-    )
-    adjusted_p_value = serializers.FloatField(
-        allow_null=True, help_text="p_value corrected over the treatments (multiple_testing_correction)."
-    )
-    avg_order_value = serializers.FloatField(allow_null=True, help_text="As reported on the snapshot.")
-    revenue_per_user = serializers.FloatField(allow_null=True, help_text="As reported on the snapshot.")
-    revenue_per_user_stddev = serializers.FloatField(
-        allow_null=True, help_text="Per-user standard deviation, as reported."
-    )
-    revenue_per_user_lift = serializers.FloatField(allow_null=True, help_text="Revenue per user minus control's.")
-    revenue_p_value = serializers.FloatField(allow_null=True, help_text="Welch's t-test of revenue per user.")
-    meets_min_sample_size = serializers.BooleanField(help_text="participants >= min_sample_size (and > 0).")
-    lift = serializers.FloatField(
-        allow_null=True,
-        help_text="The relative lift of the conversion rate the engine decides on: CUPED-adjusted when every "
-        "variant has covariates; Bayesian: the posterior mean.",
-    )
-    lift_stddev = serializers.FloatField(allow_null=True, help_text="Standard error (Bayesian: posterior sd) of lift.")
-    lift_interval = IntervalSerializer(
-        allow_null=True,
-        help_text="The engine's interval of lift at confidence_threshold: sequential: confidence sequence (valid "
-        "at every look); fixed horizon: Wald interval; Bayesian: credible interval.",
-    )
-    decision_interval = IntervalSerializer(
-        allow_null=True,
-        help_text="The engine's interval of the absolute lift; stored as confidence_interval_lower/upper.",
-    )
-    chance_to_win = serializers.FloatField(allow_null=True, help_text="Bayesian: P(lift > 0).")
-    expected_loss = serializers.FloatField(
-        allow_null=True, help_text="Bayesian: E[max(0, -lift)], the relative conversion lost by shipping it."
-    )
-    variance_reduction = serializers.FloatField(
-        allow_null=True, help_text="CUPED: 1 - Var(adjusted lift) / Var(unadjusted lift); null without covariates."
-    )
-    cuped = serializers.BooleanField(help_text="The snapshot carries the CUPED covariate aggregates.")
-    guardrails = GuardrailSerializer(many=True, help_text="Treatments: each guardrail metric against control.")
+    figures = VariantAnalysis
 
 
-class PowerSerializer(serializers.Serializer[Any]):
-    baseline_rate = serializers.FloatField(allow_null=True, help_text="Control's conversion rate.")
-    participants_per_variant = serializers.IntegerField(help_text="Participants of the smallest variant.")
-    minimum_detectable_effect = serializers.FloatField(
-        allow_null=True, help_text="Relative lift detectable with `power` at the current sample under the engine."
-    )
-    target_mde = serializers.FloatField(allow_null=True, help_text="The experiment's target_mde.")
-    power = serializers.FloatField(help_text="The power the figures are computed for (0.8).")
-    sample_size_per_variant = serializers.FloatField(
-        allow_null=True, help_text="Participants per variant needed to detect target_mde with `power`."
-    )
-    planned_sample_size = serializers.IntegerField(
-        allow_null=True, help_text="The experiment's planned participants per variant."
-    )
-    progress = serializers.FloatField(
-        allow_null=True,
-        help_text="Smallest variant / planned_sample_size (or / sample_size_per_variant); 1 = reached.",
-    )
-    days_running = serializers.IntegerField(allow_null=True, help_text="Days since started_at, inclusive.")
-    participants_per_day = serializers.FloatField(allow_null=True, help_text="Per variant (the smallest).")
-    days_remaining = serializers.FloatField(allow_null=True, help_text="At the current traffic, to the goal.")
-    plan_reached = serializers.BooleanField(
-        help_text="Fixed horizon: the planned sample or end date is reached (true when nothing is planned)."
-    )
+class PowerSerializer(FiguresSerializer):
+    figures = PowerFigures
 
 
-class LiftPointSerializer(serializers.Serializer[Any]):
-    snapshot_date = serializers.DateField(help_text="Day of the cumulative snapshots.")
-    variant_key = serializers.CharField(help_text="The treatment.")
-    participants = serializers.IntegerField(help_text="The treatment's cumulative participants on that day.")
-    lift = serializers.FloatField(allow_null=True, help_text="Cumulative relative lift on that day.")
-    lower = serializers.FloatField(allow_null=True, help_text="The engine's interval on that day (lower).")
-    upper = serializers.FloatField(allow_null=True, help_text="The engine's interval on that day (upper).")
-    p_value = serializers.FloatField(allow_null=True, help_text="The engine's p-value on that day (Bayesian: null).")
-    chance_to_win = serializers.FloatField(allow_null=True, help_text="Bayesian: P(lift > 0) on that day.")
+class LiftPointSerializer(FiguresSerializer):
+    figures = LiftPoint
 
 
-class ExperimentAnalysisSerializer(serializers.Serializer[Any]):
+class ExperimentAnalysisSerializer(FiguresSerializer):
     """The answer of POST /experiments/{id}/analyze/ (advanced.experiments.services.AnalysisResult)."""
 
-    experiment_id = serializers.IntegerField(help_text="The experiment's id.")
-    experiment_key = serializers.CharField(help_text="The experiment's key.")
-    # A plain string: a second enum named "status" would collide in the schema's enum naming.
-    status = serializers.CharField(help_text="The experiment's status (draft, running, paused, completed, archived).")
-    primary_metric = serializers.CharField(help_text="Only conversion_rate declares a winner automatically.")
-    as_of = serializers.DateField(allow_null=True, help_text="The as_of day asked for (null: the latest snapshots).")
-    snapshot_date = serializers.DateField(allow_null=True, help_text="The newest snapshot analysed.")
-    confidence_threshold = serializers.FloatField(help_text="The experiment's confidence threshold.")
-    alpha = serializers.FloatField(help_text="1 - confidence_threshold: adjusted p-values below it are significant.")
-    min_sample_size = serializers.IntegerField(help_text="Participants every variant needs before a winner.")
-    control = serializers.CharField(help_text="Key of the control variant.")
-    stats_engine = serializers.CharField(help_text="sequential, fixed_horizon or bayesian.")
-    multiple_testing_correction = serializers.CharField(help_text="holm or benjamini_hochberg.")
-    sequential_tuning = serializers.FloatField(help_text="Sequential: the confidence sequence's tuning N*.")
-    risk_threshold = serializers.FloatField(
-        allow_null=True, help_text="Bayesian: the largest expected loss a winner may carry."
-    )
-    prior_mean = serializers.FloatField(
-        allow_null=True, help_text="Bayesian: mean of the prior on the relative lift (null: flat prior)."
-    )
-    prior_variance = serializers.FloatField(allow_null=True, help_text="Bayesian: variance of that prior.")
-    guardrail_metrics = serializers.ListField(
-        child=serializers.CharField(), help_text="Metrics a winner must not make significantly worse."
-    )
-    state = serializers.CharField(
-        help_text="interim: fixed horizon before its plan, nothing is declared; inconclusive; decided."
-    )
-    variants = VariantAnalysisSerializer(many=True, help_text="Every declared variant, control included.")
-    sample_ratio_mismatch = SampleRatioMismatchSerializer(help_text="The split of participants against the weights.")
-    power = PowerSerializer(
-        allow_null=True, help_text="Minimum detectable effect, sample size needed and progress to the plan."
-    )
-    cuped_theta = serializers.FloatField(allow_null=True, help_text="CUPED: the θ used (null: no adjustment).")
-    significant = serializers.BooleanField(help_text="A winner was declared at this look.")
-    winner = serializers.CharField(allow_null=True, help_text="The analysis' verdict; null: no winner at this look.")
-    confidence_level = serializers.FloatField(
-        allow_null=True, help_text="1 - the winner's corrected p (Bayesian: its chance to win)."
-    )
-    winning_variant = serializers.CharField(
-        allow_null=True, help_text="What the experiment records now (a completed experiment keeps its winner)."
-    )
-    recorded_confidence_level = serializers.FloatField(
-        allow_null=True, help_text="The confidence_level the experiment records now."
-    )
-    reasons = serializers.ListField(child=serializers.CharField(), help_text="Why no winner was declared.")
-    warnings = serializers.ListField(
-        child=serializers.CharField(), help_text="Problems of the snapshots (missing variants, different days)."
-    )
-    results_updated = serializers.IntegerField(help_text="Snapshot rows whose engine figures were stored.")
-    lift_history = LiftPointSerializer(
-        many=True, help_text="Each treatment's cumulative lift and engine interval on every snapshot day."
-    )
+    figures = AnalysisResult
+
+
+NESTED_SERIALIZERS.update(
+    {
+        SampleRatioMismatch: SampleRatioMismatchSerializer,
+        PowerFigures: PowerSerializer,
+        VariantAnalysis: VariantAnalysisSerializer,
+        LiftPoint: LiftPointSerializer,
+    }
+)
 
 
 RESULT_RATIOS = ("conversion_rate",)

@@ -19,125 +19,116 @@ engine's interval of that day (`lift_history`): the review screen's chart of the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from tenancy.errors import Refused
 
 from .. import stats
 from ..models import Experiment, ExperimentResult, ExperimentStatus
+from ..stats.figures import Doc
 from .lifecycle import DECIDED_STATUSES, _locked, variant_errors
 
 # The only metric the analysis decides on; other primary metrics get statistics, no winner.
 DECIDING_METRIC = "conversion_rate"
-P_VALUE_PLACES = Decimal("1e-10")
-INTERVAL_PLACES = Decimal("1e-8")
 CONFIDENCE_PLACES = Decimal("1e-4")
-LOSS_PLACES = Decimal("1e-10")
 # Days of lift history returned (the newest); a year of daily snapshots.
 HISTORY_DAYS = 366
 
 
 @dataclass(frozen=True)
 class VariantAnalysis:
-    """One variant's latest figures and its comparison with control (None: undefined)."""
+    """One variant in the analysis: its pure figures as computed (`statistics`, not copied) and
+    what the declaration and the snapshot add. The API's answer is one flat object: the
+    statistics' figures with these placed `after` the figure their `Doc` names."""
 
-    key: str
-    name: str
-    is_control: bool
-    weight: float
-    expected_share: float
-    snapshot_date: datetime.date | None
-    participants: int
-    conversions: int
-    conversion_rate: float | None
-    conversion_rate_interval: stats.Interval | None
-    absolute_lift: float | None
-    absolute_lift_interval: stats.Interval | None
-    relative_lift: float | None
-    relative_lift_interval: stats.Interval | None
-    z_statistic: float | None
-    p_value: float | None
-    adjusted_p_value: float | None
-    avg_order_value: float | None
-    revenue_per_user: float | None
-    revenue_per_user_stddev: float | None
-    revenue_per_user_lift: float | None
-    revenue_p_value: float | None
-    meets_min_sample_size: bool
-    lift: float | None
-    lift_stddev: float | None
-    lift_interval: stats.Interval | None
-    decision_interval: stats.Interval | None
-    chance_to_win: float | None
-    expected_loss: float | None
-    variance_reduction: float | None
-    cuped: bool
-    guardrails: tuple[stats.GuardrailResult, ...]
+    statistics: stats.VariantStatistics
+    name: Annotated[str, Doc("The variant's name (its key when unnamed).", after="key")]
+    weight: Annotated[float, Doc("As declared in variants.", after="is_control")]
+    snapshot_date: Annotated[
+        datetime.date | None, Doc("Day of the snapshot analysed; null: none yet.", after="expected_share")
+    ]
+    avg_order_value: Annotated[float | None, Doc("As reported on the snapshot.", after="adjusted_p_value")]
+    revenue_per_user_stddev: Annotated[
+        float | None, Doc("Per-user standard deviation, as reported.", after="revenue_per_user")
+    ]
+    cuped: Annotated[bool, Doc("The snapshot carries the CUPED covariate aggregates.", after="variance_reduction")]
 
 
 @dataclass(frozen=True)
 class LiftPoint:
     """A treatment's cumulative relative lift on one snapshot day, with the engine's interval."""
 
-    snapshot_date: datetime.date
-    variant_key: str
-    participants: int
-    lift: float | None
-    lower: float | None
-    upper: float | None
-    p_value: float | None
-    chance_to_win: float | None
+    snapshot_date: Annotated[datetime.date, Doc("Day of the cumulative snapshots.")]
+    variant_key: Annotated[str, Doc("The treatment.")]
+    participants: Annotated[int, Doc("The treatment's cumulative participants on that day.")]
+    lift: Annotated[float | None, Doc("Cumulative relative lift on that day.")]
+    lower: Annotated[float | None, Doc("The engine's interval on that day (lower).")]
+    upper: Annotated[float | None, Doc("The engine's interval on that day (upper).")]
+    p_value: Annotated[float | None, Doc("The engine's p-value on that day (Bayesian: null).")]
+    chance_to_win: Annotated[float | None, Doc("Bayesian: P(lift > 0) on that day.")]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AnalysisResult:
-    """What `experiment_analyze` found and recorded."""
+    """What `experiment_analyze` found and recorded (the API's answer, in its order)."""
 
-    experiment_id: int
-    experiment_key: str
-    status: str
-    primary_metric: str
-    as_of: datetime.date | None
-    snapshot_date: datetime.date | None
-    confidence_threshold: float
-    alpha: float
-    min_sample_size: int
-    control: str
-    variants: tuple[VariantAnalysis, ...]
-    sample_ratio_mismatch: stats.SampleRatioMismatch
+    experiment_id: Annotated[int, Doc("The experiment's id.")]
+    experiment_key: Annotated[str, Doc("The experiment's key.")]
+    # A plain string: a second enum named "status" would collide in the schema's enum naming.
+    status: Annotated[str, Doc("The experiment's status (draft, running, paused, completed, archived).")]
+    primary_metric: Annotated[str, Doc("Only conversion_rate declares a winner automatically.")]
+    as_of: Annotated[datetime.date | None, Doc("The as_of day asked for (null: the latest snapshots).")]
+    snapshot_date: Annotated[datetime.date | None, Doc("The newest snapshot analysed.")]
+    confidence_threshold: Annotated[float, Doc("The experiment's confidence threshold.")]
+    alpha: Annotated[float, Doc("1 - confidence_threshold: adjusted p-values below it are significant.")]
+    min_sample_size: Annotated[int, Doc("Participants every variant needs before a winner.")]
+    control: Annotated[str, Doc("Key of the control variant.")]
+    stats_engine: Annotated[str, Doc("sequential, fixed_horizon or bayesian.")] = stats.SEQUENTIAL
+    multiple_testing_correction: Annotated[str, Doc("holm or benjamini_hochberg.")] = stats.HOLM
+    sequential_tuning: Annotated[float, Doc("Sequential: the confidence sequence's tuning N*.")] = 5000.0
+    risk_threshold: Annotated[float | None, Doc("Bayesian: the largest expected loss a winner may carry.")] = None
+    prior_mean: Annotated[float | None, Doc("Bayesian: mean of the prior on the relative lift (null: flat prior).")] = (
+        None
+    )
+    prior_variance: Annotated[float | None, Doc("Bayesian: variance of that prior.")] = None
+    guardrail_metrics: Annotated[tuple[str, ...], Doc("Metrics a winner must not make significantly worse.")] = ()
+    # interim (fixed horizon before its plan), inconclusive, or decided.
+    state: Annotated[
+        str, Doc("interim: fixed horizon before its plan, nothing is declared; inconclusive; decided.")
+    ] = stats.INCONCLUSIVE
+    variants: Annotated[tuple[VariantAnalysis, ...], Doc("Every declared variant, control included.")]
+    sample_ratio_mismatch: Annotated[stats.SampleRatioMismatch, Doc("The split of participants against the weights.")]
+    power: Annotated[
+        stats.PowerFigures | None, Doc("Minimum detectable effect, sample size needed and progress to the plan.")
+    ] = None
+    cuped_theta: Annotated[float | None, Doc("CUPED: the θ used (null: no adjustment).")] = None
     # The analysis' verdict, and what the experiment records after it (a completed
     # experiment keeps the winner it was completed with).
-    winner: str | None
-    confidence_level: float | None
-    winning_variant: str | None
-    recorded_confidence_level: float | None
-    reasons: tuple[str, ...]
-    warnings: tuple[str, ...]
-    results_updated: int
-    stats_engine: str = stats.SEQUENTIAL
-    multiple_testing_correction: str = stats.HOLM
-    sequential_tuning: float = 5000.0
-    risk_threshold: float | None = None
-    prior_mean: float | None = None
-    prior_variance: float | None = None
-    guardrail_metrics: tuple[str, ...] = ()
-    # interim (fixed horizon before its plan), inconclusive, or decided.
-    state: str = stats.INCONCLUSIVE
-    power: stats.PowerFigures | None = None
-    cuped_theta: float | None = None
-    lift_history: tuple[LiftPoint, ...] = ()
+    significant: Annotated[bool, Doc("A winner was declared at this look.")] = dataclasses.field(init=False)
+    winner: Annotated[str | None, Doc("The analysis' verdict; null: no winner at this look.")]
+    confidence_level: Annotated[float | None, Doc("1 - the winner's corrected p (Bayesian: its chance to win).")]
+    winning_variant: Annotated[
+        str | None, Doc("What the experiment records now (a completed experiment keeps its winner).")
+    ]
+    recorded_confidence_level: Annotated[float | None, Doc("The confidence_level the experiment records now.")]
+    reasons: Annotated[tuple[str, ...], Doc("Why no winner was declared.")]
+    warnings: Annotated[tuple[str, ...], Doc("Problems of the snapshots (missing variants, different days).")]
+    results_updated: Annotated[int, Doc("Snapshot rows whose engine figures were stored.")]
+    lift_history: Annotated[
+        tuple[LiftPoint, ...], Doc("Each treatment's cumulative lift and engine interval on every snapshot day.")
+    ] = ()
 
-    @property
-    def significant(self) -> bool:
-        return self.winner is not None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "significant", self.winner is not None)
 
 
 def _optional_float(value: Decimal | None) -> float | None:
@@ -206,37 +197,60 @@ def _figures(variant: dict[str, Any], row: ExperimentResult | None) -> stats.Var
     )
 
 
-STORED_FIELDS = [
-    "p_value",
-    "confidence_interval_lower",
-    "confidence_interval_upper",
-    "chance_to_win",
-    "expected_loss",
-    "updated_at",
-]
+@dataclass(frozen=True)
+class StoredFigure:
+    """A figure of `VariantStatistics` kept on the variant's snapshot row: an interval in two
+    columns (lower, upper), any other figure in one. Precision and range are the columns' own
+    (their decimal places and digits); a value beyond the range is stored as unknown, not refused
+    (an interval only whole)."""
+
+    figure: str
+    columns: tuple[str, ...]
+    low: float | None = None
+    high: float | None = None
+
+
+# The engine's figures stored on each variant's latest snapshot row (nulls for control and
+# wherever a figure is undefined).
+STORED_FIGURES = (
+    StoredFigure("p_value", ("p_value",), low=0.0, high=1.0),
+    StoredFigure("decision_interval", ("confidence_interval_lower", "confidence_interval_upper")),
+    StoredFigure("chance_to_win", ("chance_to_win",), low=0.0, high=1.0),
+    StoredFigure("expected_loss", ("expected_loss",), low=0.0),
+)
+STORED_FIELDS = [*(column for stored in STORED_FIGURES for column in stored.columns), "updated_at"]
+
+
+def _stored_values(stored: StoredFigure, figures: stats.VariantStatistics) -> tuple[Decimal | None, ...]:
+    value = getattr(figures, stored.figure)
+    parts: tuple[float | None, ...] = (value.lower, value.upper) if isinstance(value, stats.Interval) else (value,)
+    if len(parts) != len(stored.columns):
+        parts = (None,) * len(stored.columns)
+    values: list[Decimal | None] = []
+    for column, part in zip(stored.columns, parts, strict=True):
+        field = ExperimentResult._meta.get_field(column)
+        assert isinstance(field, models.DecimalField)
+        places = Decimal(10) ** -field.decimal_places
+        # numeric(12, 8) holds |x| < 10⁴: beyond that (a handful of participants) is unknown.
+        limit = Decimal(10) ** (field.max_digits - field.decimal_places)
+        quantized = _quantize(part, places, low=stored.low, high=stored.high)
+        if quantized is None or abs(quantized) >= limit:
+            return (None,) * len(stored.columns)
+        values.append(quantized)
+    return tuple(values)
 
 
 def _store_statistics(computed: stats.ExperimentStatistics, latest: dict[str, ExperimentResult]) -> int:
-    """Each variant's engine figures onto its latest snapshot row (nulls for control and
-    wherever a figure is undefined); returns the rows written."""
+    """Each variant's `STORED_FIGURES` onto its latest snapshot row; returns the rows written."""
     now = timezone.now()
     rows: list[ExperimentResult] = []
     for figures in computed.variants:
         row = latest.get(figures.key)
         if row is None:
             continue
-        interval = figures.decision_interval
-        row.p_value = _quantize(figures.p_value, P_VALUE_PLACES, low=0.0, high=1.0)
-        lower = _quantize(interval.lower if interval else None, INTERVAL_PLACES)
-        upper = _quantize(interval.upper if interval else None, INTERVAL_PLACES)
-        # numeric(12, 8) holds |x| < 10⁴: an interval wider than that (a handful of
-        # participants) is stored as unknown rather than refused.
-        fits = lower is not None and upper is not None and abs(lower) < 10_000 and abs(upper) < 10_000
-        row.confidence_interval_lower = lower if fits else None
-        row.confidence_interval_upper = upper if fits else None
-        row.chance_to_win = _quantize(figures.chance_to_win, P_VALUE_PLACES, low=0.0, high=1.0)
-        loss = _quantize(figures.expected_loss, LOSS_PLACES, low=0.0)
-        row.expected_loss = loss if loss is None or loss < 1_000_000 else None
+        for stored in STORED_FIGURES:
+            for column, value in zip(stored.columns, _stored_values(stored, figures), strict=True):
+                setattr(row, column, value)
         row.updated_at = now
         rows.append(row)
     ExperimentResult.objects.bulk_update(rows, STORED_FIELDS)
@@ -259,38 +273,13 @@ def _variant_analysis(
     figures: stats.VariantStatistics, variant: dict[str, Any], row: ExperimentResult | None
 ) -> VariantAnalysis:
     return VariantAnalysis(
-        key=figures.key,
+        statistics=figures,
         name=str(variant.get("name") or figures.key),
-        is_control=figures.is_control,
         weight=float(variant["weight"]),
-        expected_share=figures.expected_share,
         snapshot_date=row.snapshot_date if row else None,
-        participants=figures.participants,
-        conversions=figures.conversions,
-        conversion_rate=figures.conversion_rate,
-        conversion_rate_interval=figures.conversion_rate_interval,
-        absolute_lift=figures.absolute_lift,
-        absolute_lift_interval=figures.absolute_lift_interval,
-        relative_lift=figures.relative_lift,
-        relative_lift_interval=figures.relative_lift_interval,
-        z_statistic=figures.z_statistic,
-        p_value=figures.p_value,
-        adjusted_p_value=figures.adjusted_p_value,
         avg_order_value=_optional_float(row.avg_order_value) if row else None,
-        revenue_per_user=figures.revenue_per_user,
         revenue_per_user_stddev=_optional_float(row.revenue_per_user_stddev) if row else None,
-        revenue_per_user_lift=figures.revenue_per_user_lift,
-        revenue_p_value=figures.revenue_p_value,
-        meets_min_sample_size=figures.meets_min_sample_size,
-        lift=figures.lift,
-        lift_stddev=figures.lift_stddev,
-        lift_interval=figures.lift_interval,
-        decision_interval=figures.decision_interval,
-        chance_to_win=figures.chance_to_win,
-        expected_loss=figures.expected_loss,
-        variance_reduction=figures.variance_reduction,
         cuped=_covariate(row) is not None,
-        guardrails=figures.guardrails,
     )
 
 

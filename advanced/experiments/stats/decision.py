@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Annotated, Any, ClassVar
 
 from scipy import stats as _scipy
 
 from . import bayesian, cuped, power, sequential
+from .figures import Doc
 from .frequentist import (
     SRM_ALPHA,
     Interval,
@@ -96,66 +98,109 @@ class VariantFigures:
 class GuardrailResult:
     """A guardrail metric of a treatment against control under the experiment's engine."""
 
-    metric: str
-    relative_lift: float | None
-    interval: Interval | None
-    p_value: float | None
-    chance_to_win: float | None
+    metric: Annotated[str, Doc("The guardrail metric (revenue_per_user).")]
+    relative_lift: Annotated[float | None, Doc("Treatment / control - 1 of the metric.")]
+    interval: Annotated[Interval | None, Doc("The engine's interval of that relative lift.")]
+    p_value: Annotated[float | None, Doc("Sequential: always-valid p; fixed horizon: Welch's t-test; Bayesian: null.")]
+    chance_to_win: Annotated[float | None, Doc("Bayesian: P(treatment better on the metric).")]
     # Significantly worse than control: blocks this treatment from winning.
-    worse: bool
+    worse: Annotated[bool, Doc("Significantly worse than control: blocks this treatment from winning.")]
 
 
 @dataclass(frozen=True)
 class VariantStatistics:
-    """One variant's figures and, for a treatment, its comparison with control."""
+    """One variant's figures and, for a treatment, its comparison with control.
 
-    key: str
-    is_control: bool
-    participants: int
-    conversions: int
-    expected_share: float
-    conversion_rate: float | None
-    conversion_rate_interval: Interval | None
-    absolute_lift: float | None
-    absolute_lift_interval: Interval | None
-    relative_lift: float | None
-    relative_lift_interval: Interval | None
-    z_statistic: float | None
-    p_value: float | None
-    adjusted_p_value: float | None
-    revenue_per_user: float | None
-    revenue_per_user_lift: float | None
-    revenue_p_value: float | None
-    meets_min_sample_size: bool
+    Each field is a figure of the API's answer (`VariantAnalysis`), described by its `Doc`:
+    a field added here reaches the answer and the OpenAPI document with no other edit."""
+
+    key: Annotated[str, Doc("The variant's key.")]
+    is_control: Annotated[bool, Doc("The variant every treatment is compared with.")]
+    expected_share: Annotated[float, Doc("The weight as a share of all weights.")]
+    participants: Annotated[int, Doc("Cumulative participants of the snapshot analysed.")]
+    conversions: Annotated[int, Doc("Cumulative conversions of the snapshot analysed.")]
+    conversion_rate: Annotated[float | None, Doc("conversions / participants.")]
+    conversion_rate_interval: Annotated[Interval | None, Doc("Wald interval, clipped to [0, 1].")]
+    absolute_lift: Annotated[float | None, Doc("Rate minus control's rate (unadjusted).")]
+    absolute_lift_interval: Annotated[
+        Interval | None, Doc("Unpooled Wald interval (fixed-horizon, unadjusted; descriptive).")
+    ]
+    relative_lift: Annotated[float | None, Doc("Rate / control's rate - 1 (unadjusted).")]
+    relative_lift_interval: Annotated[
+        Interval | None, Doc("Delta method on the ratio (fixed-horizon, unadjusted; descriptive).")
+    ]
+    z_statistic: Annotated[float | None, Doc("Two-proportion z statistic (pooled).")]
+    p_value: Annotated[
+        float | None,
+        Doc(
+            "The engine's two-sided p-value: sequential: always-valid p of the relative lift; fixed horizon: "
+            "two-proportion z-test (pooled; of the CUPED-adjusted difference with covariates); Bayesian: null."
+        ),
+    ]
+    adjusted_p_value: Annotated[
+        float | None, Doc("p_value corrected over the treatments (multiple_testing_correction).")
+    ]
+    revenue_per_user: Annotated[float | None, Doc("As reported on the snapshot.")]
+    revenue_per_user_lift: Annotated[float | None, Doc("Revenue per user minus control's.")]
+    revenue_p_value: Annotated[float | None, Doc("Welch's t-test of revenue per user.")]
+    meets_min_sample_size: Annotated[bool, Doc("participants >= min_sample_size (and > 0).")]
     # The engine's view (treatments only): the relative lift it decides on (CUPED-adjusted when
     # covariates are given), its standard error and interval, and the absolute-lift interval
     # stored on the snapshot row.
-    lift: float | None = None
-    lift_stddev: float | None = None
-    lift_interval: Interval | None = None
-    decision_interval: Interval | None = None
-    chance_to_win: float | None = None
-    expected_loss: float | None = None
-    variance_reduction: float | None = None
-    guardrails: tuple[GuardrailResult, ...] = ()
+    lift: Annotated[
+        float | None,
+        Doc(
+            "The relative lift of the conversion rate the engine decides on: CUPED-adjusted when every "
+            "variant has covariates; Bayesian: the posterior mean."
+        ),
+    ] = None
+    lift_stddev: Annotated[float | None, Doc("Standard error (Bayesian: posterior sd) of lift.")] = None
+    lift_interval: Annotated[
+        Interval | None,
+        Doc(
+            "The engine's interval of lift at confidence_threshold: sequential: confidence sequence (valid "
+            "at every look); fixed horizon: Wald interval; Bayesian: credible interval."
+        ),
+    ] = None
+    decision_interval: Annotated[
+        Interval | None,
+        Doc("The engine's interval of the absolute lift; stored as confidence_interval_lower/upper."),
+    ] = None
+    chance_to_win: Annotated[float | None, Doc("Bayesian: P(lift > 0).")] = None
+    expected_loss: Annotated[
+        float | None, Doc("Bayesian: E[max(0, -lift)], the relative conversion lost by shipping it.")
+    ] = None
+    variance_reduction: Annotated[
+        float | None,
+        Doc("CUPED: 1 - Var(adjusted lift) / Var(unadjusted lift); null without covariates."),
+    ] = None
+    guardrails: Annotated[tuple[GuardrailResult, ...], Doc("Treatments: each guardrail metric against control.")] = ()
 
 
 @dataclass(frozen=True)
 class PowerFigures:
-    baseline_rate: float | None
-    participants_per_variant: int
-    minimum_detectable_effect: float | None
-    target_mde: float | None
-    power: float
-    sample_size_per_variant: float | None
-    planned_sample_size: int | None
+    baseline_rate: Annotated[float | None, Doc("Control's conversion rate.")]
+    participants_per_variant: Annotated[int, Doc("Participants of the smallest variant.")]
+    minimum_detectable_effect: Annotated[
+        float | None, Doc("Relative lift detectable with `power` at the current sample under the engine.")
+    ]
+    target_mde: Annotated[float | None, Doc("The experiment's target_mde.")]
+    power: Annotated[float, Doc("The power the figures are computed for (0.8).")]
+    sample_size_per_variant: Annotated[
+        float | None, Doc("Participants per variant needed to detect target_mde with `power`.")
+    ]
+    planned_sample_size: Annotated[int | None, Doc("The experiment's planned participants per variant.")]
     # The smallest variant's share of the planned sample (or of the sample the target MDE
     # needs); can exceed 1.
-    progress: float | None
-    days_running: int | None
-    participants_per_day: float | None
-    days_remaining: float | None
-    plan_reached: bool
+    progress: Annotated[
+        float | None, Doc("Smallest variant / planned_sample_size (or / sample_size_per_variant); 1 = reached.")
+    ]
+    days_running: Annotated[int | None, Doc("Days since started_at, inclusive.")]
+    participants_per_day: Annotated[float | None, Doc("Per variant (the smallest).")]
+    days_remaining: Annotated[float | None, Doc("At the current traffic, to the goal.")]
+    plan_reached: Annotated[
+        bool, Doc("Fixed horizon: the planned sample or end date is reached (true when nothing is planned).")
+    ]
 
 
 @dataclass(frozen=True)
@@ -286,9 +331,13 @@ def _power(design: Design, variants: Sequence[VariantFigures], control: VariantF
 
 @dataclass
 class _EngineView:
-    """A treatment's figures under the engine (all None for control or without data)."""
+    """A treatment's figures under the engine, as the engine works them out (all None for
+    control or without data). Each is a figure of `VariantStatistics` of the same name and
+    reaches it through `figures()`, except `INTERNAL`'s, which only the decision reads."""
 
-    z: float | None = None
+    INTERNAL: ClassVar[frozenset[str]] = frozenset({"expected_loss_control"})
+
+    z_statistic: float | None = None
     p_value: float | None = None
     lift: float | None = None
     lift_stddev: float | None = None
@@ -298,6 +347,12 @@ class _EngineView:
     expected_loss: float | None = None
     expected_loss_control: float | None = None
     variance_reduction: float | None = None
+
+    def figures(self) -> dict[str, Any]:
+        """The figures by name, NaN and infinity as None (a name VariantStatistics does not
+        declare fails its construction)."""
+        values = {field.name: getattr(self, field.name) for field in fields(self) if field.name not in self.INTERNAL}
+        return {name: v if isinstance(v, Interval) else _finite(v) for name, v in values.items()}
 
 
 @dataclass(frozen=True)
@@ -319,7 +374,7 @@ def _engine_view(
     n = variant.participants + n_c
     view = _EngineView()
     test = two_proportion_z_test(variant.participants, variant.conversions, n_c, x_c)
-    view.z = None if test is None else test.statistic
+    view.z_statistic = None if test is None else test.statistic
     if relative is not None:
         view.lift, view.lift_stddev = relative.estimate, math.sqrt(relative.variance)
         plain_treatment, plain_control = means.plain_treatment, means.plain_control
@@ -330,8 +385,8 @@ def _engine_view(
             view.variance_reduction = 1 - relative.variance / plain_relative.variance
     if design.engine == FIXED_HORIZON:
         if means.adjusted and absolute is not None and absolute.variance > 0:
-            view.z = absolute.estimate / math.sqrt(absolute.variance)
-            view.p_value = min(1.0, 2 * float(_scipy.norm.sf(abs(view.z))))
+            view.z_statistic = absolute.estimate / math.sqrt(absolute.variance)
+            view.p_value = min(1.0, 2 * float(_scipy.norm.sf(abs(view.z_statistic))))
         elif test is not None:
             view.p_value = test.p_value
         view.lift_interval = _wald(relative, confidence)
@@ -453,21 +508,13 @@ def experiment_statistics(
                 absolute_lift_interval=absolute_lift_interval(n, x, n_c, x_c, confidence) if treatment else None,
                 relative_lift=relative_lift(n, x, n_c, x_c) if treatment else None,
                 relative_lift_interval=relative_lift_interval(n, x, n_c, x_c, confidence) if treatment else None,
-                z_statistic=_finite(view.z),
-                p_value=view.p_value,
                 adjusted_p_value=adjusted_p,
                 revenue_per_user=variant.revenue_per_user,
                 revenue_per_user_lift=revenue_lift,
                 revenue_p_value=revenue_p,
                 meets_min_sample_size=n >= min_sample_size and n > 0,
-                lift=_finite(view.lift),
-                lift_stddev=_finite(view.lift_stddev),
-                lift_interval=view.lift_interval,
-                decision_interval=view.decision_interval,
-                chance_to_win=_finite(view.chance_to_win),
-                expected_loss=_finite(view.expected_loss),
-                variance_reduction=_finite(view.variance_reduction),
                 guardrails=guardrails,
+                **view.figures(),
             )
         )
     srm = sample_ratio_mismatch([v.participants for v in variants], [v.weight for v in variants])

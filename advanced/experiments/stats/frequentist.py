@@ -32,16 +32,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 from scipy import stats as _scipy
+
+from .figures import Doc
 
 SRM_ALPHA = 0.001
 
 
 @dataclass(frozen=True)
 class Interval:
-    lower: float
-    upper: float
+    lower: Annotated[float, Doc("Lower bound.")]
+    upper: Annotated[float, Doc("Upper bound.")]
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,9 @@ class ZTest:
 class SampleRatioMismatch:
     """Chi-square goodness of fit of observed participants against the planned split."""
 
-    statistic: float | None
-    p_value: float | None
-    flagged: bool
+    statistic: Annotated[float | None, Doc("Chi-square statistic (k - 1 degrees of freedom).")]
+    p_value: Annotated[float | None, Doc("Chi-square p-value of the observed split against the weights.")]
+    flagged: Annotated[bool, Doc("p < 0.001: the split of participants does not match the weights.")]
 
 
 def _finite(value: float) -> float | None:
