@@ -10,8 +10,8 @@ import pytest
 
 from advanced.experiments.factories import ExperimentFactory
 from growth.factories import AdCampaignFactory, SocialPostFactory
-
-from .conftest import Actor, assert_error
+from tests.fixtures.api import assert_error
+from tests.fixtures.tenants import Actor
 
 
 @pytest.mark.parametrize(
