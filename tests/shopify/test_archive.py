@@ -19,7 +19,7 @@ from shopify.erasure import shop_erasure_run
 from shopify.registry import shop_data_plan
 from tenancy.factories import ShopMembershipFactory, UserFactory
 from tenancy.models import Shop, ShopMembership
-from tests.fixtures.api import client_for
+from tests.fixtures.api import assert_error, client_for
 from tests.fixtures.tenants import SHOP_A, SHOP_B, Tenant
 
 from .conftest import session_token, shop_rows
@@ -242,5 +242,11 @@ def test_only_owners_may_download(filled: tuple[Tenant, Tenant], role: str) -> N
 def test_an_owner_of_another_shop_cannot_download(filled: tuple[Tenant, Tenant]) -> None:
     _, tenant_b = filled
     response = client_for(tenant_b.owner, SHOP_A).get("/api/v1/shop-export/")
-    assert response.status_code == 403
-    assert client_for(tenant_b.owner, None).get("/api/v1/shop-export/").status_code == 400
+    # The JSON error, not a zip: no byte of shop A's archive reaches the other shop's owner.
+    body = assert_error(response, 403, code="not_a_member")
+    assert response["Content-Type"] == "application/json" and "Content-Disposition" not in response
+    assert SHOP_A not in json.dumps(body["errors"])
+    # Without a shop header the request names no shop: refused, and B's own archive is not sent.
+    response = client_for(tenant_b.owner, None).get("/api/v1/shop-export/")
+    assert_error(response, 400)
+    assert "Content-Disposition" not in response
