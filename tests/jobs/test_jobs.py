@@ -225,9 +225,30 @@ def empty_queue(transactional_db: None) -> Iterator[None]:
     empty()
 
 
+def _periodic_runs_already_queued(*, around: datetime.datetime, minutes: int = 15) -> None:
+    """Record every periodic task's runs from `minutes` before `around` to `minutes` after it as
+    already queued, as a worker that ran then would have: the worker under test then queues no
+    periodic job of its own. Without this a test run within 10 minutes of a cron time (03:30, the
+    daily briefings) found a second, scheduled job beside the one it queued."""
+    start, end = around - datetime.timedelta(minutes=minutes), around + datetime.timedelta(minutes=minutes)
+    rows = []
+    for task in app.periodic_registry.periodic_tasks.values():
+        times = croniter(task.cron, start - datetime.timedelta(seconds=1))
+        while (moment := times.get_next(datetime.datetime)) <= end:
+            rows.append((task.task.name, task.periodic_id, int(moment.timestamp())))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO procrastinate_periodic_defers (task_name, periodic_id, defer_timestamp) "
+            "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            rows,
+        )
+
+
 def run_worker_once() -> str:
     """`manage.py procrastinate worker --one-shot` on the test database: the real worker
-    command, in its own process, until the queue is empty."""
+    command, in its own process, until the queue is empty. It runs the jobs the test queued,
+    and no periodic job (see `_periodic_runs_already_queued`)."""
+    _periodic_runs_already_queued(around=datetime.datetime.now(datetime.UTC))
     env = production_env(DATABASE_URL=database_url(connection.get_connection_params()), LOG_FORMAT="text")
     # No replay of the night's missed runs (purges and partitions of today) in a test database:
     # only procrastinate's own 10 minutes.
@@ -253,8 +274,9 @@ def test_the_worker_runs_a_queued_briefing_job_across_shops_as_app_owner(empty_q
     output = run_worker_once()
     assert "ended with status: Success" in output
 
-    # The every-minute refine check is deferred by the worker too (and finds nothing to do).
-    job = ProcrastinateJob.objects.get(task_name="jobs.generate_briefings")
+    # The one job the test queued, and no periodic one (the every-minute jobs included).
+    [job] = ProcrastinateJob.objects.all()
+    assert job.task_name == "jobs.generate_briefings"
     assert job.status == "succeeded"
     # Other periodic jobs the worker queues at its start may record runs too: this job's is one.
     run = JobRun.objects.get(job="generate_briefings:daily")
