@@ -13,8 +13,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from shopify import archive as archive_module
 from shopify.archive import ArchiveError, shop_export_chunks, shop_export_write, shop_import
+from shopify.archive import export as archive_module
+from shopify.archive import importing as importing_module
 from shopify.erasure import shop_erasure_run
 from shopify.registry import shop_data_plan
 from tenancy.factories import ShopMembershipFactory, UserFactory
@@ -159,7 +160,7 @@ def test_import_refuses_a_damaged_archive_before_writing(filled: tuple[Tenant, T
 
 def test_import_refuses_another_schema_version(filled: tuple[Tenant, Tenant], monkeypatch: pytest.MonkeyPatch) -> None:
     data = export_bytes(SHOP_A)
-    monkeypatch.setattr(archive_module, "schema_version", lambda using="default": {"growth": "9999_future"})
+    monkeypatch.setattr(importing_module, "schema_version", lambda using="default": {"growth": "9999_future"})
     with pytest.raises(ArchiveError, match="schema"):
         shop_import(source=io.BytesIO(data), shop_domain="new.myshopify.com")
 

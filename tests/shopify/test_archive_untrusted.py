@@ -188,7 +188,7 @@ def test_an_archive_edited_after_it_was_checked_is_refused_and_rolled_back(
     path = tmp_path / "archive.zip"
     path.write_bytes(data)
     position = data.index(b'"daily_budget":')
-    from shopify import archive as archive_module
+    from shopify.archive import importing as archive_module
 
     real = archive_module.archive_manifest
 
